@@ -1,0 +1,49 @@
+# One target per chore. Every target works on a fresh machine with Python 3.11 and pip.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo .venv-uv/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-pg lint format coverage docker-check bench clean
+
+$(UV):
+	python3 -m venv .venv-uv && .venv-uv/bin/pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+install: $(VENV)/.installed ## create .venv from the committed lock file
+
+run: install ## serve on :8080 (embedded PostgreSQL unless DATABASE_URL is set)
+	$(VENV)/bin/task-scheduler serve
+
+test: install ## the whole suite with coverage (embedded PostgreSQL unless TEST_DATABASE_URL is set)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-pg: install ## integration and end-to-end tests against the PostgreSQL server on 127.0.0.1:5432
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
+		$(PY) -m pytest --no-cov tests/integration tests/acceptance $(PYTEST_ARGS)
+
+lint: install ## checks only, never rewrites
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy --strict src
+
+format: install ## rewrite files with ruff
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+coverage: install ## HTML coverage report in htmlcov/
+	$(PY) -m pytest --cov-report=html $(PYTEST_ARGS)
+	@echo "open htmlcov/index.html"
+
+docker-check: install ## static checks of Dockerfile and compose.yaml (no Docker engine here)
+	bash scripts/docker-check.sh
+
+bench: install ## firing lateness benchmark on this machine
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .venv-uv htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache .data

@@ -1,0 +1,80 @@
+"""The application factory: everything is built here and in the lifespan, nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from task_scheduler import __version__, health
+from task_scheduler.config import Settings
+from task_scheduler.db import (
+    EmbeddedPostgres,
+    asyncpg_dsn,
+    create_engine,
+    migrate,
+    wait_for_database,
+)
+from task_scheduler.delivery.client import WebhookClient
+from task_scheduler.delivery.dispatcher import Dispatcher
+from task_scheduler.timers.router import router as timers_router
+from task_scheduler.timers.service import TimerService
+from task_scheduler.web import BodyLimitMiddleware, RequestLogMiddleware, install_error_handlers
+
+DESCRIPTION = """
+Schedule a webhook: `POST /timer` with a duration and a URL; the service POSTs to the URL once
+when the time is up, durably (PostgreSQL), precisely (milliseconds) and exactly once across any
+number of instances. `GET /timer/{id}` tells the time left and the delivery status.
+"""
+
+
+def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True) -> FastAPI:
+    """Build the service; `run_dispatcher=False` serves the API without firing timers."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            url = settings.database_url
+            if url is None:
+                embedded = EmbeddedPostgres(settings.data_dir)
+                url = await asyncio.to_thread(embedded.start)
+                stack.callback(embedded.stop)
+            engine = create_engine(url, pool_size=settings.db_pool_size)
+            stack.push_async_callback(engine.dispose)
+            await wait_for_database(engine, within_seconds=60)
+            await migrate(engine)
+            app.state.engine = engine
+            app.state.timer_service = TimerService(engine=engine, settings=settings)
+            app.state.dispatcher = None
+            if run_dispatcher:
+                client = WebhookClient(
+                    connect_timeout=settings.connect_timeout_seconds,
+                    total_timeout=settings.request_timeout_seconds,
+                    max_connections=settings.max_concurrent_deliveries,
+                )
+                await client.start()
+                stack.push_async_callback(client.close)
+                dispatcher = Dispatcher(
+                    engine=engine, client=client, settings=settings, listen_dsn=asyncpg_dsn(url)
+                )
+                await dispatcher.start()
+                stack.push_async_callback(dispatcher.stop)
+                app.state.dispatcher = dispatcher
+            yield
+
+    app = FastAPI(
+        title="Task Scheduler Service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(timers_router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestLogMiddleware)
+    return app

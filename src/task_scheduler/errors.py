@@ -1,0 +1,66 @@
+"""The service's exceptions, in one place, and the one JSON error envelope every 4xx/5xx uses.
+
+    ServiceError
+    ├── NotFoundError          404 not_found
+    ├── ValidationFailed       422 validation_error
+    ├── PayloadTooLarge        413 payload_too_large
+    └── DatabaseUnavailable    503 database_unavailable
+
+Envelope: {"error": {"code": str, "message": str, "field": str | null}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ServiceError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFoundError(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class ValidationFailed(ServiceError):
+    status_code = 422
+    code = "validation_error"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class DatabaseUnavailable(ServiceError):
+    status_code = 503
+    code = "database_unavailable"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code.", examples=["validation_error"])
+    message: str = Field(
+        description="What went wrong, for a person.", examples=["url: must be http or https"]
+    )
+    field: str | None = Field(
+        default=None, description="The input field at fault, if any.", examples=["url"]
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The envelope of every error response."""
+
+    error: ErrorDetail
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field}}

@@ -1,0 +1,37 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from task_scheduler.db import schema_is_current
+from task_scheduler.delivery.dispatcher import Dispatcher
+from task_scheduler.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Database reachable, schema current, dispatcher running")
+async def readyz(request: Request) -> JSONResponse:
+    engine: AsyncEngine = request.app.state.engine
+    dispatcher: Dispatcher | None = request.app.state.dispatcher
+    try:
+        current = await schema_is_current(engine)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return _not_ready(f"database unreachable: {type(exc).__name__}")
+    if not current:
+        return _not_ready("database schema is not at the latest migration")
+    if dispatcher is not None and not dispatcher.running:
+        return _not_ready("dispatcher is not running")
+    return JSONResponse({"status": "ready"})
+
+
+def _not_ready(reason: str) -> JSONResponse:
+    return JSONResponse(error_body("not_ready", reason), status_code=503)

