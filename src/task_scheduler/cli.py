@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from pydantic import ValidationError
 
@@ -38,7 +40,15 @@ def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
     )
+    # uvicorn re-raises the stop signal after its graceful shutdown, so the process would end
+    # "killed by SIGTERM"; a no-op handler underneath makes a graceful stop exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _after_graceful_shutdown)
     uvicorn.Server(config).run()
+
+
+def _after_graceful_shutdown(_signum: int, _frame: FrameType | None) -> None:
+    """Runs only once uvicorn has finished its own graceful shutdown."""
 
 
 async def _migrate(settings: Settings) -> None:

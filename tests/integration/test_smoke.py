@@ -23,7 +23,7 @@ async def test_fires_once(service: Callable[..., Any], receiver: Receiver) -> No
     async with service() as client:
         created = await client.post("/timer", json={"seconds": 1, "url": receiver.url})
         timer_id = created.json()["timer_id"]
-        assert await receiver.wait_for(lambda: receiver.counts()[timer_id] == 1, timeout=10)
+        assert await receiver.wait_for(lambda: receiver.counts()[timer_id] == 1, within=10)
         view = await wait_for_status(client, timer_id, "delivered")
     assert receiver.counts() == {timer_id: 1}
     assert view["status"] == "delivered"

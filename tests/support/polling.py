@@ -11,9 +11,9 @@ import httpx
 
 
 async def wait_for_status(
-    client: httpx.AsyncClient, timer_id: int, status: str, timeout: float = 10.0
+    client: httpx.AsyncClient, timer_id: int, status: str, within: float = 10.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         view: dict[str, Any] = (await client.get(f"/timer/{timer_id}")).json()
         if view.get("status") == status or time.monotonic() > deadline:

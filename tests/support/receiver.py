@@ -4,6 +4,7 @@ outside world, never of our own code)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
@@ -90,16 +91,14 @@ class Receiver:
         """Deliveries answered 2xx, by timer id."""
         return Counter(d.timer_id for d in self.deliveries if 200 <= d.status < 300)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `predicate()` holds (checked on every arrival), at most `timeout` seconds."""
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, predicate: Callable[[], bool], within: float) -> bool:
+        """Wait until `predicate()` holds (checked on every arrival), at most `within` seconds."""
+        deadline = time.monotonic() + within
         while not predicate():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=min(left, 0.5))
-            except TimeoutError:
-                pass
         return True

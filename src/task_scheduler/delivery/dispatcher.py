@@ -1,10 +1,19 @@
 """The dispatcher: claims due timers, holds the near future in memory, fires each on time.
 
-One per instance, no leader. Each loop turn it (1) returns lapsed leases of crashed instances to
+One per instance, no leader. Each loop turn it (1) returns lapsed leases of dead instances to
 `pending`, (2) claims timers due within `lookahead_seconds` (`FOR UPDATE SKIP LOCKED`, leased to
 this instance), (3) sleeps until woken by a NOTIFY about a near-due timer, a freed slot, or the
 poll interval. Each claimed timer waits in its own task for (due_at - database now at claim) on
 this host's monotonic clock, so a wrong host clock can make a timer late, never early.
+
+Leases: a heartbeat every third of `lease_seconds` extends every lease this instance holds, so a
+live instance keeps its timers however long its queue is; only a dead (or cut off) instance's
+leases lapse. A request starts only while the last heartbeat vouches for the lease until after
+the request's timeout; otherwise the timer is handed back.
+
+Outcomes are recorded by one writer task in batches (one fenced UPDATE per kind per batch): a
+batch is whatever queued up while the previous one was written, so a lone timer is written at
+once and a burst of thousands costs a handful of statements.
 """
 
 from __future__ import annotations
@@ -13,23 +22,47 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler.config import Settings
 from task_scheduler.delivery.backoff import retry_delay
 from task_scheduler.delivery.client import DeliveryResult, WebhookClient
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
-from task_scheduler.timers.repository import ClaimedTimer
+from task_scheduler.timers.repository import ClaimedTimer, Outcome
 
 logger = logging.getLogger(__name__)
 
-# Start a request only if it can finish this long before the lease lapses.
-_LEASE_SAFETY_SECONDS = 1.0
-_FINISH_WRITE_TRIES = 6
+# Heartbeats per lease period: two may fail in a row before a lease is at risk.
+_HEARTBEATS_PER_LEASE = 3
+_MAX_WRITE_BATCH = 1000
+
+
+class Verdict(Enum):
+    DELIVERED = "timer.delivered"
+    RETRY = "timer.retry_scheduled"
+    FAILED = "timer.failed"
+    RETURNED = "timer.lease_returned"
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    verdict: Verdict
+    outcome: Outcome
+    fields: dict[str, object]
+
+
+_WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
+    Verdict.DELIVERED: repository.mark_delivered,
+    Verdict.RETRY: repository.schedule_retry,
+    Verdict.FAILED: repository.mark_failed,
+    Verdict.RETURNED: repository.release_leases,
+}
 
 
 class Dispatcher:
@@ -53,51 +86,48 @@ class Dispatcher:
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
-        self._claim_task: asyncio.Task[None] | None = None
-        self._listen_task: asyncio.Task[None] | None = None
+        self._outcomes: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Monotonic time until which the last heartbeat made every lease held here last; taken
+        # from the moment the query was sent, so it errs short.
+        self._leases_valid_until = 0.0
 
     @property
     def running(self) -> bool:
-        return self._claim_task is not None and not self._claim_task.done()
-
-    @property
-    def held_count(self) -> int:
-        return len(self._held)
+        task = self._tasks.get("claim")
+        return task is not None and not task.done()
 
     async def start(self) -> None:
-        self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
-        self._listen_task = asyncio.create_task(self._listen_loop(), name="dispatcher-listen")
+        for name, loop in (
+            ("claim", self._claim_loop),
+            ("listen", self._listen_loop),
+            ("heartbeat", self._heartbeat_loop),
+            ("writer", self._writer_loop),
+        ):
+            self._tasks[name] = asyncio.create_task(loop(), name=f"dispatcher-{name}")
         log_event(logger, "dispatcher.started", instance=self.owner)
 
     async def stop(self) -> None:
         """Stop claiming, let requests in flight finish (grace period), hand back the rest."""
         self._stopping.set()
         self._wake.set()
-        for task in (self._listen_task, self._claim_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        for name in ("listen", "claim"):
+            await _cancel(self._tasks[name])
         waiting = [tid for tid in self._held if tid not in self._sending]
         for tid in waiting:
-            self._held[tid].cancel()
+            self._held[tid].cancel()  # each hands its timer back on the way out
+        grace = self._settings.shutdown_grace_seconds
         in_flight = list(self._held.values())
         if in_flight:
-            _, not_done = await asyncio.wait(
-                in_flight, timeout=self._settings.shutdown_grace_seconds
-            )
-            for task in not_done:
+            _, late = await asyncio.wait(in_flight, timeout=grace)
+            for task in late:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-        released = 0
-        if waiting:
-            try:
-                async with self._engine.begin() as conn:
-                    released = await repository.release_leases(
-                        conn, timer_ids=waiting, owner=self.owner
-                    )
-            except Exception as exc:  # noqa: BLE001 - the leases then simply lapse
-                log_event(logger, "dispatcher.release_failed", logging.WARNING, error=repr(exc))
-        log_event(logger, "dispatcher.stopped", instance=self.owner, released=released)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outcomes.join(), timeout=max(grace, 1.0))
+        for name in ("writer", "heartbeat"):
+            await _cancel(self._tasks[name])
+        log_event(logger, "dispatcher.stopped", instance=self.owner, handed_back=len(waiting))
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -147,6 +177,8 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> int:
         settings = self._settings
+        loop = asyncio.get_running_loop()
+        asked_at = loop.time()
         async with self._engine.begin() as conn:
             claimed = await repository.claim_due(
                 conn,
@@ -155,15 +187,13 @@ class Dispatcher:
                 lease_seconds=settings.lease_seconds,
                 limit=limit,
             )
-        # The database's now() is taken before this point, so mapping it here never fires early.
-        received = asyncio.get_running_loop().time()
+        # db_now was read between asked_at and received: mapping it to `received` can only make
+        # a timer late (by the round trip), never early.
+        received = loop.time()
+        lease_valid_until = asked_at + settings.lease_seconds
         for timer in claimed:
             fire_at = received + max(0.0, (timer.due_at - timer.db_now).total_seconds())
-            lease_left = (timer.lease_expires_at - timer.db_now).total_seconds()
-            send_by = (
-                received + lease_left - settings.request_timeout_seconds - _LEASE_SAFETY_SECONDS
-            )
-            task = asyncio.create_task(self._fire(timer, fire_at, send_by))
+            task = asyncio.create_task(self._fire(timer, fire_at, lease_valid_until))
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
         if claimed:
@@ -184,41 +214,70 @@ class Dispatcher:
         if len(self._held) == self._settings.max_in_flight - 1:
             self._wake.set()  # a slot is free again
 
-    # -- firing -----------------------------------------------------------------------------
-
-    async def _fire(self, timer: ClaimedTimer, fire_at: float, send_by: float) -> None:
+    async def _heartbeat_loop(self) -> None:
+        settings = self._settings
         loop = asyncio.get_running_loop()
-        delay = fire_at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        async with self._send_slots:
-            if loop.time() > send_by:
-                # Too close to the lease's end: another instance may take it over; let it lapse.
+        while True:
+            await asyncio.sleep(settings.lease_seconds / _HEARTBEATS_PER_LEASE)
+            if not self._held and self._outcomes.empty():
+                continue
+            asked_at = loop.time()
+            try:
+                async with self._engine.begin() as conn:
+                    await repository.extend_leases(
+                        conn, owner=self.owner, lease_seconds=settings.lease_seconds
+                    )
+                self._leases_valid_until = asked_at + settings.lease_seconds
+            except Exception as exc:  # noqa: BLE001 - retried next beat; leases may then lapse
                 log_event(
                     logger,
-                    "timer.lease_lapsing",
+                    "dispatcher.heartbeat_failed",
                     logging.WARNING,
-                    timer_id=timer.id,
-                    attempt=timer.attempt,
+                    instance=self.owner,
+                    error=repr(exc),
                 )
-                return
-            self._sending.add(timer.id)
-            late_ms = (loop.time() - fire_at) * 1000
-            try:
-                result = await self._client.send(
-                    url=timer.url,
-                    timer_id=timer.id,
-                    delivery_id=timer.delivery_id,
-                    attempt=timer.attempt,
-                    due_at=timer.due_at,
-                )
-            finally:
-                self._sending.discard(timer.id)
-        await self._finish(timer, result, late_ms)
 
-    async def _finish(self, timer: ClaimedTimer, result: DeliveryResult, late_ms: float) -> None:
+    # -- firing -----------------------------------------------------------------------------
+
+    async def _fire(self, timer: ClaimedTimer, fire_at: float, claim_lease_until: float) -> None:
+        loop = asyncio.get_running_loop()
+        sent = False
+        try:
+            delay = fire_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self._send_slots:
+                lease_until = max(claim_lease_until, self._leases_valid_until)
+                if loop.time() + self._settings.request_timeout_seconds > lease_until:
+                    # No heartbeat vouches for the lease until the request would end (database
+                    # unreachable, or this process stalled): hand the timer back rather than
+                    # risk a second instance sending it too.
+                    return
+                self._sending.add(timer.id)
+                sent = True
+                late_ms = (loop.time() - fire_at) * 1000
+                try:
+                    result = await self._client.send(
+                        url=timer.url,
+                        timer_id=timer.id,
+                        delivery_id=timer.delivery_id,
+                        attempt=timer.attempt,
+                        due_at=timer.due_at,
+                    )
+                finally:
+                    self._sending.discard(timer.id)
+            self._record(timer, result, late_ms)
+        finally:
+            if not sent:
+                self._outcomes.put_nowait(
+                    _Pending(
+                        Verdict.RETURNED, Outcome(timer.id, timer.attempt), {"timer_id": timer.id}
+                    )
+                )
+
+    def _record(self, timer: ClaimedTimer, result: DeliveryResult, late_ms: float) -> None:
         settings = self._settings
-        fields = {
+        fields: dict[str, object] = {
             "timer_id": timer.id,
             "attempt": timer.attempt,
             "instance": self.owner,
@@ -226,72 +285,79 @@ class Dispatcher:
             "duration_ms": round(result.duration_ms, 1),
             "late_ms": round(late_ms, 1),
         }
-        write: Callable[[AsyncConnection], Awaitable[bool]]
-        wake_claimer = False
         if result.ok:
-            action, level = "timer.delivered", logging.INFO
-
-            async def write(conn: AsyncConnection) -> bool:
-                return await repository.mark_delivered(
-                    conn, timer_id=timer.id, owner=self.owner, attempt=timer.attempt
-                )
-
-        elif result.retryable and timer.attempt < settings.max_attempts:
-            delay = retry_delay(
-                timer.attempt, base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds
-            )
-            action, level = "timer.retry_scheduled", logging.WARNING
-            fields.update(error=result.error, retry_in=round(delay, 3))
-
-            async def write(conn: AsyncConnection) -> bool:
-                return await repository.schedule_retry(
-                    conn,
-                    timer_id=timer.id,
-                    owner=self.owner,
-                    attempt=timer.attempt,
-                    delay_seconds=delay,
-                    error=_attempt_error(timer.attempt, result),
-                )
-
-            wake_claimer = delay <= settings.lookahead_seconds
+            verdict, outcome = Verdict.DELIVERED, Outcome(timer.id, timer.attempt)
         else:
-            action, level = "timer.failed", logging.WARNING
-            fields.update(error=result.error)
-
-            async def write(conn: AsyncConnection) -> bool:
-                return await repository.mark_failed(
-                    conn,
-                    timer_id=timer.id,
-                    owner=self.owner,
-                    attempt=timer.attempt,
-                    error=_attempt_error(timer.attempt, result),
+            error = f"attempt {timer.attempt}: {result.error}"
+            fields["error"] = result.error
+            if result.retryable and timer.attempt < settings.max_attempts:
+                delay = retry_delay(
+                    timer.attempt,
+                    base=settings.backoff_base_seconds,
+                    cap=settings.backoff_cap_seconds,
                 )
+                fields["retry_in"] = round(delay, 3)
+                verdict, outcome = Verdict.RETRY, Outcome(timer.id, timer.attempt, error, delay)
+            else:
+                verdict, outcome = Verdict.FAILED, Outcome(timer.id, timer.attempt, error)
+        self._outcomes.put_nowait(_Pending(verdict, outcome, fields))
 
-        if await self._write_outcome(write, timer):
-            log_event(logger, action, level, **fields)
-            if wake_claimer:
-                self._wake.set()  # the retry is due within the lookahead: claim it now
-        else:
-            log_event(logger, "timer.lease_lost", logging.WARNING, **fields)
+    # -- recording outcomes -----------------------------------------------------------------
 
-    async def _write_outcome(
-        self, write: Callable[[AsyncConnection], Awaitable[bool]], timer: ClaimedTimer
-    ) -> bool:
-        """Record an attempt's outcome, retrying through short database outages."""
-        for attempt in range(_FINISH_WRITE_TRIES):
+    async def _writer_loop(self) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while len(batch) < _MAX_WRITE_BATCH and not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._outcomes.task_done()
+
+    async def _write(self, batch: Sequence[_Pending]) -> None:
+        """Write one batch, retrying through database outages; a lapsed lease drops the outcome."""
+        by_verdict: dict[Verdict, list[_Pending]] = {}
+        for item in batch:
+            by_verdict.setdefault(item.verdict, []).append(item)
+        failures = 0
+        while True:
             try:
                 async with self._engine.begin() as conn:
-                    return await write(conn)
-            except Exception as exc:  # noqa: BLE001 - retried; after that the lease lapses
+                    kept: set[int] = set()
+                    for verdict, items in by_verdict.items():
+                        kept |= await _WRITERS[verdict](
+                            conn, owner=self.owner, outcomes=[i.outcome for i in items]
+                        )
+                break
+            except Exception as exc:  # noqa: BLE001 - retried; the lease decides who may write
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
                 log_event(
                     logger,
-                    "timer.finish_write_failed",
+                    "dispatcher.write_failed",
                     logging.WARNING,
-                    timer_id=timer.id,
+                    instance=self.owner,
+                    count=len(batch),
                     error=repr(exc),
+                    retry_in=delay,
                 )
-                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
-        return False
+                await asyncio.sleep(delay)
+        wake = False
+        for item in batch:
+            if item.outcome.timer_id not in kept:
+                log_event(logger, "timer.lease_lost", logging.WARNING, **item.fields)
+                continue
+            quiet = item.verdict in (Verdict.DELIVERED, Verdict.RETURNED)
+            level = logging.INFO if quiet else logging.WARNING
+            log_event(logger, item.verdict.value, level, **item.fields)
+            if item.verdict is Verdict.RETURNED or (
+                item.verdict is Verdict.RETRY
+                and item.outcome.retry_in_seconds <= self._settings.lookahead_seconds
+            ):
+                wake = True
+        if wake and not self._stopping.is_set():
+            self._wake.set()  # due again within the lookahead: claim now
 
     # -- LISTEN/NOTIFY ----------------------------------------------------------------------
 
@@ -334,5 +400,6 @@ class Dispatcher:
         self._wake.set()
 
 
-def _attempt_error(attempt: int, result: DeliveryResult) -> str:
-    return f"attempt {attempt}: {result.error}"
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -6,6 +6,7 @@
     firing    pending     schedule_retry                      attempt failed, attempts remain
     firing    failed      mark_failed                         attempt failed, none remain (or not retryable)
     firing    pending     release_leases / expire_leases      shutdown before sending / owner crashed
+    firing    firing      extend_leases                       the owner's heartbeat (lease only)
 
 Every transition is a conditional `UPDATE ... WHERE status = ...` (fenced by lease owner and
 attempt where an instance holds the lease); nothing reads and then writes.

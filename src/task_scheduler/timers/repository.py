@@ -7,6 +7,7 @@ compare against returns the database's `now()` as `db_now`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -147,85 +148,132 @@ async def claim_due(
     return claimed
 
 
-_FENCE = "id = :id AND status = 'firing' AND lease_owner = :owner AND attempts = :attempt"
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, to be recorded under the lease it was made with."""
+
+    timer_id: int
+    attempt: int
+    error: str | None = None
+    retry_in_seconds: float = 0.0
+
+
+# Every finishing update is fenced: only the lease owner, for the attempt it claimed, while firing.
+_FENCE = "t.id = o.id AND t.status = 'firing' AND t.lease_owner = :owner AND t.attempts = o.attempt"
 
 _MARK_DELIVERED = text(f"""
-UPDATE timers
+UPDATE timers AS t
 SET status = 'delivered', delivered_at = now(), lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[])) AS o(id, attempt)
 WHERE {_FENCE}
+RETURNING t.id
 """)
 
 _SCHEDULE_RETRY = text(f"""
-UPDATE timers
-SET status = 'pending',
-    due_at = now() + make_interval(secs => CAST(:delay_seconds AS double precision)),
-    last_error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+UPDATE timers AS t
+SET status = 'pending', due_at = now() + make_interval(secs => o.delay), last_error = o.error,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),
+            CAST(:delays AS double precision[]), CAST(:errors AS text[])) AS o(id, attempt, delay, error)
 WHERE {_FENCE}
+RETURNING t.id
 """)
 
 _MARK_FAILED = text(f"""
-UPDATE timers
-SET status = 'failed', last_error = :error, lease_owner = NULL, lease_expires_at = NULL,
+UPDATE timers AS t
+SET status = 'failed', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]))
+    AS o(id, attempt, error)
 WHERE {_FENCE}
+RETURNING t.id
 """)
 
 
-async def mark_delivered(conn: AsyncConnection, *, timer_id: int, owner: str, attempt: int) -> bool:
-    """firing → delivered; False when the lease was lost (another instance owns the timer now)."""
+async def mark_delivered(
+    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """firing → delivered, for many timers in one statement; returns the ids whose lease held."""
     result = await conn.execute(
-        _MARK_DELIVERED, {"id": timer_id, "owner": owner, "attempt": attempt}
+        _MARK_DELIVERED,
+        {
+            "owner": owner,
+            "ids": [o.timer_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+        },
     )
-    return result.rowcount == 1
+    return {row.id for row in result}
 
 
 async def schedule_retry(
-    conn: AsyncConnection,
-    *,
-    timer_id: int,
-    owner: str,
-    attempt: int,
-    delay_seconds: float,
-    error: str,
-) -> bool:
-    """firing → pending with a later due time; False when the lease was lost."""
+    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """firing → pending, due again `retry_in_seconds` from now; returns the ids whose lease held."""
     result = await conn.execute(
         _SCHEDULE_RETRY,
         {
-            "id": timer_id,
             "owner": owner,
-            "attempt": attempt,
-            "delay_seconds": delay_seconds,
-            "error": error,
+            "ids": [o.timer_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "delays": [o.retry_in_seconds for o in outcomes],
+            "errors": [o.error for o in outcomes],
         },
     )
-    return result.rowcount == 1
+    return {row.id for row in result}
 
 
 async def mark_failed(
-    conn: AsyncConnection, *, timer_id: int, owner: str, attempt: int, error: str
-) -> bool:
-    """firing → failed; False when the lease was lost."""
+    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """firing → failed (attempts used up, or not retryable); returns the ids whose lease held."""
     result = await conn.execute(
-        _MARK_FAILED, {"id": timer_id, "owner": owner, "attempt": attempt, "error": error}
+        _MARK_FAILED,
+        {
+            "owner": owner,
+            "ids": [o.timer_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "errors": [o.error for o in outcomes],
+        },
     )
-    return result.rowcount == 1
+    return {row.id for row in result}
 
 
-_RELEASE_LEASES = text("""
-UPDATE timers
-SET status = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+_RELEASE_LEASES = text(f"""
+UPDATE timers AS t
+SET status = 'pending', attempts = t.attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
-WHERE id = ANY(:ids) AND status = 'firing' AND lease_owner = :owner
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[])) AS o(id, attempt)
+WHERE {_FENCE}
+RETURNING t.id
 """)
 
 
-async def release_leases(conn: AsyncConnection, *, timer_ids: list[int], owner: str) -> int:
-    """firing → pending for claimed timers this instance will not send (shutdown); attempt undone."""
-    if not timer_ids:
-        return 0
-    result = await conn.execute(_RELEASE_LEASES, {"ids": timer_ids, "owner": owner})
+async def release_leases(
+    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """firing → pending for claimed timers this instance will not send; the attempt is undone."""
+    result = await conn.execute(
+        _RELEASE_LEASES,
+        {
+            "owner": owner,
+            "ids": [o.timer_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+        },
+    )
+    return {row.id for row in result}
+
+
+_EXTEND_LEASES = text("""
+UPDATE timers
+SET lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision))
+WHERE status = 'firing' AND lease_owner = :owner
+""")
+
+
+async def extend_leases(conn: AsyncConnection, *, owner: str, lease_seconds: float) -> int:
+    """Heartbeat: every lease `owner` holds now lasts `lease_seconds` from the database's now."""
+    result = await conn.execute(_EXTEND_LEASES, {"owner": owner, "lease_seconds": lease_seconds})
     return result.rowcount
 
 
