@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,11 +17,10 @@ from task_scheduler.logs import configure_logging
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Flags win over the environment; both are validated by Settings."""
-    if getattr(args, "host", None):
-        os.environ["HOST"] = args.host
-    if getattr(args, "port", None) is not None:
-        os.environ["PORT"] = str(args.port)
-    return Settings()
+    flags = {name: getattr(args, name, None) for name in ("host", "port")}
+    settings = Settings()
+    given = {name: value for name, value in flags.items() if value is not None}
+    return Settings.model_validate({**settings.model_dump(), **given}) if given else settings
 
 
 def serve(settings: Settings) -> None:

@@ -12,6 +12,8 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including leap days
+# Due times must stay inside what PostgreSQL intervals and Python datetimes can hold.
+MAX_HORIZON_LIMIT = 1000 * 366 * 24 * 3600
 
 
 def _default_instance_id() -> str:
@@ -60,7 +62,10 @@ class Settings(BaseSettings):
         description="json lines, readable console lines, or auto (console on a tty).",
     )
     max_horizon_seconds: int = Field(
-        default=TEN_YEARS_SECONDS, ge=1, description="Longest accepted timer duration in seconds."
+        default=TEN_YEARS_SECONDS,
+        ge=1,
+        le=MAX_HORIZON_LIMIT,
+        description="Longest accepted timer duration in seconds (at most 1000 years).",
     )
     max_request_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest accepted request body; larger gets 413."

@@ -106,8 +106,18 @@ async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail)
     if exc.status_code == 400 and message == "There was an error parsing the body":
         # FastAPI's answer when json.loads fails with something other than a syntax error.
-        message = "request body could not be parsed as JSON (numbers may have at most 4300 digits)"
+        message = _unreadable_body_message(exc.__cause__)
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+def _unreadable_body_message(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "request body is not valid UTF-8 JSON"
+    if isinstance(cause, RecursionError):
+        return "request body is nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "a number in the request body has more than 4300 digits"
+    return "request body could not be read as JSON"
 
 
 async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 # Heartbeats per lease period: two may fail in a row before a lease is at risk.
 _HEARTBEATS_PER_LEASE = 3
 _MAX_WRITE_BATCH = 1000
+LISTEN_APPLICATION_NAME = "task-scheduler-listen"
 
 
 class Verdict(Enum):
@@ -367,7 +368,11 @@ class Dispatcher:
         while not self._stopping.is_set():
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._listen_dsn, timeout=10)
+                conn = await asyncpg.connect(
+                    self._listen_dsn,
+                    timeout=10,
+                    server_settings={"application_name": LISTEN_APPLICATION_NAME},
+                )
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _c, ev=closed: ev.set())
                 await conn.add_listener(repository.NOTIFY_CHANNEL, self._on_notify)

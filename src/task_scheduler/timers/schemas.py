@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -52,7 +53,7 @@ class TimerCreate(BaseModel):
 
 
 def validate_webhook_url(value: str) -> str:
-    if value != value.strip() or any(ch.isspace() or ord(ch) < 32 for ch in value):
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
         raise ValueError("must not contain spaces or control characters")
     try:
         parts = urlsplit(value)
