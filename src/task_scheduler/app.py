@@ -19,6 +19,7 @@ from task_scheduler.db import (
 )
 from task_scheduler.delivery.client import WebhookClient
 from task_scheduler.delivery.dispatcher import Dispatcher
+from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.timers.router import router as timers_router
 from task_scheduler.timers.service import TimerService
 from task_scheduler.web import BodyLimitMiddleware, RequestLogMiddleware, install_error_handlers
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                     connect_timeout=settings.connect_timeout_seconds,
                     total_timeout=settings.request_timeout_seconds,
                     max_connections=settings.max_concurrent_deliveries,
+                    signer=WebhookSigner(settings.webhook_secret_list),
                 )
                 await client.start()
                 stack.push_async_callback(client.close)

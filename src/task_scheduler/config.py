@@ -105,6 +105,19 @@ class Settings(BaseSettings):
     max_concurrent_deliveries: int = Field(
         default=200, ge=1, description="Most webhook requests one instance sends at once."
     )
+    webhook_secrets: str = Field(
+        default="",
+        description="Comma-separated whsec_ secrets signing webhooks (Standard Webhooks); empty: unsigned.",
+    )
+    max_webhook_body_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        le=1_048_576,
+        description="Largest custom webhook body a timer may carry.",
+    )
+    idempotency_window_seconds: float = Field(
+        default=86_400.0, gt=0, description="How long an Idempotency-Key returns the same timer."
+    )
     db_pool_size: int = Field(
         default=10, ge=1, le=200, description="Database connections per instance."
     )
@@ -112,8 +125,17 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."
     )
 
+    @property
+    def webhook_secret_list(self) -> list[str]:
+        return [part.strip() for part in self.webhook_secrets.split(",") if part.strip()]
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        from task_scheduler.delivery.signing import WebhookSigner
+
+        WebhookSigner(
+            self.webhook_secret_list
+        )  # raises InvalidSecret (a ValueError) naming the problem
         if self.lease_seconds <= self.request_timeout_seconds:
             raise ValueError(
                 "SCHEDULER_LEASE_SECONDS must be larger than SCHEDULER_REQUEST_TIMEOUT_SECONDS, "

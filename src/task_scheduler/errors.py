@@ -3,6 +3,8 @@
     ServiceError
     ├── NotFoundError          404 not_found
     ├── ValidationFailed       422 validation_error
+    ├── Conflict               409 conflict (carries the timer's current status)
+    ├── PreconditionFailed     412 precondition_failed (If-Match did not match)
     ├── PayloadTooLarge        413 payload_too_large
     └── DatabaseUnavailable    503 database_unavailable
 
@@ -34,6 +36,20 @@ class NotFoundError(ServiceError):
 class ValidationFailed(ServiceError):
     status_code = 422
     code = "validation_error"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message, field="status")
+        self.status = status
+
+
+class PreconditionFailed(ServiceError):
+    status_code = 412
+    code = "precondition_failed"
 
 
 class PayloadTooLarge(ServiceError):

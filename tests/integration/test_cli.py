@@ -30,8 +30,8 @@ async def test_migrate_creates_the_schema(
 ) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        await conn.execute("DROP TABLE timers")
-        await conn.execute("DROP TABLE alembic_version")
+        await conn.execute("DROP SCHEMA public CASCADE")
+        await conn.execute("CREATE SCHEMA public")
         monkeypatch.setenv("DATABASE_URL", database_url)
         monkeypatch.setenv("SCHEDULER_LOG_FORMAT", "json")
         assert await asyncio.to_thread(main, ["migrate"]) == 0

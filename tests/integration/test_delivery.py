@@ -75,7 +75,7 @@ async def test_webhook_request_shape(service: ServiceFactory, receiver: Receiver
     assert headers["x-timer-id"] == str(timer_id)
     assert headers["x-timer-attempt"] == "1"
     assert abs(int(headers["webhook-timestamp"]) - delivery.arrived_at) < 3600
-    assert set(delivery.body) == {"timer_id", "due_at", "attempt"}
+    assert set(delivery.body) == {"timer_id", "due_at", "attempt", "labels"}
     assert delivery.body["timer_id"] == timer_id
     assert delivery.body["attempt"] == 1
     due_at = datetime.fromisoformat(delivery.body["due_at"])

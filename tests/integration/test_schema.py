@@ -34,8 +34,8 @@ async def test_migrated_schema_matches_models(database_url: str) -> None:
 async def test_concurrent_migrations_from_an_empty_database(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=1)
     async with engine.begin() as conn:
-        await conn.execute(text("DROP TABLE timers"))
-        await conn.execute(text("DROP TABLE alembic_version"))
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
     assert not await schema_is_current(engine)
     engines = [create_engine(database_url, pool_size=1) for _ in range(3)]
     try:

@@ -24,6 +24,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 
 import asyncpg
@@ -31,10 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler.config import Settings
 from task_scheduler.delivery.backoff import retry_delay
-from task_scheduler.delivery.client import DeliveryResult, WebhookClient
+from task_scheduler.delivery.client import DeliveryResult, WebhookClient, WebhookRequest
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
-from task_scheduler.timers.repository import ClaimedTimer, Outcome
+from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Verdict(Enum):
     DELIVERED = "timer.delivered"
     RETRY = "timer.retry_scheduled"
     FAILED = "timer.failed"
+    EXPIRED = "timer.expired"
     RETURNED = "timer.lease_returned"
 
 
@@ -62,6 +64,7 @@ _WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
     Verdict.DELIVERED: repository.mark_delivered,
     Verdict.RETRY: repository.schedule_retry,
     Verdict.FAILED: repository.mark_failed,
+    Verdict.EXPIRED: repository.mark_expired,
     Verdict.RETURNED: repository.release_leases,
 }
 
@@ -194,7 +197,7 @@ class Dispatcher:
         lease_valid_until = asked_at + settings.lease_seconds
         for timer in claimed:
             fire_at = received + max(0.0, (timer.due_at - timer.db_now).total_seconds())
-            task = asyncio.create_task(self._fire(timer, fire_at, lease_valid_until))
+            task = asyncio.create_task(self._fire(timer, received, fire_at, lease_valid_until))
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
         if claimed:
@@ -240,16 +243,25 @@ class Dispatcher:
 
     # -- firing -----------------------------------------------------------------------------
 
-    async def _fire(self, timer: ClaimedTimer, fire_at: float, claim_lease_until: float) -> None:
+    async def _fire(
+        self, timer: ClaimedTimer, received: float, fire_at: float, claim_lease_until: float
+    ) -> None:
         loop = asyncio.get_running_loop()
+        timeout = timer.timeout_seconds or self._settings.request_timeout_seconds
         sent = False
         try:
             delay = fire_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             async with self._send_slots:
+                # The database's now, estimated from the claim: errs early by the round trip.
+                db_now = timer.db_now + timedelta(seconds=loop.time() - received)
+                if timer.deliver_before is not None and db_now > timer.deliver_before:
+                    sent = True  # nothing goes out, but the outcome is decided
+                    self._expire(timer, (db_now - timer.deliver_before).total_seconds())
+                    return
                 lease_until = max(claim_lease_until, self._leases_valid_until)
-                if loop.time() + self._settings.request_timeout_seconds > lease_until:
+                if loop.time() + timeout > lease_until:
                     # No heartbeat vouches for the lease until the request would end (database
                     # unreachable, or this process stalled): hand the timer back rather than
                     # risk a second instance sending it too.
@@ -259,11 +271,18 @@ class Dispatcher:
                 late_ms = (loop.time() - fire_at) * 1000
                 try:
                     result = await self._client.send(
-                        url=timer.url,
-                        timer_id=timer.id,
-                        delivery_id=timer.delivery_id,
-                        attempt=timer.attempt,
-                        due_at=timer.due_at,
+                        WebhookRequest(
+                            url=timer.url,
+                            timer_id=timer.id,
+                            delivery_id=timer.delivery_id,
+                            attempt=timer.attempt,
+                            due_at=timer.due_at,
+                            method=timer.method,
+                            headers=timer.headers,
+                            body=timer.body,
+                            labels=timer.labels,
+                            timeout_seconds=timeout,
+                        )
                     )
                 finally:
                     self._sending.discard(timer.id)
@@ -286,22 +305,54 @@ class Dispatcher:
             "duration_ms": round(result.duration_ms, 1),
             "late_ms": round(late_ms, 1),
         }
+        record = AttemptRecord(
+            timer_id=timer.id,
+            attempt=timer.attempt,
+            started_at=result.started_at,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            error_class=result.error_class,
+            error_message=result.error,
+            response_body=result.response_body,
+        )
         if result.ok:
-            verdict, outcome = Verdict.DELIVERED, Outcome(timer.id, timer.attempt)
+            verdict, outcome = Verdict.DELIVERED, Outcome(timer.id, timer.attempt, record=record)
         else:
             error = f"attempt {timer.attempt}: {result.error}"
             fields["error"] = result.error
-            if result.retryable and timer.attempt < settings.max_attempts:
-                delay = retry_delay(
-                    timer.attempt,
-                    base=settings.backoff_base_seconds,
-                    cap=settings.backoff_cap_seconds,
-                )
+            max_attempts = timer.max_attempts or settings.max_attempts
+            used = timer.attempt - timer.attempts_before_redrive
+            if result.retryable and used < max_attempts:
+                cap = timer.backoff_cap_seconds or settings.backoff_cap_seconds
+                if result.retry_after_seconds is not None:
+                    delay = min(
+                        result.retry_after_seconds, cap
+                    )  # the receiver's wish, within policy
+                else:
+                    base = timer.backoff_base_seconds or settings.backoff_base_seconds
+                    delay = retry_delay(used, base=base, cap=cap)
                 fields["retry_in"] = round(delay, 3)
-                verdict, outcome = Verdict.RETRY, Outcome(timer.id, timer.attempt, error, delay)
+                verdict, outcome = (
+                    Verdict.RETRY,
+                    Outcome(timer.id, timer.attempt, error, delay, record),
+                )
             else:
-                verdict, outcome = Verdict.FAILED, Outcome(timer.id, timer.attempt, error)
+                verdict, outcome = (
+                    Verdict.FAILED,
+                    Outcome(timer.id, timer.attempt, error, record=record),
+                )
         self._outcomes.put_nowait(_Pending(verdict, outcome, fields))
+
+    def _expire(self, timer: ClaimedTimer, late_by_seconds: float) -> None:
+        error = f"expired: delivery would have started {late_by_seconds:.3f}s after deliver_before"
+        fields: dict[str, object] = {
+            "timer_id": timer.id,
+            "attempt": timer.attempt,
+            "late_by_s": round(late_by_seconds, 3),
+        }
+        self._outcomes.put_nowait(
+            _Pending(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields)
+        )
 
     # -- recording outcomes -----------------------------------------------------------------
 
@@ -330,6 +381,12 @@ class Dispatcher:
                         kept |= await _WRITERS[verdict](
                             conn, owner=self.owner, outcomes=[i.outcome for i in items]
                         )
+                    records = [
+                        i.outcome.record
+                        for i in batch
+                        if i.outcome.record is not None and i.outcome.timer_id in kept
+                    ]
+                    await repository.insert_attempts(conn, records=records)
                 break
             except Exception as exc:  # noqa: BLE001 - retried; the lease decides who may write
                 failures += 1

@@ -1,12 +1,18 @@
-"""The `timers` table and the one state machine every timer follows.
+"""The `timers`, `timer_attempts` and `idempotency_keys` tables, and the one state machine every
+timer follows.
 
     from      to          by (repository function)            when
     pending   firing      claim_due                           due within the lookahead window
+    pending   cancelled   cancel                              DELETE /timer/{id}
+    pending   pending     update_pending                      PATCH /timer/{id}
     firing    delivered   mark_delivered                      the webhook answered 2xx
     firing    pending     schedule_retry                      attempt failed, attempts remain
-    firing    failed      mark_failed                         attempt failed, none remain (or not retryable)
-    firing    pending     release_leases / expire_leases      shutdown before sending / owner crashed
+    firing    failed      mark_failed                         attempt failed, none remain (or 410 Gone)
+    firing    expired     mark_expired                        delivery would start after deliver_before
+    firing    pending     release_leases / expire_leases      not sent (shutdown) / owner died
     firing    firing      extend_leases                       the owner's heartbeat (lease only)
+    failed    pending     redrive                             POST /timer/{id}/retry
+    expired   pending     redrive                             POST /timer/{id}/retry
 
 Every transition is a conditional `UPDATE ... WHERE status = ...` (fenced by lease owner and
 attempt where an instance holds the lease); nothing reads and then writes.
@@ -21,15 +27,19 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     Uuid,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
@@ -39,14 +49,32 @@ class TimerStatus(StrEnum):
     FIRING = "firing"
     DELIVERED = "delivered"
     FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 ALLOWED_TRANSITIONS: dict[TimerStatus, frozenset[TimerStatus]] = {
-    TimerStatus.PENDING: frozenset({TimerStatus.FIRING}),
-    TimerStatus.FIRING: frozenset({TimerStatus.DELIVERED, TimerStatus.PENDING, TimerStatus.FAILED}),
+    TimerStatus.PENDING: frozenset(
+        {TimerStatus.FIRING, TimerStatus.CANCELLED, TimerStatus.PENDING}
+    ),
+    TimerStatus.FIRING: frozenset(
+        {
+            TimerStatus.DELIVERED,
+            TimerStatus.PENDING,
+            TimerStatus.FAILED,
+            TimerStatus.EXPIRED,
+            TimerStatus.FIRING,
+        }
+    ),
     TimerStatus.DELIVERED: frozenset(),
-    TimerStatus.FAILED: frozenset(),
+    TimerStatus.FAILED: frozenset({TimerStatus.PENDING}),
+    TimerStatus.EXPIRED: frozenset({TimerStatus.PENDING}),
+    TimerStatus.CANCELLED: frozenset(),
 }
+
+FINISHED = frozenset(
+    {TimerStatus.DELIVERED, TimerStatus.FAILED, TimerStatus.EXPIRED, TimerStatus.CANCELLED}
+)
 
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in TimerStatus)
 
@@ -65,9 +93,54 @@ timers = Table(
     Column("lease_expires_at", DateTime(timezone=True), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    # What is sent: NULL body means the default JSON body.
+    Column("method", Text, nullable=False, server_default=text("'POST'")),
+    Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("body", JSONB, nullable=True),
+    Column("labels", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Delivery must start before this instant, else the timer ends `expired`.
+    Column("deliver_before", DateTime(timezone=True), nullable=True),
+    # Per-timer retry policy; NULL means the service default at firing time.
+    Column("max_attempts", Integer, nullable=True),
+    Column("backoff_base_seconds", Double, nullable=True),
+    Column("backoff_cap_seconds", Double, nullable=True),
+    Column("timeout_seconds", Double, nullable=True),
+    # Attempts made before the last manual redrive; the retry budget counts from here.
+    Column("attempts_before_redrive", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The claim query reads only this index: pending timers in due order.
     Index("ix_timers_pending_due", "due_at", "id", postgresql_where=text("status = 'pending'")),
     # Lease expiry scans only timers being fired.
     Index("ix_timers_firing_lease", "lease_expires_at", postgresql_where=text("status = 'firing'")),
+    # GET /timers: keyset order by (due_at, id), optionally within one status.
+    Index("ix_timers_status_due", "status", "due_at", "id"),
+    Index(
+        "ix_timers_labels",
+        "labels",
+        postgresql_using="gin",
+        postgresql_ops={"labels": "jsonb_path_ops"},
+    ),
+)
+
+timer_attempts = Table(
+    "timer_attempts",
+    metadata,
+    Column("timer_id", BigInteger, ForeignKey("timers.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("duration_ms", Double, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error_class", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+    PrimaryKeyConstraint("timer_id", "attempt", name="pk_timer_attempts"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("timer_id", BigInteger, ForeignKey("timers.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )

@@ -6,11 +6,13 @@ compare against returns the database's `now()` as `db_now`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from pydantic import JsonValue
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,11 +26,40 @@ class TimerRow:
     status: str
     due_at: datetime
     created_at: datetime
+    updated_at: datetime
     attempts: int
     delivery_id: uuid.UUID
     last_error: str | None
     delivered_at: datetime | None
+    method: str
+    headers: dict[str, str]
+    body: JsonValue
+    labels: dict[str, str]
+    deliver_before: datetime | None
+    max_attempts: int | None
+    backoff_base_seconds: float | None
+    backoff_cap_seconds: float | None
+    timeout_seconds: float | None
     db_now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewTimer:
+    """A timer to insert: due `delay_seconds` from the database's now, or at `fire_at`."""
+
+    url: str
+    delay_seconds: float | None = None
+    fire_at: datetime | None = None
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    body_json: str | None = None  # the JSON text of the body; None for the default body
+    labels: dict[str, str] = field(default_factory=dict)
+    deliver_before: datetime | None = None
+    max_lateness_seconds: float | None = None
+    max_attempts: int | None = None
+    backoff_base_seconds: float | None = None
+    backoff_cap_seconds: float | None = None
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,36 +71,84 @@ class ClaimedTimer:
     delivery_id: uuid.UUID
     lease_expires_at: datetime
     db_now: datetime
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: JsonValue = None
+    labels: dict[str, str] = field(default_factory=dict)
+    deliver_before: datetime | None = None
+    max_attempts: int | None = None
+    backoff_base_seconds: float | None = None
+    backoff_cap_seconds: float | None = None
+    timeout_seconds: float | None = None
+    attempts_before_redrive: int = 0
 
 
 _TIMER_COLUMNS = (
-    "id, url, status, due_at, created_at, attempts, delivery_id, last_error, delivered_at"
+    "id, url, status, due_at, created_at, updated_at, attempts, delivery_id, last_error, delivered_at,"
+    " method, headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,"
+    " backoff_cap_seconds, timeout_seconds"
+)
+_TIMER_FIELDS = [f for f in TimerRow.__dataclass_fields__ if f != "db_now"]
+_NOTIFY_IF_SOON = (
+    "CASE WHEN {due} <= now() + make_interval(secs => CAST(:notify_within AS double precision))"
+    f" THEN pg_notify('{NOTIFY_CHANNEL}', '') END AS notified"
 )
 
-_CREATE = text(f"""
-WITH new AS (
-    INSERT INTO timers (url, due_at)
-    VALUES (:url, now() + make_interval(secs => CAST(:delay_seconds AS double precision)))
+_INSERT = text(f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:urls AS text[]), CAST(:delays AS double precision[]), CAST(:fire_ats AS timestamptz[]),
+        CAST(:methods AS text[]), CAST(:headers AS text[]), CAST(:bodies AS text[]),
+        CAST(:labels AS text[]), CAST(:deliver_befores AS timestamptz[]),
+        CAST(:lateness AS double precision[]), CAST(:max_attempts AS integer[]),
+        CAST(:bases AS double precision[]), CAST(:caps AS double precision[]),
+        CAST(:timeouts AS double precision[])
+    ) WITH ORDINALITY AS i(url, delay, fire_at, method, headers, body, labels, deliver_before,
+                           lateness, max_attempts, base, cap, timeout, ord)
+), scheduled AS (
+    SELECT input.*, coalesce(fire_at, now() + make_interval(secs => delay)) AS due
+    FROM input
+), new AS (
+    INSERT INTO timers (url, due_at, method, headers, body, labels, deliver_before, max_attempts,
+                        backoff_base_seconds, backoff_cap_seconds, timeout_seconds)
+    SELECT url, due, method, CAST(headers AS jsonb), CAST(body AS jsonb), CAST(labels AS jsonb),
+           coalesce(deliver_before, due + make_interval(secs => lateness)), max_attempts, base, cap,
+           timeout
+    FROM scheduled
+    ORDER BY ord
     RETURNING {_TIMER_COLUMNS}
 )
-SELECT new.*, now() AS db_now,
-       CASE WHEN new.due_at <= now() + make_interval(secs => CAST(:notify_within AS double precision))
-            THEN pg_notify('{NOTIFY_CHANNEL}', '') END AS notified
+SELECT new.*, now() AS db_now, {_NOTIFY_IF_SOON.format(due="new.due_at")}
 FROM new
+ORDER BY new.id
 """)
 
 
-async def create_timer(
-    conn: AsyncConnection, *, url: str, delay_seconds: int, notify_within: float
-) -> TimerRow:
-    """Insert a pending timer; wake the dispatchers (NOTIFY, sent on commit) if it is due soon."""
-    row = (
-        await conn.execute(
-            _CREATE,
-            {"url": url, "delay_seconds": float(delay_seconds), "notify_within": notify_within},
-        )
-    ).one()
-    return _timer_row(row._mapping)
+async def insert_timers(
+    conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
+) -> list[TimerRow]:
+    """Insert pending timers with one statement, returned in input order; due-soon ones NOTIFY
+    the dispatchers (PostgreSQL sends one notification per transaction, on commit)."""
+    result = await conn.execute(
+        _INSERT,
+        {
+            "urls": [t.url for t in timers],
+            "delays": [t.delay_seconds for t in timers],
+            "fire_ats": [t.fire_at for t in timers],
+            "methods": [t.method for t in timers],
+            "headers": [json.dumps(t.headers) for t in timers],
+            "bodies": [t.body_json for t in timers],
+            "labels": [json.dumps(t.labels) for t in timers],
+            "deliver_befores": [t.deliver_before for t in timers],
+            "lateness": [t.max_lateness_seconds for t in timers],
+            "max_attempts": [t.max_attempts for t in timers],
+            "bases": [t.backoff_base_seconds for t in timers],
+            "caps": [t.backoff_cap_seconds for t in timers],
+            "timeouts": [t.timeout_seconds for t in timers],
+            "notify_within": notify_within,
+        },
+    )
+    return [_timer_row(row._mapping) for row in result]
 
 
 _GET = text(f"SELECT {_TIMER_COLUMNS}, now() AS db_now FROM timers WHERE id = :id")
@@ -81,17 +160,226 @@ async def get_timer(conn: AsyncConnection, *, timer_id: int) -> TimerRow | None:
 
 
 def _timer_row(m: RowMapping) -> TimerRow:
-    return TimerRow(
-        id=m["id"],
-        url=m["url"],
-        status=m["status"],
-        due_at=m["due_at"],
-        created_at=m["created_at"],
-        attempts=m["attempts"],
-        delivery_id=m["delivery_id"],
-        last_error=m["last_error"],
-        delivered_at=m["delivered_at"],
-        db_now=m["db_now"],
+    return TimerRow(**{name: m[name] for name in _TIMER_FIELDS}, db_now=m["db_now"])
+
+
+# Columns PATCH may set directly (the names are fixed here, never taken from input).
+EDITABLE_COLUMNS = frozenset(
+    {
+        "url",
+        "method",
+        "headers",
+        "body",
+        "labels",
+        "deliver_before",
+        "max_attempts",
+        "backoff_base_seconds",
+        "backoff_cap_seconds",
+        "timeout_seconds",
+    }
+)
+_JSONB_COLUMNS = frozenset({"headers", "body", "labels"})
+
+
+async def update_pending(
+    conn: AsyncConnection,
+    *,
+    timer_id: int,
+    changes: dict[str, object],
+    delay_seconds: float | None = None,
+    fire_at: datetime | None = None,
+    max_lateness_seconds: float | None = None,
+    expected_updated_at: datetime | None = None,
+    notify_within: float,
+) -> TimerRow | None:
+    """pending → pending with new fields and/or a new due time; None if the timer is not pending
+    (or, with `expected_updated_at`, was changed meanwhile). JSON columns take JSON text."""
+    assignments = ["updated_at = now()"]
+    params: dict[str, object] = {"id": timer_id, "notify_within": notify_within}
+    for column, value in changes.items():
+        if column not in EDITABLE_COLUMNS:
+            raise ValueError(f"column {column!r} is not editable")
+        cast = "jsonb" if column in _JSONB_COLUMNS else None
+        assignments.append(
+            f"{column} = " + (f"CAST(:{column} AS {cast})" if cast else f":{column}")
+        )
+        params[column] = value
+    new_due = "due_at"
+    if fire_at is not None or delay_seconds is not None:
+        new_due = (
+            "coalesce(CAST(:fire_at AS timestamptz),"
+            " now() + make_interval(secs => CAST(:delay AS double precision)))"
+        )
+        assignments.append(f"due_at = {new_due}")
+        params.update(fire_at=fire_at, delay=delay_seconds)
+    if max_lateness_seconds is not None:
+        assignments.append(
+            f"deliver_before = {new_due} + make_interval(secs => CAST(:lateness AS double precision))"
+        )
+        params["lateness"] = max_lateness_seconds
+    fence = "id = :id AND status = 'pending'"
+    if expected_updated_at is not None:
+        fence += " AND updated_at = :expected_updated_at"
+        params["expected_updated_at"] = expected_updated_at
+    statement = text(f"""
+        UPDATE timers SET {", ".join(assignments)}
+        WHERE {fence}
+        RETURNING {_TIMER_COLUMNS}, now() AS db_now, {_NOTIFY_IF_SOON.format(due="due_at")}
+    """)
+    row = (await conn.execute(statement, params)).one_or_none()
+    return None if row is None else _timer_row(row._mapping)
+
+
+_CANCEL = text(f"""
+UPDATE timers SET status = 'cancelled', updated_at = now()
+WHERE id = :id AND status = 'pending'
+RETURNING {_TIMER_COLUMNS}, now() AS db_now
+""")
+
+
+async def cancel(conn: AsyncConnection, *, timer_id: int) -> TimerRow | None:
+    """pending → cancelled; None when the timer is not pending (claimed, finished or unknown)."""
+    row = (await conn.execute(_CANCEL, {"id": timer_id})).one_or_none()
+    return None if row is None else _timer_row(row._mapping)
+
+
+_REDRIVE = text(f"""
+UPDATE timers
+SET status = 'pending', due_at = now(), deliver_before = NULL, attempts_before_redrive = attempts,
+    updated_at = now()
+WHERE id = :id AND status IN ('failed', 'expired')
+RETURNING {_TIMER_COLUMNS}, now() AS db_now, {_NOTIFY_IF_SOON.format(due="due_at")}
+""")
+
+
+async def redrive(conn: AsyncConnection, *, timer_id: int, notify_within: float) -> TimerRow | None:
+    """failed | expired → pending, due now, with a fresh retry budget and no lateness cutoff."""
+    row = (
+        await conn.execute(_REDRIVE, {"id": timer_id, "notify_within": notify_within})
+    ).one_or_none()
+    return None if row is None else _timer_row(row._mapping)
+
+
+async def list_timers(
+    conn: AsyncConnection,
+    *,
+    status: str | None = None,
+    labels: dict[str, str] | None = None,
+    due_after: datetime | None = None,
+    due_before: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+    limit: int,
+) -> list[TimerRow]:
+    """Timers in (due_at, id) order after the keyset cursor `after`, filtered."""
+    where: list[str] = []
+    params: dict[str, object] = {"limit": limit}
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    if labels:
+        where.append("labels @> CAST(:labels AS jsonb)")
+        params["labels"] = json.dumps(labels)
+    if due_after is not None:
+        where.append("due_at >= :due_after")
+        params["due_after"] = due_after
+    if due_before is not None:
+        where.append("due_at < :due_before")
+        params["due_before"] = due_before
+    if after is not None:
+        where.append("(due_at, id) > (:cursor_due, :cursor_id)")
+        params.update(cursor_due=after[0], cursor_id=after[1])
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    statement = text(f"""
+        SELECT {_TIMER_COLUMNS}, now() AS db_now FROM timers {clause}
+        ORDER BY due_at, id LIMIT :limit
+    """)
+    return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    timer_id: int
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error_class: str | None
+    error_message: str | None
+    response_body: str | None
+
+
+_INSERT_ATTEMPTS = text("""
+INSERT INTO timer_attempts (timer_id, attempt, started_at, duration_ms, status_code, error_class,
+                            error_message, response_body)
+SELECT * FROM unnest(CAST(:timer_ids AS bigint[]), CAST(:attempts AS integer[]),
+                     CAST(:started AS timestamptz[]), CAST(:durations AS double precision[]),
+                     CAST(:codes AS integer[]), CAST(:classes AS text[]), CAST(:messages AS text[]),
+                     CAST(:bodies AS text[]))
+ON CONFLICT DO NOTHING
+""")
+
+
+async def insert_attempts(conn: AsyncConnection, *, records: Sequence[AttemptRecord]) -> None:
+    """Append rows to the attempt log (one statement for the batch)."""
+    if not records:
+        return
+    await conn.execute(
+        _INSERT_ATTEMPTS,
+        {
+            "timer_ids": [r.timer_id for r in records],
+            "attempts": [r.attempt for r in records],
+            "started": [r.started_at for r in records],
+            "durations": [r.duration_ms for r in records],
+            "codes": [r.status_code for r in records],
+            "classes": [r.error_class for r in records],
+            "messages": [r.error_message for r in records],
+            "bodies": [r.response_body for r in records],
+        },
+    )
+
+
+_LIST_ATTEMPTS = text("""
+SELECT timer_id, attempt, started_at, duration_ms, status_code, error_class, error_message,
+       response_body
+FROM timer_attempts WHERE timer_id = :id ORDER BY attempt
+""")
+
+
+async def list_attempts(conn: AsyncConnection, *, timer_id: int) -> list[AttemptRecord]:
+    return [
+        AttemptRecord(**row._mapping)
+        for row in await conn.execute(_LIST_ATTEMPTS, {"id": timer_id})
+    ]
+
+
+_LOCK_IDEMPOTENCY_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_FIND_IDEMPOTENCY_KEY = text("""
+SELECT request_hash, timer_id FROM idempotency_keys
+WHERE key = :key AND created_at > now() - make_interval(secs => CAST(:window AS double precision))
+""")
+_SAVE_IDEMPOTENCY_KEY = text("""
+INSERT INTO idempotency_keys (key, request_hash, timer_id) VALUES (:key, :hash, :timer_id)
+ON CONFLICT (key) DO UPDATE
+SET request_hash = EXCLUDED.request_hash, timer_id = EXCLUDED.timer_id, created_at = now()
+""")
+
+
+async def find_idempotency_key(
+    conn: AsyncConnection, *, key: str, window_seconds: float
+) -> tuple[str, int] | None:
+    """Lock `key` for this transaction (same-key requests queue here), then read it if fresh."""
+    await conn.execute(_LOCK_IDEMPOTENCY_KEY, {"key": key})
+    row = (
+        await conn.execute(_FIND_IDEMPOTENCY_KEY, {"key": key, "window": window_seconds})
+    ).one_or_none()
+    return None if row is None else (row.request_hash, row.timer_id)
+
+
+async def save_idempotency_key(
+    conn: AsyncConnection, *, key: str, request_hash: str, timer_id: int
+) -> None:
+    await conn.execute(
+        _SAVE_IDEMPOTENCY_KEY, {"key": key, "hash": request_hash, "timer_id": timer_id}
     )
 
 
@@ -110,7 +398,9 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, now() AS db_now
+RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, now() AS db_now, method,
+          headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,
+          backoff_cap_seconds, timeout_seconds, attempts_before_redrive
 """)
 
 
@@ -141,6 +431,16 @@ async def claim_due(
             delivery_id=r.delivery_id,
             lease_expires_at=r.lease_expires_at,
             db_now=r.db_now,
+            method=r.method,
+            headers=r.headers,
+            body=r.body,
+            labels=r.labels,
+            deliver_before=r.deliver_before,
+            max_attempts=r.max_attempts,
+            backoff_base_seconds=r.backoff_base_seconds,
+            backoff_cap_seconds=r.backoff_cap_seconds,
+            timeout_seconds=r.timeout_seconds,
+            attempts_before_redrive=r.attempts_before_redrive,
         )
         for r in result
     ]
@@ -156,6 +456,7 @@ class Outcome:
     attempt: int
     error: str | None = None
     retry_in_seconds: float = 0.0
+    record: AttemptRecord | None = None  # the attempt log row, when a request was made
 
 
 # Every finishing update is fenced: only the lease owner, for the attempt it claimed, while firing.
@@ -229,6 +530,33 @@ async def mark_failed(
     """firing → failed (attempts used up, or not retryable); returns the ids whose lease held."""
     result = await conn.execute(
         _MARK_FAILED,
+        {
+            "owner": owner,
+            "ids": [o.timer_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "errors": [o.error for o in outcomes],
+        },
+    )
+    return {row.id for row in result}
+
+
+_MARK_EXPIRED = text(f"""
+UPDATE timers AS t
+SET status = 'expired', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]))
+    AS o(id, attempt, error)
+WHERE {_FENCE}
+RETURNING t.id
+""")
+
+
+async def mark_expired(
+    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """firing → expired: delivery would have started after `deliver_before`; nothing was sent."""
+    result = await conn.execute(
+        _MARK_EXPIRED,
         {
             "owner": owner,
             "ids": [o.timer_id for o in outcomes],

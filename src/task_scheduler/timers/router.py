@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from pydantic import AwareDatetime
 
-from task_scheduler.errors import ErrorResponse
-from task_scheduler.timers.schemas import TimerCreate, TimerCreated, TimerView
-from task_scheduler.timers.service import TimerService
+from task_scheduler.errors import ErrorResponse, ValidationFailed
+from task_scheduler.timers.models import TimerStatus
+from task_scheduler.timers.schemas import (
+    AttemptList,
+    TimerBatch,
+    TimerBatchCreated,
+    TimerCreate,
+    TimerCreated,
+    TimerPage,
+    TimerUpdate,
+    TimerView,
+)
+from task_scheduler.timers.service import TimerService, etag_of
 
 MAX_TIMER_ID = 2**63 - 1
 
@@ -21,10 +32,21 @@ def get_timer_service(request: Request) -> TimerService:
 TimerServiceDep = Annotated[TimerService, Depends(get_timer_service)]
 TimerId = Annotated[int, Path(ge=1, le=MAX_TIMER_ID, description="Identifier of the timer.")]
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    422: {"model": ErrorResponse, "description": "Invalid input; the error names the field."},
-    503: {"model": ErrorResponse, "description": "The database is unreachable; try again."},
-}
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    described = {
+        404: "No such timer.",
+        409: "The timer's status does not allow this; the error carries the status.",
+        412: "If-Match does not match the timer's current ETag.",
+        413: "Request body too large.",
+        422: "Invalid input; the error names the field.",
+        503: "The database is unreachable; try again.",
+    }
+    return {
+        code: {"model": ErrorResponse, "description": described[code]}
+        for code in (*codes, 422, 503)
+    }
+
 
 router = APIRouter(tags=["timers"])
 
@@ -33,22 +55,142 @@ router = APIRouter(tags=["timers"])
     "/timer",
     status_code=status.HTTP_201_CREATED,
     response_model=TimerCreated,
-    responses={413: {"model": ErrorResponse, "description": "Request body too large."}, **_ERRORS},
+    response_model_exclude_none=True,
+    responses={200: {"model": TimerCreated, "description": "Idempotent replay"}, **_errors(413)},
     summary="Create a timer that calls a webhook once",
 )
 async def create_timer(
-    body: TimerCreate, response: Response, service: TimerServiceDep
+    body: TimerCreate,
+    response: Response,
+    service: TimerServiceDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Retry-safe creation: the same key and request return the same timer (200).",
+        ),
+    ] = None,
 ) -> TimerCreated:
-    created = await service.create(body)
+    created, replayed = await service.create(body, idempotency_key=idempotency_key)
+    if replayed:
+        response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/timer/{created.timer_id}"
     return created
+
+
+@router.post(
+    "/timers/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TimerBatchCreated,
+    response_model_exclude_none=True,
+    responses=_errors(413),
+    summary="Create up to 1,000 timers in one transaction",
+)
+async def create_timers(body: TimerBatch, service: TimerServiceDep) -> TimerBatchCreated:
+    return await service.create_batch(body)
 
 
 @router.get(
     "/timer/{timer_id}",
     response_model=TimerView,
-    responses={404: {"model": ErrorResponse, "description": "No such timer."}, **_ERRORS},
+    responses=_errors(404),
     summary="Get a timer's time left and delivery status",
 )
-async def get_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView:
-    return await service.get(timer_id)
+async def get_timer(timer_id: TimerId, response: Response, service: TimerServiceDep) -> TimerView:
+    view = await service.get(timer_id)
+    response.headers["ETag"] = etag_of(view.updated_at)
+    return view
+
+
+@router.patch(
+    "/timer/{timer_id}",
+    response_model=TimerView,
+    responses=_errors(404, 409, 412),
+    summary="Reschedule or edit a pending timer",
+)
+async def update_timer(
+    timer_id: TimerId,
+    body: TimerUpdate,
+    response: Response,
+    service: TimerServiceDep,
+    if_match: Annotated[
+        str | None, Header(max_length=100, description="Apply only if the ETag still matches.")
+    ] = None,
+) -> TimerView:
+    view = await service.update(timer_id, body, if_match=if_match)
+    response.headers["ETag"] = etag_of(view.updated_at)
+    return view
+
+
+@router.delete(
+    "/timer/{timer_id}",
+    response_model=TimerView,
+    responses=_errors(404, 409),
+    summary="Cancel a pending timer",
+)
+async def cancel_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView:
+    return await service.cancel(timer_id)
+
+
+@router.post(
+    "/timer/{timer_id}/retry",
+    response_model=TimerView,
+    responses=_errors(404, 409),
+    summary="Send a failed or expired timer again (manual redrive)",
+)
+async def retry_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView:
+    return await service.redrive(timer_id)
+
+
+@router.get(
+    "/timer/{timer_id}/attempts",
+    response_model=AttemptList,
+    responses=_errors(404),
+    summary="The delivery attempts of a timer",
+)
+async def list_attempts(timer_id: TimerId, service: TimerServiceDep) -> AttemptList:
+    return await service.attempts(timer_id)
+
+
+@router.get("/timers", response_model=TimerPage, responses=_errors(), summary="List timers")
+async def list_timers(
+    service: TimerServiceDep,
+    status_: Annotated[
+        TimerStatus | None, Query(alias="status", description="Only this status.")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(
+            description="key:value; repeat for several (all must match).", examples=["customer:42"]
+        ),
+    ] = None,
+    due_after: Annotated[
+        AwareDatetime | None, Query(description="due_at at or after this time.")
+    ] = None,
+    due_before: Annotated[
+        AwareDatetime | None, Query(description="due_at before this time.")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+) -> TimerPage:
+    return await service.list(
+        status=status_,
+        labels=_parse_labels(label or []),
+        due_after=due_after,
+        due_before=due_before,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def _parse_labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, label = value.partition(":")
+        if not sep or not key:
+            raise ValidationFailed(f"label: {value[:100]!r} is not key:value", field="label")
+        labels[key] = label
+    return labels

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import logging
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from pydantic import JsonValue
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
-from task_scheduler.errors import NotFoundError, ValidationFailed
+from task_scheduler.errors import Conflict, NotFoundError, PreconditionFailed, ValidationFailed
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
-from task_scheduler.timers.repository import TimerRow
-from task_scheduler.timers.schemas import TimerCreate, TimerCreated, TimerView
+from task_scheduler.timers.models import TimerStatus
+from task_scheduler.timers.repository import NewTimer, TimerRow
+from task_scheduler.timers.schemas import (
+    AttemptList,
+    AttemptView,
+    EffectiveRetryPolicy,
+    TimerBatch,
+    TimerBatchCreated,
+    TimerCreate,
+    TimerCreated,
+    TimerPage,
+    TimerUpdate,
+    TimerView,
+    _TimerFields,
+)
 
 logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SENSITIVE_HEADER_PARTS = (
+    "authorization",
+    "cookie",
+    "token",
+    "secret",
+    "password",
+    "api-key",
+    "apikey",
+)
+REDACTED = "[redacted]"
+PAST_FIRE_AT_NOTE = "fire_at is in the past: the timer fires now"
 
 
 def seconds_left(due_at: datetime, now: datetime) -> int:
@@ -24,47 +55,364 @@ def seconds_left(due_at: datetime, now: datetime) -> int:
     return max(0, math.ceil((due_at - now).total_seconds()))
 
 
+def etag_of(updated_at: datetime) -> str:
+    """A strong ETag from the last change's timestamp (microseconds, exact)."""
+    return f'"{(updated_at - _EPOCH) // timedelta(microseconds=1)}"'
+
+
+def parse_etag(value: str) -> datetime | None:
+    """The updated_at an If-Match value names; None for anything that is not one of our ETags."""
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 19:
+        return None
+    try:
+        return _EPOCH + timedelta(microseconds=int(tag))
+    except OverflowError:
+        return None
+
+
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {
+        name: REDACTED if any(part in name.lower() for part in _SENSITIVE_HEADER_PARTS) else value
+        for name, value in headers.items()
+    }
+
+
+def encode_cursor(row: TimerRow) -> str:
+    raw = json.dumps([row.due_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        due_text, timer_id = json.loads(raw)
+        due = datetime.fromisoformat(due_text)
+        if not isinstance(timer_id, int) or due.tzinfo is None:
+            raise ValueError("bad cursor")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("cursor: not a cursor this API returned", field="cursor") from None
+    return due, timer_id
+
+
 class TimerService:
     def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
 
-    async def create(self, new: TimerCreate) -> TimerCreated:
-        total = new.total_seconds
-        if total > self._settings.max_horizon_seconds:
-            raise ValidationFailed(
-                f"the timer would fire in {total} seconds, more than the maximum of "
-                f"{self._settings.max_horizon_seconds} seconds",
-                field=new.largest_unit(),
-            )
+    # -- creating ---------------------------------------------------------------------------
+
+    async def create(
+        self, new: TimerCreate, *, idempotency_key: str | None = None
+    ) -> tuple[TimerCreated, bool]:
+        """Create one timer; returns (answer, replayed) where replayed means the Idempotency-Key
+        named an earlier identical request and nothing new was created."""
+        timer = self._new_timer(new, prefix="")
         async with self._engine.begin() as conn:
-            row = await repository.create_timer(
-                conn,
-                url=new.url,
-                delay_seconds=total,
-                notify_within=self._settings.lookahead_seconds,
+            if idempotency_key is not None:
+                replay = await self._replay(conn, idempotency_key, new)
+                if replay is not None:
+                    return replay, True
+            (row,) = await repository.insert_timers(
+                conn, timers=[timer], notify_within=self._settings.lookahead_seconds
             )
-        log_event(logger, "timer.created", timer_id=row.id, due_in_s=total)
+            if idempotency_key is not None:
+                await repository.save_idempotency_key(
+                    conn, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
+                )
+        log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
+        return _created(row, new), False
+
+    async def _replay(
+        self, conn: AsyncConnection, key: str, new: TimerCreate
+    ) -> TimerCreated | None:
+        found = await repository.find_idempotency_key(
+            conn, key=key, window_seconds=self._settings.idempotency_window_seconds
+        )
+        if found is None:
+            return None
+        request_hash, timer_id = found
+        if request_hash != _request_hash(new):
+            raise ValidationFailed(
+                "Idempotency-Key was already used with a different request", field="Idempotency-Key"
+            )
+        row = await repository.get_timer(conn, timer_id=timer_id)
+        assert row is not None  # the key row cascades away with its timer
+        log_event(logger, "timer.create_replayed", timer_id=timer_id)
         return TimerCreated(timer_id=row.id, time_left=seconds_left(row.due_at, row.db_now))
+
+    async def create_batch(self, batch: TimerBatch) -> TimerBatchCreated:
+        """All timers in one statement and one transaction: all are created or none."""
+        timers = [self._new_timer(t, prefix=f"timers.{i}.") for i, t in enumerate(batch.timers)]
+        async with self._engine.begin() as conn:
+            rows = await repository.insert_timers(
+                conn, timers=timers, notify_within=self._settings.lookahead_seconds
+            )
+        log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
+        return TimerBatchCreated(
+            timers=[_created(r, t) for r, t in zip(rows, batch.timers, strict=True)]
+        )
+
+    def _new_timer(self, new: TimerCreate, *, prefix: str) -> NewTimer:
+        self._check(new, prefix=prefix)
+        retry = new.retry
+        return NewTimer(
+            url=new.url,
+            delay_seconds=None if new.fire_at is not None else float(new.total_seconds),
+            fire_at=new.fire_at,
+            method=new.method or "POST",
+            headers=new.headers or {},
+            body_json=None if new.body is None else json.dumps(new.body),
+            labels=new.labels or {},
+            deliver_before=new.deliver_before,
+            max_lateness_seconds=None
+            if new.max_lateness_seconds is None
+            else float(new.max_lateness_seconds),
+            max_attempts=retry.max_attempts if retry else None,
+            backoff_base_seconds=retry.backoff_base_seconds if retry else None,
+            backoff_cap_seconds=retry.backoff_cap_seconds if retry else None,
+            timeout_seconds=retry.timeout_seconds if retry else None,
+        )
+
+    def _check(self, fields: _TimerFields, *, prefix: str) -> None:
+        """The rules that depend on settings (pydantic checked the rest)."""
+        settings = self._settings
+        horizon = settings.max_horizon_seconds
+        if fields.fire_at is not None:
+            if (fields.fire_at - datetime.now(UTC)).total_seconds() > horizon:
+                raise ValidationFailed(
+                    f"{prefix}fire_at: more than the maximum of {horizon} seconds ahead",
+                    field=f"{prefix}fire_at",
+                )
+        elif fields.total_seconds > horizon:
+            unit = prefix + fields.largest_unit()
+            raise ValidationFailed(
+                f"{unit}: the timer would fire in {fields.total_seconds} seconds, more than the "
+                f"maximum of {horizon} seconds",
+                field=unit,
+            )
+        if fields.body is not None and _body_size(fields.body) > settings.max_webhook_body_bytes:
+            raise ValidationFailed(
+                f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
+                field=f"{prefix}body",
+            )
+        timeout = fields.retry.timeout_seconds if fields.retry else None
+        if timeout is not None and timeout >= settings.lease_seconds:
+            raise ValidationFailed(
+                f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
+                field=f"{prefix}retry.timeout_seconds",
+            )
+        if fields.deliver_before is not None:
+            due = fields.fire_at or datetime.now(UTC) + timedelta(seconds=fields.total_seconds)
+            if fields.deliver_before < due:
+                raise ValidationFailed(
+                    f"{prefix}deliver_before: earlier than the due time, the timer could never fire",
+                    field=f"{prefix}deliver_before",
+                )
+
+    # -- reading ----------------------------------------------------------------------------
 
     async def get(self, timer_id: int) -> TimerView:
         async with self._engine.connect() as conn:
             row = await repository.get_timer(conn, timer_id=timer_id)
         if row is None:
-            raise NotFoundError(f"timer {timer_id} does not exist", field="timer_id")
-        return _view(row)
+            raise _not_found(timer_id)
+        return self._view(row)
+
+    async def list(
+        self,
+        *,
+        status: TimerStatus | None,
+        labels: dict[str, str],
+        due_after: datetime | None,
+        due_before: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> TimerPage:
+        after = decode_cursor(cursor) if cursor else None
+        async with self._engine.connect() as conn:
+            rows = await repository.list_timers(
+                conn,
+                status=None if status is None else status.value,
+                labels=labels,
+                due_after=due_after,
+                due_before=due_before,
+                after=after,
+                limit=limit + 1,
+            )
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        return TimerPage(timers=[self._view(r) for r in page], next_cursor=next_cursor)
+
+    async def attempts(self, timer_id: int) -> AttemptList:
+        async with self._engine.connect() as conn:
+            if await repository.get_timer(conn, timer_id=timer_id) is None:
+                raise _not_found(timer_id)
+            records = await repository.list_attempts(conn, timer_id=timer_id)
+        return AttemptList(
+            attempts=[
+                AttemptView(
+                    attempt=r.attempt,
+                    started_at=r.started_at,
+                    duration_ms=r.duration_ms,
+                    status_code=r.status_code,
+                    error_class=r.error_class,
+                    error_message=r.error_message,
+                    response_body=r.response_body,
+                )
+                for r in records
+            ]
+        )
+
+    # -- changing ---------------------------------------------------------------------------
+
+    async def update(
+        self, timer_id: int, changes: TimerUpdate, *, if_match: str | None
+    ) -> TimerView:
+        self._check(changes, prefix="")
+        expected = None
+        if if_match is not None and if_match.strip() != "*":
+            expected = parse_etag(if_match)
+            if expected is None:
+                raise PreconditionFailed(
+                    "If-Match does not name a version of this timer", field="If-Match"
+                )
+        columns = _changed_columns(changes)
+        async with self._engine.begin() as conn:
+            row = await repository.update_pending(
+                conn,
+                timer_id=timer_id,
+                changes=columns,
+                delay_seconds=float(changes.total_seconds)
+                if changes.reschedules and not changes.fire_at
+                else None,
+                fire_at=changes.fire_at,
+                max_lateness_seconds=None
+                if changes.max_lateness_seconds is None
+                else float(changes.max_lateness_seconds),
+                expected_updated_at=expected,
+                notify_within=self._settings.lookahead_seconds,
+            )
+            if row is None:
+                current = await repository.get_timer(conn, timer_id=timer_id)
+        if row is None:
+            if current is None:
+                raise _not_found(timer_id)
+            if current.status == TimerStatus.PENDING and expected is not None:
+                raise PreconditionFailed(
+                    f"timer {timer_id} changed since that ETag (now {etag_of(current.updated_at)})",
+                    field="If-Match",
+                )
+            raise _conflict(timer_id, current.status, "edited")
+        log_event(
+            logger, "timer.updated", timer_id=timer_id, fields=sorted(changes.model_fields_set)
+        )
+        return self._view(row)
+
+    async def cancel(self, timer_id: int) -> TimerView:
+        async with self._engine.begin() as conn:
+            row = await repository.cancel(conn, timer_id=timer_id)
+            current = (
+                None if row is not None else await repository.get_timer(conn, timer_id=timer_id)
+            )
+        if row is None:
+            if current is None:
+                raise _not_found(timer_id)
+            raise _conflict(timer_id, current.status, "cancelled")
+        log_event(logger, "timer.cancelled", timer_id=timer_id)
+        return self._view(row)
+
+    async def redrive(self, timer_id: int) -> TimerView:
+        async with self._engine.begin() as conn:
+            row = await repository.redrive(
+                conn, timer_id=timer_id, notify_within=self._settings.lookahead_seconds
+            )
+            current = (
+                None if row is not None else await repository.get_timer(conn, timer_id=timer_id)
+            )
+        if row is None:
+            if current is None:
+                raise _not_found(timer_id)
+            raise _conflict(
+                timer_id, current.status, "retried (only failed or expired timers can be)"
+            )
+        log_event(logger, "timer.redriven", timer_id=timer_id)
+        return self._view(row)
+
+    def _view(self, row: TimerRow) -> TimerView:
+        s = self._settings
+        return TimerView(
+            timer_id=row.id,
+            time_left=seconds_left(row.due_at, row.db_now),
+            status=row.status,
+            url=row.url,
+            due_at=row.due_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            delivered_at=row.delivered_at,
+            delivery_id=delivery_header_id(row.delivery_id),
+            method=row.method,
+            headers=redact_headers(row.headers),
+            body=row.body,
+            labels=row.labels,
+            deliver_before=row.deliver_before,
+            retry=EffectiveRetryPolicy(
+                max_attempts=row.max_attempts or s.max_attempts,
+                backoff_base_seconds=row.backoff_base_seconds or s.backoff_base_seconds,
+                backoff_cap_seconds=row.backoff_cap_seconds or s.backoff_cap_seconds,
+                timeout_seconds=row.timeout_seconds or s.request_timeout_seconds,
+            ),
+        )
 
 
-def _view(row: TimerRow) -> TimerView:
-    return TimerView(
+def _created(row: TimerRow, new: TimerCreate) -> TimerCreated:
+    past = new.fire_at is not None and row.due_at <= row.db_now
+    return TimerCreated(
         timer_id=row.id,
         time_left=seconds_left(row.due_at, row.db_now),
-        status=row.status,
-        url=row.url,
-        due_at=row.due_at,
-        created_at=row.created_at,
-        attempts=row.attempts,
-        last_error=row.last_error,
-        delivered_at=row.delivered_at,
-        delivery_id=delivery_header_id(row.delivery_id),
+        note=PAST_FIRE_AT_NOTE if past else None,
     )
+
+
+def _changed_columns(changes: TimerUpdate) -> dict[str, object]:
+    given = changes.model_fields_set
+    columns: dict[str, object] = {}
+    for name in ("url", "method"):
+        if name in given and getattr(changes, name) is not None:
+            columns[name] = getattr(changes, name)
+    for name in ("headers", "labels"):
+        if name in given:
+            columns[name] = json.dumps(getattr(changes, name) or {})
+    if "body" in given:
+        columns["body"] = None if changes.body is None else json.dumps(changes.body)
+    if "deliver_before" in given:
+        columns["deliver_before"] = changes.deliver_before
+    if "retry" in given:
+        retry = changes.retry
+        for name in (
+            "max_attempts",
+            "backoff_base_seconds",
+            "backoff_cap_seconds",
+            "timeout_seconds",
+        ):
+            columns[name] = None if retry is None else getattr(retry, name)
+    return columns
+
+
+def _body_size(body: JsonValue) -> int:
+    text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+    return len(text.encode())
+
+
+def _request_hash(new: TimerCreate) -> str:
+    return hashlib.sha256(new.model_dump_json(exclude_unset=True).encode()).hexdigest()
+
+
+def _not_found(timer_id: int) -> NotFoundError:
+    return NotFoundError(f"timer {timer_id} does not exist", field="timer_id")
+
+
+def _conflict(timer_id: int, status: str, verb: str) -> Conflict:
+    return Conflict(f"timer {timer_id} is {status} and cannot be {verb}", status=status)
