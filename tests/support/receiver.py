@@ -24,6 +24,7 @@ class Delivery:
     headers: dict[str, str]
     body: dict[str, Any]
     status: int  # what the receiver answered
+    raw: bytes = b""
 
 
 # Decides the answer for a request: (timer_id, how many times this timer was seen before) -> status
@@ -68,7 +69,9 @@ class Receiver:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"raw": raw.decode(errors="replace")}
-        timer_id = int(body.get("timer_id", request.headers.get("X-Timer-Id", -1)))
+        if not isinstance(body, dict):
+            body = {"value": body}
+        timer_id = int(request.headers.get("X-Timer-Id") or body.get("timer_id", -1))
         seen = sum(1 for d in self.deliveries if d.timer_id == timer_id)
         status = self.respond(timer_id, seen)
         self.deliveries.append(
@@ -80,6 +83,7 @@ class Receiver:
                 headers=dict(request.headers),
                 body=body,
                 status=status,
+                raw=raw,
             )
         )
         self._arrived.set()

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -58,7 +59,18 @@ SERVICE_HEADERS = frozenset(
 HttpMethod = Literal["POST", "GET", "PUT", "PATCH", "DELETE"]
 Seconds = Annotated[StrictInt | StrictFloat, Field(ge=0)]
 DurationUnit = Annotated[StrictInt, Field(ge=0, le=_MAX_UNIT)]
-StrictAwareDatetime = Annotated[AwareDatetime, Field(strict=True)]
+
+
+def _rfc3339_text(value: object) -> object:
+    """Times come as RFC 3339 strings; numbers (epoch seconds) are refused as ambiguous."""
+    if not isinstance(value, str | datetime):
+        raise ValueError(
+            "must be an RFC 3339 date-time string with an offset, e.g. 2026-12-24T18:00:00+01:00"
+        )
+    return value
+
+
+StrictAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 def validate_webhook_url(value: str) -> str:
