@@ -87,6 +87,8 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
             "shutdown_grace_seconds": 2.0,
             "db_pool_size": 5,
             "log_format": "console",
+            # The test receivers listen on loopback, which webhooks may not reach by default.
+            "webhook_allowed_networks": "127.0.0.0/8,::1/128",
         }
         values.update(overrides)
         return Settings.model_validate(values)

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from task_scheduler import __version__, health
+from task_scheduler.auth.router import router as auth_router
+from task_scheduler.auth.service import AuthService
 from task_scheduler.config import Settings
 from task_scheduler.db import (
     EmbeddedPostgres,
@@ -19,10 +22,17 @@ from task_scheduler.db import (
 )
 from task_scheduler.delivery.client import WebhookClient
 from task_scheduler.delivery.dispatcher import Dispatcher
+from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
+from task_scheduler.delivery.ssrf import AddressPolicy
 from task_scheduler.timers.router import router as timers_router
 from task_scheduler.timers.service import TimerService
-from task_scheduler.web import BodyLimitMiddleware, RequestLogMiddleware, install_error_handlers
+from task_scheduler.web import (
+    BodyLimitMiddleware,
+    RequestLogMiddleware,
+    SecurityHeadersMiddleware,
+    install_error_handlers,
+)
 
 DESCRIPTION = """
 Schedule a webhook: `POST /timer` with a duration and a URL; the service POSTs to the URL once
@@ -49,6 +59,10 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             await migrate(engine)
             app.state.engine = engine
             app.state.timer_service = TimerService(engine=engine, settings=settings)
+            app.state.auth_service = auth = AuthService(engine=engine, settings=settings)
+            bootstrap_key = settings.bootstrap_admin_key()
+            if bootstrap_key is not None:
+                await auth.bootstrap(bootstrap_key)
             app.state.dispatcher = None
             if run_dispatcher:
                 client = WebhookClient(
@@ -56,11 +70,23 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                     total_timeout=settings.request_timeout_seconds,
                     max_connections=settings.max_concurrent_deliveries,
                     signer=WebhookSigner(settings.webhook_secret_list),
+                    policy=AddressPolicy.parse_allowed(settings.webhook_allowed_networks),
+                    proxy=settings.webhook_proxy,
                 )
                 await client.start()
                 stack.push_async_callback(client.close)
+                signers = TenantSigners(
+                    engine=engine,
+                    service_secrets=settings.webhook_secret_list,
+                    refresh_seconds=settings.api_key_cache_seconds,
+                )
+                await signers.refresh()
                 dispatcher = Dispatcher(
-                    engine=engine, client=client, settings=settings, listen_dsn=asyncpg_dsn(url)
+                    engine=engine,
+                    client=client,
+                    settings=settings,
+                    listen_dsn=asyncpg_dsn(url),
+                    signers=signers,
                 )
                 await dispatcher.start()
                 stack.push_async_callback(dispatcher.stop)
@@ -76,7 +102,17 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(timers_router)
+    app.include_router(auth_router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "If-Match"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import FrameType
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler.config import Settings
 from task_scheduler.logs import configure_logging
@@ -49,7 +52,9 @@ def _after_graceful_shutdown(_signum: int, _frame: FrameType | None) -> None:
     """Runs only once uvicorn has finished its own graceful shutdown."""
 
 
-async def _migrate(settings: Settings) -> None:
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A migrated database: DATABASE_URL, or the embedded one in SCHEDULER_DATA_DIR."""
     from task_scheduler.db import EmbeddedPostgres, create_engine, migrate, wait_for_database
 
     embedded = None
@@ -61,10 +66,43 @@ async def _migrate(settings: Settings) -> None:
     try:
         await wait_for_database(engine, within_seconds=60)
         await migrate(engine)
+        yield engine
     finally:
         await engine.dispose()
         if embedded is not None:
             embedded.stop()
+
+
+async def _migrate(settings: Settings) -> int:
+    async with _database(settings):
+        return 0
+
+
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from task_scheduler.auth.models import Role
+    from task_scheduler.auth.service import AuthService
+    from task_scheduler.errors import NotFoundError
+
+    async with _database(settings) as engine:
+        auth = AuthService(engine=engine, settings=settings)
+        if args.keys_command == "create":
+            raw_key, row = await auth.create_key(name=args.name, tenant=args.tenant, role=Role(args.role))
+            print(f"created key {row.key_id} (tenant {row.tenant}, role {row.role}); it is shown only now:")
+            print(raw_key)
+        elif args.keys_command == "list":
+            print(f"{'KEY_ID':<14}{'TENANT':<20}{'ROLE':<8}{'CREATED':<22}{'REVOKED':<22}NAME")
+            for key in await auth.list_keys():
+                revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if key.revoked_at else "-"
+                created = key.created_at.strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{key.key_id:<14}{key.tenant:<20}{key.role:<8}{created:<22}{revoked:<22}{key.name}")
+        else:
+            try:
+                row = await auth.revoke_key(args.key_id)
+            except NotFoundError as exc:
+                print(f"task-scheduler: {exc.message}", file=sys.stderr)
+                return 1
+            print(f"revoked key {row.key_id}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port (default: PORT or 8080)")
     commands.add_parser("migrate", help="apply database migrations and exit")
+    keys_cmd = commands.add_parser("keys", help="manage API keys in the database")
+    keys = keys_cmd.add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--role", choices=["admin", "writer", "reader"], required=True)
+    create.add_argument("--tenant", default="default", type=_tenant, help="tenant (default: default)")
+    create.add_argument("--name", default="", help="what the key is for")
+    keys.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys.add_parser("revoke", help="revoke a key by its key_id")
+    revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
@@ -85,6 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         serve(settings)
-    else:
-        asyncio.run(_migrate(settings))
-    return 0
+        return 0
+    if args.command == "keys":
+        return asyncio.run(_keys(settings, args))
+    return asyncio.run(_migrate(settings))
+
+
+def _tenant(value: str) -> str:
+    from task_scheduler.auth.schemas import TENANT_PATTERN
+
+    if not re.match(TENANT_PATTERN, value):
+        raise argparse.ArgumentTypeError("1-63 of A-Z a-z 0-9 _ . - starting alphanumeric")
+    return value

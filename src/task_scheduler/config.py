@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including leap days
@@ -45,9 +45,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PORT", "port"),
         description="Port the HTTP server listens on.",
     )
-    data_dir: Path = Field(
-        default=Path(".data"), description="Directory of the embedded PostgreSQL's data."
-    )
+    data_dir: Path = Field(default=Path(".data"), description="Directory of the embedded PostgreSQL's data.")
     instance_id: str = Field(
         default_factory=_default_instance_id,
         min_length=1,
@@ -76,9 +74,7 @@ class Settings(BaseSettings):
     backoff_base_seconds: float = Field(
         default=40.0, gt=0, description="Base of the exponential retry backoff (full jitter)."
     )
-    backoff_cap_seconds: float = Field(
-        default=600.0, gt=0, description="Longest wait between two attempts."
-    )
+    backoff_cap_seconds: float = Field(default=600.0, gt=0, description="Longest wait between two attempts.")
     connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Timeout for connecting to a webhook host."
     )
@@ -118,12 +114,60 @@ class Settings(BaseSettings):
     idempotency_window_seconds: float = Field(
         default=86_400.0, gt=0, description="How long an Idempotency-Key returns the same timer."
     )
-    db_pool_size: int = Field(
-        default=10, ge=1, le=200, description="Database connections per instance."
+    admin_api_key: SecretStr | None = Field(
+        default=None, description="Creates this admin API key at start (at least 32 characters)."
     )
+    admin_api_key_file: Path | None = Field(
+        default=None, description="File holding the bootstrap admin key (e.g. a Docker secret)."
+    )
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a key lookup is cached (a revocation takes this long).",
+    )
+    rate_limit_per_second: float = Field(
+        default=1000.0,
+        ge=0,
+        description="Requests per second per API key and instance; 0 turns limiting off.",
+    )
+    rate_limit_burst: float = Field(
+        default=0.0, ge=0, description="Requests a key may send at once; 0 means twice the per-second rate."
+    )
+    max_pending_per_tenant: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most pending timers one tenant may have (checked every few seconds).",
+    )
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated CIDRs webhooks may reach although private/loopback, e.g. 10.1.0.0/16.",
+    )
+    webhook_proxy: str | None = Field(
+        default=None, description="http:// URL of an egress proxy all webhooks go through."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed by CORS; empty: CORS off."
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per instance.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."
     )
+
+    def bootstrap_admin_key(self) -> str | None:
+        """The operator's admin key, from SCHEDULER_ADMIN_API_KEY or the file it names."""
+        if self.admin_api_key is not None:
+            return self.admin_api_key.get_secret_value()
+        if self.admin_api_key_file is not None:
+            try:
+                return self.admin_api_key_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read SCHEDULER_ADMIN_API_KEY_FILE: {exc.strerror}") from None
+        return None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [part.strip() for part in self.cors_origins.split(",") if part.strip()]
 
     @property
     def webhook_secret_list(self) -> list[str]:
@@ -131,20 +175,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        from task_scheduler.auth.keys import MIN_BOOTSTRAP_KEY_LENGTH
         from task_scheduler.delivery.signing import WebhookSigner
+        from task_scheduler.delivery.ssrf import AddressPolicy
 
-        WebhookSigner(
-            self.webhook_secret_list
-        )  # raises InvalidSecret (a ValueError) naming the problem
+        WebhookSigner(self.webhook_secret_list)  # raises InvalidSecret (a ValueError) naming the problem
+        AddressPolicy.parse_allowed(self.webhook_allowed_networks)  # a bad CIDR is named
+        key = self.bootstrap_admin_key()
+        if key is not None and len(key) < MIN_BOOTSTRAP_KEY_LENGTH:
+            raise ValueError(
+                f"SCHEDULER_ADMIN_API_KEY must be at least {MIN_BOOTSTRAP_KEY_LENGTH} characters"
+            )
+        if self.webhook_proxy is not None and not self.webhook_proxy.startswith(("http://", "https://")):
+            raise ValueError("SCHEDULER_WEBHOOK_PROXY must be an http:// or https:// URL")
         if self.lease_seconds <= self.request_timeout_seconds:
             raise ValueError(
                 "SCHEDULER_LEASE_SECONDS must be larger than SCHEDULER_REQUEST_TIMEOUT_SECONDS, "
                 "or another instance could fire a timer whose request is still running"
             )
         if self.backoff_cap_seconds < self.backoff_base_seconds:
-            raise ValueError(
-                "SCHEDULER_BACKOFF_CAP_SECONDS must be at least SCHEDULER_BACKOFF_BASE_SECONDS"
-            )
+            raise ValueError("SCHEDULER_BACKOFF_CAP_SECONDS must be at least SCHEDULER_BACKOFF_BASE_SECONDS")
         if self.connect_timeout_seconds > self.request_timeout_seconds:
             raise ValueError(
                 "SCHEDULER_CONNECT_TIMEOUT_SECONDS must not exceed SCHEDULER_REQUEST_TIMEOUT_SECONDS"

@@ -33,11 +33,7 @@ def sqlalchemy_url(url: str) -> str:
 
 def asyncpg_dsn(url: str) -> str:
     """The libpq-style DSN asyncpg.connect() takes, for the LISTEN connection."""
-    return (
-        make_url(sqlalchemy_url(url))
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+    return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_engine(url: str, *, pool_size: int) -> AsyncEngine:

@@ -1,11 +1,14 @@
 """The service's exceptions, in one place, and the one JSON error envelope every 4xx/5xx uses.
 
     ServiceError
+    ├── Unauthorized           401 unauthorized (missing, invalid or revoked API key)
+    ├── Forbidden              403 forbidden (the key's role does not allow this)
     ├── NotFoundError          404 not_found
     ├── ValidationFailed       422 validation_error
     ├── Conflict               409 conflict (carries the timer's current status)
     ├── PreconditionFailed     412 precondition_failed (If-Match did not match)
     ├── PayloadTooLarge        413 payload_too_large
+    ├── TooManyRequests        429 too_many_requests (with Retry-After)
     └── DatabaseUnavailable    503 database_unavailable
 
 Envelope: {"error": {"code": str, "message": str, "field": str | null}}
@@ -26,6 +29,30 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.headers: dict[str, str] = {}
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="Authorization")
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
+class TooManyRequests(ServiceError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_seconds)}
 
 
 class NotFoundError(ServiceError):
@@ -67,9 +94,7 @@ class ErrorDetail(BaseModel):
     message: str = Field(
         description="What went wrong, for a person.", examples=["url: must be http or https"]
     )
-    field: str | None = Field(
-        default=None, description="The input field at fault, if any.", examples=["url"]
-    )
+    field: str | None = Field(default=None, description="The input field at fault, if any.", examples=["url"])
 
 
 class ErrorResponse(BaseModel):

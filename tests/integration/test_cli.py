@@ -25,9 +25,7 @@ def test_bad_port_flag_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["serve", "--host", "127.0.0.1", "--port", "70000"]) == 2
 
 
-async def test_migrate_creates_the_schema(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_migrate_creates_the_schema(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await conn.execute("DROP SCHEMA public CASCADE")

@@ -106,9 +106,7 @@ async def test_retries_until_delivered(service: ServiceFactory, receiver: Receiv
     assert {d.body["timer_id"] for d in attempts} == {timer_id}
 
 
-async def test_always_failing_receiver_fails_the_timer(
-    service: ServiceFactory, receiver: Receiver
-) -> None:
+async def test_always_failing_receiver_fails_the_timer(service: ServiceFactory, receiver: Receiver) -> None:
     receiver.respond = always(500)
     async with service(max_attempts=3) as client:
         timer_id = await create(client, receiver.url)
@@ -142,9 +140,7 @@ async def test_redirect_is_a_failure_and_not_followed(
     assert receiver.counts() == {}
 
 
-async def test_slow_receiver_times_out_and_fails(
-    service: ServiceFactory, receiver: Receiver
-) -> None:
+async def test_slow_receiver_times_out_and_fails(service: ServiceFactory, receiver: Receiver) -> None:
     receiver.delay_seconds = 2.0
     async with service(
         max_attempts=2,
@@ -173,9 +169,7 @@ async def test_connection_refused_is_retried_then_fails(service: ServiceFactory)
     assert "connect" in view["last_error"].lower()
 
 
-async def test_zero_second_timer_fires_right_away(
-    service: ServiceFactory, receiver: Receiver
-) -> None:
+async def test_zero_second_timer_fires_right_away(service: ServiceFactory, receiver: Receiver) -> None:
     async with service() as client:
         response = await client.post("/timer", json={"seconds": 0, "url": receiver.url})
         assert response.status_code == 201

@@ -49,9 +49,7 @@ def lower_headers(delivery: Delivery) -> dict[str, str]:
     return {k.lower(): v for k, v in delivery.headers.items()}
 
 
-async def test_custom_method_headers_and_json_body(
-    service: ServiceFactory, receiver: Receiver
-) -> None:
+async def test_custom_method_headers_and_json_body(service: ServiceFactory, receiver: Receiver) -> None:
     async with service() as client:
         timer_id = await create(
             client,
@@ -73,9 +71,7 @@ async def test_custom_method_headers_and_json_body(
     assert view["headers"]["Authorization"] == "[redacted]"
 
 
-async def test_string_body_and_custom_content_type(
-    service: ServiceFactory, receiver: Receiver
-) -> None:
+async def test_string_body_and_custom_content_type(service: ServiceFactory, receiver: Receiver) -> None:
     async with service() as client:
         plain = await create(client, url=receiver.url, body="hello, world")
         xml = await create(
@@ -136,13 +132,9 @@ async def test_unsigned_without_secrets(service: ServiceFactory, receiver: Recei
     assert headers["webhook-id"].startswith("msg_")
 
 
-async def test_retry_after_is_honoured(
-    service: ServiceFactory, header_receiver: HeaderReceiver
-) -> None:
+async def test_retry_after_is_honoured(service: ServiceFactory, header_receiver: HeaderReceiver) -> None:
     header_receiver.respond = lambda _timer_id, seen: 503 if seen == 0 else 200
-    header_receiver.respond_headers = lambda _timer_id, seen: (
-        {"Retry-After": "1"} if seen == 0 else {}
-    )
+    header_receiver.respond_headers = lambda _timer_id, seen: {"Retry-After": "1"} if seen == 0 else {}
     async with service() as client:
         # The test settings' backoff is 0.05-0.2 s; the receiver asks for 1 s, within this cap.
         timer_id = await create(client, url=header_receiver.url, retry={"backoff_cap_seconds": 5})
@@ -155,9 +147,7 @@ async def test_retry_after_is_clamped_to_the_policy(
     service: ServiceFactory, header_receiver: HeaderReceiver
 ) -> None:
     header_receiver.respond = lambda _timer_id, seen: 429 if seen == 0 else 200
-    header_receiver.respond_headers = lambda _timer_id, seen: (
-        {"Retry-After": "86400"} if seen == 0 else {}
-    )
+    header_receiver.respond_headers = lambda _timer_id, seen: {"Retry-After": "86400"} if seen == 0 else {}
     async with service() as client:
         timer_id = await create(client, url=header_receiver.url, retry={"backoff_cap_seconds": 0.5})
         view = await settled(client, timer_id, "delivered")  # not a day later
@@ -187,9 +177,7 @@ async def test_per_timer_max_attempts(service: ServiceFactory, receiver: Receive
 async def test_per_timer_timeout(service: ServiceFactory, receiver: Receiver) -> None:
     receiver.delay_seconds = 1.5
     async with service() as client:  # service timeout 2 s: only the timer's 0.3 s can time out
-        timer_id = await create(
-            client, url=receiver.url, retry={"timeout_seconds": 0.3, "max_attempts": 1}
-        )
+        timer_id = await create(client, url=receiver.url, retry={"timeout_seconds": 0.3, "max_attempts": 1})
         view = await settled(client, timer_id, "failed")
         attempts = (await client.get(f"/timer/{timer_id}/attempts")).json()["attempts"]
     assert "timeout" in view["last_error"]
@@ -213,9 +201,7 @@ async def test_attempt_log(service: ServiceFactory, receiver: Receiver) -> None:
     assert started == sorted(started)
 
 
-async def test_attempt_log_keeps_only_the_first_kilobyte(
-    service: ServiceFactory, database_url: str
-) -> None:
+async def test_attempt_log_keeps_only_the_first_kilobyte(service: ServiceFactory, database_url: str) -> None:
     from aiohttp import web
 
     async def big(_request: web.Request) -> web.Response:
@@ -230,9 +216,7 @@ async def test_attempt_log_keeps_only_the_first_kilobyte(
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         async with service() as client:
-            timer_id = await create(
-                client, url=f"http://127.0.0.1:{port}/big", retry={"max_attempts": 1}
-            )
+            timer_id = await create(client, url=f"http://127.0.0.1:{port}/big", retry={"max_attempts": 1})
             await settled(client, timer_id, "failed")
             (attempt,) = (await client.get(f"/timer/{timer_id}/attempts")).json()["attempts"]
     finally:
@@ -286,9 +270,7 @@ async def test_redrive_a_failed_timer(service: ServiceFactory, receiver: Receive
     assert len(ids) == 1  # the redrive keeps the delivery id
 
 
-async def test_redrive_gives_a_fresh_retry_budget(
-    service: ServiceFactory, receiver: Receiver
-) -> None:
+async def test_redrive_gives_a_fresh_retry_budget(service: ServiceFactory, receiver: Receiver) -> None:
     receiver.respond = always(500)
     async with service() as client:
         timer_id = await create(client, url=receiver.url, retry={"max_attempts": 2})
@@ -316,9 +298,7 @@ async def test_cancel_racing_the_dispatcher_never_both(
     """Every timer ends either cancelled (never delivered) or delivered (its cancel got 409)."""
     async with service(lookahead_seconds=0.2) as client:
         batch = {"timers": [{"seconds": 1, "url": receiver.url} for _ in range(200)]}
-        ids = [
-            t["timer_id"] for t in (await client.post("/timers/batch", json=batch)).json()["timers"]
-        ]
+        ids = [t["timer_id"] for t in (await client.post("/timers/batch", json=batch)).json()["timers"]]
         await asyncio.sleep(0.7)  # cancel right around the time they are claimed and fired
         answers = await asyncio.gather(*(client.delete(f"/timer/{i}") for i in ids))
         await asyncio.sleep(1.5)

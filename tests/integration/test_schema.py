@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 
 from task_scheduler.db import create_engine, migrate, schema_is_current
-from task_scheduler.timers.models import metadata
+from task_scheduler.tables import metadata
 
 
 def _diff(connection: Connection) -> list[Any]:

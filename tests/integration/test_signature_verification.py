@@ -67,9 +67,7 @@ async def _post(
     headers["Content-Type"] = "application/json"
     async with (
         aiohttp.ClientSession() as session,
-        session.post(
-            url, data=signed_body if sent_body is None else sent_body, headers=headers
-        ) as response,
+        session.post(url, data=signed_body if sent_body is None else sent_body, headers=headers) as response,
     ):
         return Answer(response.status, await response.text())
 
@@ -83,18 +81,14 @@ async def test_a_signed_request_is_accepted(receiver_url: str) -> None:
 async def test_during_rotation_both_the_old_and_the_new_secret_verify(
     receiver_url: str, endpoint: str
 ) -> None:
-    answer = await _post(
-        f"{receiver_url}/{endpoint}", secrets=[OLD_SECRET, NEW_SECRET], signed_body=BODY
-    )
+    answer = await _post(f"{receiver_url}/{endpoint}", secrets=[OLD_SECRET, NEW_SECRET], signed_body=BODY)
     assert answer == Answer(204, "")
 
 
 async def test_a_tampered_body_is_refused(receiver_url: str) -> None:
     tampered = BODY.replace(b'"attempt":1', b'"attempt":2')
     assert tampered != BODY
-    answer = await _post(
-        f"{receiver_url}/new", secrets=[NEW_SECRET], signed_body=BODY, sent_body=tampered
-    )
+    answer = await _post(f"{receiver_url}/new", secrets=[NEW_SECRET], signed_body=BODY, sent_body=tampered)
     assert answer == Answer(400, "No matching signature found")
 
 

@@ -24,9 +24,7 @@ def free_port() -> int:
 class ServiceProcess:
     """`python -m task_scheduler serve` on 127.0.0.1 with its own port and log file."""
 
-    def __init__(
-        self, *, database_url: str, log_path: Path, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, *, database_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
         self.log_path = log_path
         self.extra_env = env or {}
@@ -44,6 +42,7 @@ class ServiceProcess:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "SCHEDULER_LOG_FORMAT": "json",
+            "SCHEDULER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
             **self.extra_env,
         }
         log = self.log_path.open("ab")
@@ -61,9 +60,7 @@ class ServiceProcess:
             while time.monotonic() < deadline:
                 assert self.process is not None
                 if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"service exited with {self.process.returncode}:\n{self.log_tail()}"
-                    )
+                    raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log_tail()}")
                 try:
                     async with session.get(f"{self.base_url}/readyz") as response:
                         if response.status == 200:

@@ -43,9 +43,7 @@ def test_ceiling_is_a_float_even_for_int_inputs() -> None:
 def test_full_jitter_spans_zero_to_ceiling(attempt: int) -> None:
     ceiling = backoff_ceiling(attempt, base=0.5, cap=30.0)
     assert retry_delay(attempt, base=0.5, cap=30.0, rand=lambda: 0.0) == 0.0
-    assert retry_delay(attempt, base=0.5, cap=30.0, rand=lambda: 0.25) == pytest.approx(
-        0.25 * ceiling
-    )
+    assert retry_delay(attempt, base=0.5, cap=30.0, rand=lambda: 0.25) == pytest.approx(0.25 * ceiling)
     top = retry_delay(attempt, base=0.5, cap=30.0, rand=lambda: 0.999999)
     assert 0.0 < top < ceiling
 

@@ -170,9 +170,7 @@ def test_reference_library_verifies_a_signed_request() -> None:
 
 def test_each_of_two_rotated_secrets_verifies_alone() -> None:
     old, new = generate_secret(), generate_secret()
-    headers = WebhookSigner([old, new]).headers(
-        msg_id=MSG_ID, timestamp=int(time.time()), body=BODY
-    )
+    headers = WebhookSigner([old, new]).headers(msg_id=MSG_ID, timestamp=int(time.time()), body=BODY)
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert Webhook(old).verify(BODY, headers) == json.loads(BODY)
     assert Webhook(new).verify(BODY, headers) == json.loads(BODY)
@@ -188,9 +186,7 @@ def test_reference_library_rejects_a_tampered_body() -> None:
 
 
 def test_reference_library_rejects_a_wrong_secret() -> None:
-    headers = WebhookSigner([generate_secret()]).headers(
-        msg_id=MSG_ID, timestamp=int(time.time()), body=BODY
-    )
+    headers = WebhookSigner([generate_secret()]).headers(msg_id=MSG_ID, timestamp=int(time.time()), body=BODY)
     with pytest.raises(WebhookVerificationError, match="No matching signature"):
         Webhook(generate_secret()).verify(BODY, headers)
 
@@ -204,9 +200,7 @@ def test_reference_library_rejects_a_changed_message_id() -> None:
 
 
 @pytest.mark.parametrize(("age_seconds", "reason"), [(10 * 60, "too old"), (-10 * 60, "too new")])
-def test_reference_library_rejects_a_stale_or_future_timestamp(
-    age_seconds: int, reason: str
-) -> None:
+def test_reference_library_rejects_a_stale_or_future_timestamp(age_seconds: int, reason: str) -> None:
     secret = generate_secret()
     headers = WebhookSigner([secret]).headers(
         msg_id=MSG_ID, timestamp=int(time.time()) - age_seconds, body=BODY

@@ -12,8 +12,6 @@ def backoff_ceiling(attempt: int, *, base: float, cap: float) -> float:
     return float(min(cap, base * (2**exponent)))
 
 
-def retry_delay(
-    attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random
-) -> float:
+def retry_delay(attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
     """Full jitter spreads retries of many timers that failed together (AWS architecture blog)."""
     return rand() * backoff_ceiling(attempt, base=base, cap=cap)

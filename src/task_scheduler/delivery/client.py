@@ -11,9 +11,11 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 from pydantic import JsonValue
+from yarl import URL
 
 from task_scheduler import __version__
 from task_scheduler.delivery.signing import WebhookSigner
+from task_scheduler.delivery.ssrf import AddressPolicy, BlockedDestination, GuardedResolver
 
 USER_AGENT = f"task-scheduler/{__version__} (+webhook timer service)"
 RESPONSE_BODY_LIMIT = 1024
@@ -49,6 +51,7 @@ class WebhookRequest:
     body: JsonValue = None
     labels: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
+    signer: WebhookSigner | None = None  # None: the client's own
 
 
 def delivery_header_id(delivery_id: uuid.UUID) -> str:
@@ -97,16 +100,27 @@ class WebhookClient:
         total_timeout: float,
         max_connections: int,
         signer: WebhookSigner | None = None,
+        policy: AddressPolicy | None = None,
+        proxy: str | None = None,
     ) -> None:
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
         self._max_connections = max_connections
         self._signer = signer or WebhookSigner([])
+        self._policy = policy or AddressPolicy()
+        self._proxy = proxy
+        self._resolver = GuardedResolver(self._policy)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        # Without a proxy, the connector connects only to addresses the guarded resolver checked
+        # (pinned: no second lookup for DNS rebinding to exploit). Through an operator's proxy,
+        # the proxy connects; the target's addresses are still checked before each request.
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+            limit=self._max_connections,
+            ttl_dns_cache=60,
+            enable_cleanup_closed=True,
+            resolver=None if self._proxy else self._resolver,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -119,6 +133,7 @@ class WebhookClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._resolver.close()
 
     async def send(self, request: WebhookRequest) -> DeliveryResult:
         if self._session is None:
@@ -126,7 +141,8 @@ class WebhookClient:
         body, content_type = encode_body(request)
         msg_id = delivery_header_id(request.delivery_id)
         headers = {"Content-Type": content_type, **request.headers, "User-Agent": USER_AGENT}
-        headers.update(self._signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
+        signer = request.signer or self._signer
+        headers.update(signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
         headers["X-Timer-Id"] = str(request.timer_id)
         headers["X-Timer-Attempt"] = str(request.attempt)
         total = request.timeout_seconds or self._total_timeout
@@ -157,6 +173,10 @@ class WebhookClient:
             )
 
         try:
+            self._policy.check_url(request.url)  # IP literals never reach the resolver
+            if self._proxy:
+                url = URL(request.url)
+                await self._resolver.resolve(url.raw_host or "", url.port or 0)
             async with self._session.request(
                 request.method,
                 request.url,
@@ -164,6 +184,7 @@ class WebhookClient:
                 headers=headers,
                 allow_redirects=False,
                 timeout=timeout,
+                proxy=self._proxy,
             ) as response:
                 status = response.status
                 raw = await response.content.read(RESPONSE_BODY_LIMIT)
@@ -205,6 +226,14 @@ class WebhookClient:
                 retryable=True,
                 error_class="timeout",
             )
+        except BlockedDestination as exc:
+            return result(
+                ok=False,
+                status_code=None,
+                error=f"blocked destination: {exc.reason}",
+                retryable=False,
+                error_class="blocked_destination",
+            )
         except aiohttp.InvalidURL as exc:
             return result(
                 ok=False,
@@ -215,6 +244,4 @@ class WebhookClient:
             )
         except (aiohttp.ClientError, OSError) as exc:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return result(
-                ok=False, status_code=None, error=message, retryable=True, error_class="connection"
-            )
+            return result(ok=False, status_code=None, error=message, retryable=True, error_class="connection")

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from task_scheduler.config import Settings
 from task_scheduler.delivery.backoff import retry_delay
 from task_scheduler.delivery.client import DeliveryResult, WebhookClient, WebhookRequest
+from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, Outcome
@@ -79,11 +80,13 @@ class Dispatcher:
         client: WebhookClient,
         settings: Settings,
         listen_dsn: str,
+        signers: TenantSigners | None = None,
     ) -> None:
         self._engine = engine
         self._client = client
         self._settings = settings
         self._listen_dsn = listen_dsn
+        self._signers = signers
         self.owner = settings.instance_id
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -107,6 +110,7 @@ class Dispatcher:
             ("listen", self._listen_loop),
             ("heartbeat", self._heartbeat_loop),
             ("writer", self._writer_loop),
+            *((("signers", self._signers.run),) if self._signers is not None else ()),
         ):
             self._tasks[name] = asyncio.create_task(loop(), name=f"dispatcher-{name}")
         log_event(logger, "dispatcher.started", instance=self.owner)
@@ -129,8 +133,9 @@ class Dispatcher:
             await asyncio.gather(*in_flight, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._outcomes.join(), timeout=max(grace, 1.0))
-        for name in ("writer", "heartbeat"):
-            await _cancel(self._tasks[name])
+        for name in ("writer", "heartbeat", "signers"):
+            if name in self._tasks:
+                await _cancel(self._tasks[name])
         log_event(logger, "dispatcher.stopped", instance=self.owner, handed_back=len(waiting))
 
     # -- claiming ---------------------------------------------------------------------------
@@ -282,6 +287,7 @@ class Dispatcher:
                             body=timer.body,
                             labels=timer.labels,
                             timeout_seconds=timeout,
+                            signer=None if self._signers is None else self._signers.for_tenant(timer.tenant),
                         )
                     )
                 finally:
@@ -290,9 +296,7 @@ class Dispatcher:
         finally:
             if not sent:
                 self._outcomes.put_nowait(
-                    _Pending(
-                        Verdict.RETURNED, Outcome(timer.id, timer.attempt), {"timer_id": timer.id}
-                    )
+                    _Pending(Verdict.RETURNED, Outcome(timer.id, timer.attempt), {"timer_id": timer.id})
                 )
 
     def _record(self, timer: ClaimedTimer, result: DeliveryResult, late_ms: float) -> None:
@@ -325,9 +329,7 @@ class Dispatcher:
             if result.retryable and used < max_attempts:
                 cap = timer.backoff_cap_seconds or settings.backoff_cap_seconds
                 if result.retry_after_seconds is not None:
-                    delay = min(
-                        result.retry_after_seconds, cap
-                    )  # the receiver's wish, within policy
+                    delay = min(result.retry_after_seconds, cap)  # the receiver's wish, within policy
                 else:
                     base = timer.backoff_base_seconds or settings.backoff_base_seconds
                     delay = retry_delay(used, base=base, cap=cap)
@@ -350,9 +352,7 @@ class Dispatcher:
             "attempt": timer.attempt,
             "late_by_s": round(late_by_seconds, 3),
         }
-        self._outcomes.put_nowait(
-            _Pending(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields)
-        )
+        self._outcomes.put_nowait(_Pending(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields))
 
     # -- recording outcomes -----------------------------------------------------------------
 

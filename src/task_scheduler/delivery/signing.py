@@ -32,9 +32,7 @@ def decode_secret(secret: str) -> bytes:
     try:
         key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except ValueError:  # binascii.Error, or non-ASCII text; neither may carry the secret along
-        raise InvalidSecret(
-            f"webhook secret after {SECRET_PREFIX!r} is not valid padded base64"
-        ) from None
+        raise InvalidSecret(f"webhook secret after {SECRET_PREFIX!r} is not valid padded base64") from None
     if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
         raise InvalidSecret(
             f"webhook secret decodes to {len(key)} bytes;"
@@ -86,9 +84,7 @@ class WebhookSigner:
         """The Standard Webhooks headers; `webhook-signature` only when there are secrets."""
         headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
         if self._keys:
-            headers["webhook-signature"] = self.signature(
-                msg_id=msg_id, timestamp=timestamp, body=body
-            )
+            headers["webhook-signature"] = self.signature(msg_id=msg_id, timestamp=timestamp, body=body)
         return headers
 
 

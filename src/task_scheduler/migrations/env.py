@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from task_scheduler.timers.models import metadata
+from task_scheduler.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata)

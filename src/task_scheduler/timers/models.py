@@ -54,9 +54,7 @@ class TimerStatus(StrEnum):
 
 
 ALLOWED_TRANSITIONS: dict[TimerStatus, frozenset[TimerStatus]] = {
-    TimerStatus.PENDING: frozenset(
-        {TimerStatus.FIRING, TimerStatus.CANCELLED, TimerStatus.PENDING}
-    ),
+    TimerStatus.PENDING: frozenset({TimerStatus.FIRING, TimerStatus.CANCELLED, TimerStatus.PENDING}),
     TimerStatus.FIRING: frozenset(
         {
             TimerStatus.DELIVERED,
@@ -72,9 +70,7 @@ ALLOWED_TRANSITIONS: dict[TimerStatus, frozenset[TimerStatus]] = {
     TimerStatus.CANCELLED: frozenset(),
 }
 
-FINISHED = frozenset(
-    {TimerStatus.DELIVERED, TimerStatus.FAILED, TimerStatus.EXPIRED, TimerStatus.CANCELLED}
-)
+FINISHED = frozenset({TimerStatus.DELIVERED, TimerStatus.FAILED, TimerStatus.EXPIRED, TimerStatus.CANCELLED})
 
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in TimerStatus)
 
@@ -107,13 +103,15 @@ timers = Table(
     Column("timeout_seconds", Double, nullable=True),
     # Attempts made before the last manual redrive; the retry budget counts from here.
     Column("attempts_before_redrive", Integer, nullable=False, server_default=text("0")),
+    # The tenant of the API key that created it; other tenants cannot see it.
+    Column("tenant", Text, nullable=False, server_default=text("'default'")),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The claim query reads only this index: pending timers in due order.
     Index("ix_timers_pending_due", "due_at", "id", postgresql_where=text("status = 'pending'")),
     # Lease expiry scans only timers being fired.
     Index("ix_timers_firing_lease", "lease_expires_at", postgresql_where=text("status = 'firing'")),
-    # GET /timers: keyset order by (due_at, id), optionally within one status.
-    Index("ix_timers_status_due", "status", "due_at", "id"),
+    # GET /timers: one tenant's timers in keyset order by (due_at, id).
+    Index("ix_timers_tenant_due", "tenant", "due_at", "id"),
     Index(
         "ix_timers_labels",
         "labels",
@@ -139,8 +137,10 @@ timer_attempts = Table(
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
-    Column("key", Text, primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("key", Text, nullable=False),
     Column("request_hash", Text, nullable=False),
     Column("timer_id", BigInteger, ForeignKey("timers.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "key", name="pk_idempotency_keys"),
 )

@@ -48,6 +48,7 @@ class NewTimer:
     """A timer to insert: due `delay_seconds` from the database's now, or at `fire_at`."""
 
     url: str
+    tenant: str = "default"
     delay_seconds: float | None = None
     fire_at: datetime | None = None
     method: str = "POST"
@@ -81,6 +82,7 @@ class ClaimedTimer:
     backoff_cap_seconds: float | None = None
     timeout_seconds: float | None = None
     attempts_before_redrive: int = 0
+    tenant: str = "default"
 
 
 _TIMER_COLUMNS = (
@@ -102,18 +104,18 @@ WITH input AS (
         CAST(:labels AS text[]), CAST(:deliver_befores AS timestamptz[]),
         CAST(:lateness AS double precision[]), CAST(:max_attempts AS integer[]),
         CAST(:bases AS double precision[]), CAST(:caps AS double precision[]),
-        CAST(:timeouts AS double precision[])
+        CAST(:timeouts AS double precision[]), CAST(:tenants AS text[])
     ) WITH ORDINALITY AS i(url, delay, fire_at, method, headers, body, labels, deliver_before,
-                           lateness, max_attempts, base, cap, timeout, ord)
+                           lateness, max_attempts, base, cap, timeout, tenant, ord)
 ), scheduled AS (
     SELECT input.*, coalesce(fire_at, now() + make_interval(secs => delay)) AS due
     FROM input
 ), new AS (
     INSERT INTO timers (url, due_at, method, headers, body, labels, deliver_before, max_attempts,
-                        backoff_base_seconds, backoff_cap_seconds, timeout_seconds)
+                        backoff_base_seconds, backoff_cap_seconds, timeout_seconds, tenant)
     SELECT url, due, method, CAST(headers AS jsonb), CAST(body AS jsonb), CAST(labels AS jsonb),
            coalesce(deliver_before, due + make_interval(secs => lateness)), max_attempts, base, cap,
-           timeout
+           timeout, tenant
     FROM scheduled
     ORDER BY ord
     RETURNING {_TIMER_COLUMNS}
@@ -145,17 +147,21 @@ async def insert_timers(
             "bases": [t.backoff_base_seconds for t in timers],
             "caps": [t.backoff_cap_seconds for t in timers],
             "timeouts": [t.timeout_seconds for t in timers],
+            "tenants": [t.tenant for t in timers],
             "notify_within": notify_within,
         },
     )
     return [_timer_row(row._mapping) for row in result]
 
 
-_GET = text(f"SELECT {_TIMER_COLUMNS}, now() AS db_now FROM timers WHERE id = :id")
+# Callers scoped to a tenant see only its timers; NULL (an admin) sees all.
+_IN_SCOPE = "(CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
+
+_GET = text(f"SELECT {_TIMER_COLUMNS}, now() AS db_now FROM timers WHERE id = :id AND {_IN_SCOPE}")
 
 
-async def get_timer(conn: AsyncConnection, *, timer_id: int) -> TimerRow | None:
-    row = (await conn.execute(_GET, {"id": timer_id})).one_or_none()
+async def get_timer(conn: AsyncConnection, *, timer_id: int, tenant: str | None) -> TimerRow | None:
+    row = (await conn.execute(_GET, {"id": timer_id, "tenant": tenant})).one_or_none()
     return None if row is None else _timer_row(row._mapping)
 
 
@@ -185,6 +191,7 @@ async def update_pending(
     conn: AsyncConnection,
     *,
     timer_id: int,
+    tenant: str | None,
     changes: dict[str, object],
     delay_seconds: float | None = None,
     fire_at: datetime | None = None,
@@ -195,14 +202,12 @@ async def update_pending(
     """pending → pending with new fields and/or a new due time; None if the timer is not pending
     (or, with `expected_updated_at`, was changed meanwhile). JSON columns take JSON text."""
     assignments = ["updated_at = now()"]
-    params: dict[str, object] = {"id": timer_id, "notify_within": notify_within}
+    params: dict[str, object] = {"id": timer_id, "tenant": tenant, "notify_within": notify_within}
     for column, value in changes.items():
         if column not in EDITABLE_COLUMNS:
             raise ValueError(f"column {column!r} is not editable")
         cast = "jsonb" if column in _JSONB_COLUMNS else None
-        assignments.append(
-            f"{column} = " + (f"CAST(:{column} AS {cast})" if cast else f":{column}")
-        )
+        assignments.append(f"{column} = " + (f"CAST(:{column} AS {cast})" if cast else f":{column}"))
         params[column] = value
     new_due = "due_at"
     if fire_at is not None or delay_seconds is not None:
@@ -217,7 +222,7 @@ async def update_pending(
             f"deliver_before = {new_due} + make_interval(secs => CAST(:lateness AS double precision))"
         )
         params["lateness"] = max_lateness_seconds
-    fence = "id = :id AND status = 'pending'"
+    fence = f"id = :id AND status = 'pending' AND {_IN_SCOPE}"
     if expected_updated_at is not None:
         fence += " AND updated_at = :expected_updated_at"
         params["expected_updated_at"] = expected_updated_at
@@ -232,14 +237,14 @@ async def update_pending(
 
 _CANCEL = text(f"""
 UPDATE timers SET status = 'cancelled', updated_at = now()
-WHERE id = :id AND status = 'pending'
+WHERE id = :id AND status = 'pending' AND {_IN_SCOPE}
 RETURNING {_TIMER_COLUMNS}, now() AS db_now
 """)
 
 
-async def cancel(conn: AsyncConnection, *, timer_id: int) -> TimerRow | None:
+async def cancel(conn: AsyncConnection, *, timer_id: int, tenant: str | None) -> TimerRow | None:
     """pending → cancelled; None when the timer is not pending (claimed, finished or unknown)."""
-    row = (await conn.execute(_CANCEL, {"id": timer_id})).one_or_none()
+    row = (await conn.execute(_CANCEL, {"id": timer_id, "tenant": tenant})).one_or_none()
     return None if row is None else _timer_row(row._mapping)
 
 
@@ -247,22 +252,24 @@ _REDRIVE = text(f"""
 UPDATE timers
 SET status = 'pending', due_at = now(), deliver_before = NULL, attempts_before_redrive = attempts,
     updated_at = now()
-WHERE id = :id AND status IN ('failed', 'expired')
+WHERE id = :id AND status IN ('failed', 'expired') AND {_IN_SCOPE}
 RETURNING {_TIMER_COLUMNS}, now() AS db_now, {_NOTIFY_IF_SOON.format(due="due_at")}
 """)
 
 
-async def redrive(conn: AsyncConnection, *, timer_id: int, notify_within: float) -> TimerRow | None:
+async def redrive(
+    conn: AsyncConnection, *, timer_id: int, tenant: str | None, notify_within: float
+) -> TimerRow | None:
     """failed | expired → pending, due now, with a fresh retry budget and no lateness cutoff."""
-    row = (
-        await conn.execute(_REDRIVE, {"id": timer_id, "notify_within": notify_within})
-    ).one_or_none()
+    params = {"id": timer_id, "tenant": tenant, "notify_within": notify_within}
+    row = (await conn.execute(_REDRIVE, params)).one_or_none()
     return None if row is None else _timer_row(row._mapping)
 
 
 async def list_timers(
     conn: AsyncConnection,
     *,
+    tenant: str | None,
     status: str | None = None,
     labels: dict[str, str] | None = None,
     due_after: datetime | None = None,
@@ -273,6 +280,9 @@ async def list_timers(
     """Timers in (due_at, id) order after the keyset cursor `after`, filtered."""
     where: list[str] = []
     params: dict[str, object] = {"limit": limit}
+    if tenant is not None:
+        where.append("tenant = :tenant")
+        params["tenant"] = tenant
     if status is not None:
         where.append("status = :status")
         params["status"] = status
@@ -346,41 +356,49 @@ FROM timer_attempts WHERE timer_id = :id ORDER BY attempt
 
 
 async def list_attempts(conn: AsyncConnection, *, timer_id: int) -> list[AttemptRecord]:
-    return [
-        AttemptRecord(**row._mapping)
-        for row in await conn.execute(_LIST_ATTEMPTS, {"id": timer_id})
-    ]
+    return [AttemptRecord(**row._mapping) for row in await conn.execute(_LIST_ATTEMPTS, {"id": timer_id})]
 
 
-_LOCK_IDEMPOTENCY_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_IDEMPOTENCY_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:tenant || '/' || :key, 0))")
 _FIND_IDEMPOTENCY_KEY = text("""
 SELECT request_hash, timer_id FROM idempotency_keys
-WHERE key = :key AND created_at > now() - make_interval(secs => CAST(:window AS double precision))
+WHERE tenant = :tenant AND key = :key
+  AND created_at > now() - make_interval(secs => CAST(:window AS double precision))
 """)
 _SAVE_IDEMPOTENCY_KEY = text("""
-INSERT INTO idempotency_keys (key, request_hash, timer_id) VALUES (:key, :hash, :timer_id)
-ON CONFLICT (key) DO UPDATE
+INSERT INTO idempotency_keys (tenant, key, request_hash, timer_id) VALUES (:tenant, :key, :hash, :timer_id)
+ON CONFLICT (tenant, key) DO UPDATE
 SET request_hash = EXCLUDED.request_hash, timer_id = EXCLUDED.timer_id, created_at = now()
 """)
 
 
 async def find_idempotency_key(
-    conn: AsyncConnection, *, key: str, window_seconds: float
+    conn: AsyncConnection, *, tenant: str, key: str, window_seconds: float
 ) -> tuple[str, int] | None:
     """Lock `key` for this transaction (same-key requests queue here), then read it if fresh."""
-    await conn.execute(_LOCK_IDEMPOTENCY_KEY, {"key": key})
-    row = (
-        await conn.execute(_FIND_IDEMPOTENCY_KEY, {"key": key, "window": window_seconds})
-    ).one_or_none()
+    await conn.execute(_LOCK_IDEMPOTENCY_KEY, {"tenant": tenant, "key": key})
+    params = {"tenant": tenant, "key": key, "window": window_seconds}
+    row = (await conn.execute(_FIND_IDEMPOTENCY_KEY, params)).one_or_none()
     return None if row is None else (row.request_hash, row.timer_id)
 
 
 async def save_idempotency_key(
-    conn: AsyncConnection, *, key: str, request_hash: str, timer_id: int
+    conn: AsyncConnection, *, tenant: str, key: str, request_hash: str, timer_id: int
 ) -> None:
-    await conn.execute(
-        _SAVE_IDEMPOTENCY_KEY, {"key": key, "hash": request_hash, "timer_id": timer_id}
-    )
+    params = {"tenant": tenant, "key": key, "hash": request_hash, "timer_id": timer_id}
+    await conn.execute(_SAVE_IDEMPOTENCY_KEY, params)
+
+
+_COUNT_PENDING = text("""
+SELECT count(*) FROM (
+    SELECT 1 FROM timers WHERE tenant = :tenant AND status = 'pending' LIMIT :upto
+) AS capped
+""")
+
+
+async def count_pending(conn: AsyncConnection, *, tenant: str, upto: int) -> int:
+    """The tenant's pending timers, counted up to `upto` (enough to enforce a cap)."""
+    return int((await conn.execute(_COUNT_PENDING, {"tenant": tenant, "upto": upto})).scalar_one())
 
 
 _CLAIM_DUE = text("""
@@ -400,7 +418,7 @@ WHERE id IN (
 )
 RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, now() AS db_now, method,
           headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,
-          backoff_cap_seconds, timeout_seconds, attempts_before_redrive
+          backoff_cap_seconds, timeout_seconds, attempts_before_redrive, tenant
 """)
 
 
@@ -441,6 +459,7 @@ async def claim_due(
             backoff_cap_seconds=r.backoff_cap_seconds,
             timeout_seconds=r.timeout_seconds,
             attempts_before_redrive=r.attempts_before_redrive,
+            tenant=r.tenant,
         )
         for r in result
     ]
@@ -492,9 +511,7 @@ RETURNING t.id
 """)
 
 
-async def mark_delivered(
-    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
-) -> set[int]:
+async def mark_delivered(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → delivered, for many timers in one statement; returns the ids whose lease held."""
     result = await conn.execute(
         _MARK_DELIVERED,
@@ -507,9 +524,7 @@ async def mark_delivered(
     return {row.id for row in result}
 
 
-async def schedule_retry(
-    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
-) -> set[int]:
+async def schedule_retry(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → pending, due again `retry_in_seconds` from now; returns the ids whose lease held."""
     result = await conn.execute(
         _SCHEDULE_RETRY,
@@ -524,9 +539,7 @@ async def schedule_retry(
     return {row.id for row in result}
 
 
-async def mark_failed(
-    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
-) -> set[int]:
+async def mark_failed(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → failed (attempts used up, or not retryable); returns the ids whose lease held."""
     result = await conn.execute(
         _MARK_FAILED,
@@ -551,9 +564,7 @@ RETURNING t.id
 """)
 
 
-async def mark_expired(
-    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
-) -> set[int]:
+async def mark_expired(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → expired: delivery would have started after `deliver_before`; nothing was sent."""
     result = await conn.execute(
         _MARK_EXPIRED,
@@ -577,9 +588,7 @@ RETURNING t.id
 """)
 
 
-async def release_leases(
-    conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]
-) -> set[int]:
+async def release_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → pending for claimed timers this instance will not send; the attempt is undone."""
     result = await conn.execute(
         _RELEASE_LEASES,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 
+from task_scheduler.auth.dependencies import Reader, Writer
 from task_scheduler.errors import ErrorResponse, ValidationFailed
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.schemas import (
@@ -35,7 +36,10 @@ TimerId = Annotated[int, Path(ge=1, le=MAX_TIMER_ID, description="Identifier of 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     described = {
-        404: "No such timer.",
+        401: "Missing, invalid or revoked API key.",
+        403: "The key's role does not allow this.",
+        404: "No such timer (or another tenant's).",
+        429: "Rate limit or the tenant's pending-timer cap reached; see Retry-After.",
         409: "The timer's status does not allow this; the error carries the status.",
         412: "If-Match does not match the timer's current ETag.",
         413: "Request body too large.",
@@ -44,7 +48,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     }
     return {
         code: {"model": ErrorResponse, "description": described[code]}
-        for code in (*codes, 422, 503)
+        for code in (*codes, 401, 403, 422, 429, 503)
     }
 
 
@@ -63,6 +67,7 @@ async def create_timer(
     body: TimerCreate,
     response: Response,
     service: TimerServiceDep,
+    principal: Writer,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -72,7 +77,7 @@ async def create_timer(
         ),
     ] = None,
 ) -> TimerCreated:
-    created, replayed = await service.create(body, idempotency_key=idempotency_key)
+    created, replayed = await service.create(body, tenant=principal.tenant, idempotency_key=idempotency_key)
     if replayed:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/timer/{created.timer_id}"
@@ -87,8 +92,8 @@ async def create_timer(
     responses=_errors(413),
     summary="Create up to 1,000 timers in one transaction",
 )
-async def create_timers(body: TimerBatch, service: TimerServiceDep) -> TimerBatchCreated:
-    return await service.create_batch(body)
+async def create_timers(body: TimerBatch, service: TimerServiceDep, principal: Writer) -> TimerBatchCreated:
+    return await service.create_batch(body, tenant=principal.tenant)
 
 
 @router.get(
@@ -97,8 +102,10 @@ async def create_timers(body: TimerBatch, service: TimerServiceDep) -> TimerBatc
     responses=_errors(404),
     summary="Get a timer's time left and delivery status",
 )
-async def get_timer(timer_id: TimerId, response: Response, service: TimerServiceDep) -> TimerView:
-    view = await service.get(timer_id)
+async def get_timer(
+    timer_id: TimerId, response: Response, service: TimerServiceDep, principal: Reader
+) -> TimerView:
+    view = await service.get(timer_id, scope=principal.scope)
     response.headers["ETag"] = etag_of(view.updated_at)
     return view
 
@@ -114,11 +121,12 @@ async def update_timer(
     body: TimerUpdate,
     response: Response,
     service: TimerServiceDep,
+    principal: Writer,
     if_match: Annotated[
         str | None, Header(max_length=100, description="Apply only if the ETag still matches.")
     ] = None,
 ) -> TimerView:
-    view = await service.update(timer_id, body, if_match=if_match)
+    view = await service.update(timer_id, body, scope=principal.scope, if_match=if_match)
     response.headers["ETag"] = etag_of(view.updated_at)
     return view
 
@@ -129,8 +137,8 @@ async def update_timer(
     responses=_errors(404, 409),
     summary="Cancel a pending timer",
 )
-async def cancel_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView:
-    return await service.cancel(timer_id)
+async def cancel_timer(timer_id: TimerId, service: TimerServiceDep, principal: Writer) -> TimerView:
+    return await service.cancel(timer_id, scope=principal.scope)
 
 
 @router.post(
@@ -139,8 +147,8 @@ async def cancel_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView
     responses=_errors(404, 409),
     summary="Send a failed or expired timer again (manual redrive)",
 )
-async def retry_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView:
-    return await service.redrive(timer_id)
+async def retry_timer(timer_id: TimerId, service: TimerServiceDep, principal: Writer) -> TimerView:
+    return await service.redrive(timer_id, scope=principal.scope)
 
 
 @router.get(
@@ -149,34 +157,28 @@ async def retry_timer(timer_id: TimerId, service: TimerServiceDep) -> TimerView:
     responses=_errors(404),
     summary="The delivery attempts of a timer",
 )
-async def list_attempts(timer_id: TimerId, service: TimerServiceDep) -> AttemptList:
-    return await service.attempts(timer_id)
+async def list_attempts(timer_id: TimerId, service: TimerServiceDep, principal: Reader) -> AttemptList:
+    return await service.attempts(timer_id, scope=principal.scope)
 
 
 @router.get("/timers", response_model=TimerPage, responses=_errors(), summary="List timers")
 async def list_timers(
     service: TimerServiceDep,
-    status_: Annotated[
-        TimerStatus | None, Query(alias="status", description="Only this status.")
-    ] = None,
+    principal: Reader,
+    status_: Annotated[TimerStatus | None, Query(alias="status", description="Only this status.")] = None,
     label: Annotated[
         list[str] | None,
-        Query(
-            description="key:value; repeat for several (all must match).", examples=["customer:42"]
-        ),
+        Query(description="key:value; repeat for several (all must match).", examples=["customer:42"]),
     ] = None,
-    due_after: Annotated[
-        AwareDatetime | None, Query(description="due_at at or after this time.")
-    ] = None,
-    due_before: Annotated[
-        AwareDatetime | None, Query(description="due_at before this time.")
-    ] = None,
+    due_after: Annotated[AwareDatetime | None, Query(description="due_at at or after this time.")] = None,
+    due_before: Annotated[AwareDatetime | None, Query(description="due_at before this time.")] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
 ) -> TimerPage:
     return await service.list(
+        scope=principal.scope,
         status=status_,
         labels=_parse_labels(label or []),
         due_after=due_after,

@@ -151,11 +151,11 @@ class RetryPolicy(BaseModel):
     max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] | None = Field(
         default=None, description="Attempts before the timer is failed (1-100)."
     )
-    backoff_base_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.01, le=86_400)] | None = (
-        Field(default=None, description="Base of the exponential backoff with full jitter.")
+    backoff_base_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.01, le=86_400)] | None = Field(
+        default=None, description="Base of the exponential backoff with full jitter."
     )
-    backoff_cap_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.01, le=604_800)] | None = (
-        Field(default=None, description="Longest wait between two attempts (at most 7 days).")
+    backoff_cap_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.01, le=604_800)] | None = Field(
+        default=None, description="Longest wait between two attempts (at most 7 days)."
     )
     timeout_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.1, le=3600)] | None = Field(
         default=None, description="Total timeout of one request; must be below the service's lease."
@@ -184,9 +184,7 @@ class _TimerFields(BaseModel):
         "a time in the past fires at once.",
         examples=["2026-12-24T18:00:00+01:00"],
     )
-    method: HttpMethod | None = Field(
-        default=None, description="HTTP method of the webhook (POST)."
-    )
+    method: HttpMethod | None = Field(default=None, description="HTTP method of the webhook (POST).")
     headers: dict[str, str] | None = Field(
         default=None,
         description="Extra request headers; hop-by-hop, Host, Content-Length and the service's own "
@@ -238,9 +236,7 @@ class _TimerFields(BaseModel):
 
     @property
     def reschedules(self) -> bool:
-        return self.fire_at is not None or bool(
-            {"hours", "minutes", "seconds"} & self.model_fields_set
-        )
+        return self.fire_at is not None or bool({"hours", "minutes", "seconds"} & self.model_fields_set)
 
     def largest_unit(self) -> str:
         """The field to blame when the total is too large."""
@@ -306,9 +302,7 @@ class TimerUpdate(_TimerFields):
         },
     )
 
-    url: str | None = Field(
-        default=None, min_length=1, max_length=MAX_URL_LENGTH, description="New URL."
-    )
+    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH, description="New URL.")
 
     @field_validator("url")
     @classmethod
@@ -333,9 +327,7 @@ class TimerBatch(BaseModel):
         },
     )
 
-    timers: list[TimerCreate] = Field(
-        min_length=1, max_length=1000, description="The timers, in order."
-    )
+    timers: list[TimerCreate] = Field(min_length=1, max_length=1000, description="The timers, in order.")
 
 
 class TimerCreated(BaseModel):
@@ -409,16 +401,12 @@ class TimerView(BaseModel):
     body: JsonValue = Field(description="Custom body, or null for the default JSON body.")
     labels: dict[str, str] = Field(description="Labels for grouping and filtering.")
     deliver_before: datetime | None = Field(description="Lateness cutoff, if any.")
-    retry: EffectiveRetryPolicy = Field(
-        description="The retry policy in force (defaults filled in)."
-    )
+    retry: EffectiveRetryPolicy = Field(description="The retry policy in force (defaults filled in).")
 
 
 class TimerPage(BaseModel):
     timers: list[TimerView] = Field(description="Timers ordered by due time, then id.")
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
 
 
 class AttemptView(BaseModel):

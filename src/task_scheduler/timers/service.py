@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from datetime import UTC, datetime, timedelta
 
 from pydantic import JsonValue
@@ -15,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
-from task_scheduler.errors import Conflict, NotFoundError, PreconditionFailed, ValidationFailed
+from task_scheduler.delivery.ssrf import AddressPolicy
+from task_scheduler.errors import (
+    Conflict,
+    NotFoundError,
+    PreconditionFailed,
+    TooManyRequests,
+    ValidationFailed,
+)
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
 from task_scheduler.timers.models import TimerStatus
@@ -47,6 +55,7 @@ _SENSITIVE_HEADER_PARTS = (
     "apikey",
 )
 REDACTED = "[redacted]"
+_PENDING_COUNT_TTL_SECONDS = 5.0
 PAST_FIRE_AT_NOTE = "fire_at is in the past: the timer fires now"
 
 
@@ -99,18 +108,21 @@ class TimerService:
     def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
+        self._pending_counts: dict[str, tuple[float, int]] = {}
+        self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
 
     # -- creating ---------------------------------------------------------------------------
 
     async def create(
-        self, new: TimerCreate, *, idempotency_key: str | None = None
+        self, new: TimerCreate, *, tenant: str, idempotency_key: str | None = None
     ) -> tuple[TimerCreated, bool]:
         """Create one timer; returns (answer, replayed) where replayed means the Idempotency-Key
         named an earlier identical request and nothing new was created."""
-        timer = self._new_timer(new, prefix="")
+        timer = self._new_timer(new, tenant=tenant, prefix="")
+        await self._check_capacity(tenant, 1)
         async with self._engine.begin() as conn:
             if idempotency_key is not None:
-                replay = await self._replay(conn, idempotency_key, new)
+                replay = await self._replay(conn, tenant, idempotency_key, new)
                 if replay is not None:
                     return replay, True
             (row,) = await repository.insert_timers(
@@ -118,16 +130,16 @@ class TimerService:
             )
             if idempotency_key is not None:
                 await repository.save_idempotency_key(
-                    conn, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
+                    conn, tenant=tenant, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
                 )
         log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
         return _created(row, new), False
 
     async def _replay(
-        self, conn: AsyncConnection, key: str, new: TimerCreate
+        self, conn: AsyncConnection, tenant: str, key: str, new: TimerCreate
     ) -> TimerCreated | None:
         found = await repository.find_idempotency_key(
-            conn, key=key, window_seconds=self._settings.idempotency_window_seconds
+            conn, tenant=tenant, key=key, window_seconds=self._settings.idempotency_window_seconds
         )
         if found is None:
             return None
@@ -136,28 +148,46 @@ class TimerService:
             raise ValidationFailed(
                 "Idempotency-Key was already used with a different request", field="Idempotency-Key"
             )
-        row = await repository.get_timer(conn, timer_id=timer_id)
+        row = await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
         assert row is not None  # the key row cascades away with its timer
         log_event(logger, "timer.create_replayed", timer_id=timer_id)
         return TimerCreated(timer_id=row.id, time_left=seconds_left(row.due_at, row.db_now))
 
-    async def create_batch(self, batch: TimerBatch) -> TimerBatchCreated:
+    async def create_batch(self, batch: TimerBatch, *, tenant: str) -> TimerBatchCreated:
         """All timers in one statement and one transaction: all are created or none."""
-        timers = [self._new_timer(t, prefix=f"timers.{i}.") for i, t in enumerate(batch.timers)]
+        timers = [
+            self._new_timer(t, tenant=tenant, prefix=f"timers.{i}.") for i, t in enumerate(batch.timers)
+        ]
+        await self._check_capacity(tenant, len(timers))
         async with self._engine.begin() as conn:
             rows = await repository.insert_timers(
                 conn, timers=timers, notify_within=self._settings.lookahead_seconds
             )
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
-        return TimerBatchCreated(
-            timers=[_created(r, t) for r, t in zip(rows, batch.timers, strict=True)]
-        )
+        return TimerBatchCreated(timers=[_created(r, t) for r, t in zip(rows, batch.timers, strict=True)])
 
-    def _new_timer(self, new: TimerCreate, *, prefix: str) -> NewTimer:
+    async def _check_capacity(self, tenant: str, adding: int) -> None:
+        """Refuse to grow a tenant past its pending cap (the count is refreshed every few seconds)."""
+        cap = self._settings.max_pending_per_tenant
+        now = time.monotonic()
+        cached = self._pending_counts.get(tenant)
+        if cached is None or cached[0] < now:
+            async with self._engine.connect() as conn:
+                count = await repository.count_pending(conn, tenant=tenant, upto=cap + 1)
+            cached = (now + _PENDING_COUNT_TTL_SECONDS, count)
+        self._pending_counts[tenant] = (cached[0], cached[1] + adding)
+        if cached[1] + adding > cap:
+            raise TooManyRequests(
+                f"tenant {tenant} has {cached[1]} pending timers; the limit is {cap}",
+                retry_after_seconds=int(_PENDING_COUNT_TTL_SECONDS),
+            )
+
+    def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
         self._check(new, prefix=prefix)
         retry = new.retry
         return NewTimer(
             url=new.url,
+            tenant=tenant,
             delay_seconds=None if new.fire_at is not None else float(new.total_seconds),
             fire_at=new.fire_at,
             method=new.method or "POST",
@@ -191,6 +221,10 @@ class TimerService:
                 f"maximum of {horizon} seconds",
                 field=unit,
             )
+        url = getattr(fields, "url", None)
+        blocked = None if url is None else self._address_policy.literal_host_reason(url)
+        if blocked is not None:
+            raise ValidationFailed(f"{prefix}url: blocked destination: {blocked}", field=f"{prefix}url")
         if fields.body is not None and _body_size(fields.body) > settings.max_webhook_body_bytes:
             raise ValidationFailed(
                 f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
@@ -212,9 +246,9 @@ class TimerService:
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def get(self, timer_id: int) -> TimerView:
+    async def get(self, timer_id: int, *, scope: str | None) -> TimerView:
         async with self._engine.connect() as conn:
-            row = await repository.get_timer(conn, timer_id=timer_id)
+            row = await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
         if row is None:
             raise _not_found(timer_id)
         return self._view(row)
@@ -222,6 +256,7 @@ class TimerService:
     async def list(
         self,
         *,
+        scope: str | None,
         status: TimerStatus | None,
         labels: dict[str, str],
         due_after: datetime | None,
@@ -233,6 +268,7 @@ class TimerService:
         async with self._engine.connect() as conn:
             rows = await repository.list_timers(
                 conn,
+                tenant=scope,
                 status=None if status is None else status.value,
                 labels=labels,
                 due_after=due_after,
@@ -244,9 +280,9 @@ class TimerService:
         next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
         return TimerPage(timers=[self._view(r) for r in page], next_cursor=next_cursor)
 
-    async def attempts(self, timer_id: int) -> AttemptList:
+    async def attempts(self, timer_id: int, *, scope: str | None) -> AttemptList:
         async with self._engine.connect() as conn:
-            if await repository.get_timer(conn, timer_id=timer_id) is None:
+            if await repository.get_timer(conn, timer_id=timer_id, tenant=scope) is None:
                 raise _not_found(timer_id)
             records = await repository.list_attempts(conn, timer_id=timer_id)
         return AttemptList(
@@ -267,21 +303,20 @@ class TimerService:
     # -- changing ---------------------------------------------------------------------------
 
     async def update(
-        self, timer_id: int, changes: TimerUpdate, *, if_match: str | None
+        self, timer_id: int, changes: TimerUpdate, *, scope: str | None, if_match: str | None
     ) -> TimerView:
         self._check(changes, prefix="")
         expected = None
         if if_match is not None and if_match.strip() != "*":
             expected = parse_etag(if_match)
             if expected is None:
-                raise PreconditionFailed(
-                    "If-Match does not name a version of this timer", field="If-Match"
-                )
+                raise PreconditionFailed("If-Match does not name a version of this timer", field="If-Match")
         columns = _changed_columns(changes)
         async with self._engine.begin() as conn:
             row = await repository.update_pending(
                 conn,
                 timer_id=timer_id,
+                tenant=scope,
                 changes=columns,
                 delay_seconds=float(changes.total_seconds)
                 if changes.reschedules and not changes.fire_at
@@ -294,7 +329,7 @@ class TimerService:
                 notify_within=self._settings.lookahead_seconds,
             )
             if row is None:
-                current = await repository.get_timer(conn, timer_id=timer_id)
+                current = await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
         if row is None:
             if current is None:
                 raise _not_found(timer_id)
@@ -304,16 +339,14 @@ class TimerService:
                     field="If-Match",
                 )
             raise _conflict(timer_id, current.status, "edited")
-        log_event(
-            logger, "timer.updated", timer_id=timer_id, fields=sorted(changes.model_fields_set)
-        )
+        log_event(logger, "timer.updated", timer_id=timer_id, fields=sorted(changes.model_fields_set))
         return self._view(row)
 
-    async def cancel(self, timer_id: int) -> TimerView:
+    async def cancel(self, timer_id: int, *, scope: str | None) -> TimerView:
         async with self._engine.begin() as conn:
-            row = await repository.cancel(conn, timer_id=timer_id)
+            row = await repository.cancel(conn, timer_id=timer_id, tenant=scope)
             current = (
-                None if row is not None else await repository.get_timer(conn, timer_id=timer_id)
+                None if row is not None else await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
             )
         if row is None:
             if current is None:
@@ -322,20 +355,18 @@ class TimerService:
         log_event(logger, "timer.cancelled", timer_id=timer_id)
         return self._view(row)
 
-    async def redrive(self, timer_id: int) -> TimerView:
+    async def redrive(self, timer_id: int, *, scope: str | None) -> TimerView:
         async with self._engine.begin() as conn:
             row = await repository.redrive(
-                conn, timer_id=timer_id, notify_within=self._settings.lookahead_seconds
+                conn, timer_id=timer_id, tenant=scope, notify_within=self._settings.lookahead_seconds
             )
             current = (
-                None if row is not None else await repository.get_timer(conn, timer_id=timer_id)
+                None if row is not None else await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
             )
         if row is None:
             if current is None:
                 raise _not_found(timer_id)
-            raise _conflict(
-                timer_id, current.status, "retried (only failed or expired timers can be)"
-            )
+            raise _conflict(timer_id, current.status, "retried (only failed or expired timers can be)")
         log_event(logger, "timer.redriven", timer_id=timer_id)
         return self._view(row)
 

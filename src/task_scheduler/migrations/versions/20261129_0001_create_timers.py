@@ -38,16 +38,12 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
         ),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
-        sa.Column(
-            "delivery_id", sa.Uuid(), nullable=False, server_default=sa.text("gen_random_uuid()")
-        ),
+        sa.Column("delivery_id", sa.Uuid(), nullable=False, server_default=sa.text("gen_random_uuid()")),
         sa.Column("lease_owner", sa.Text(), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'firing', 'delivered', 'failed')", name="ck_timers_status"
-        ),
+        sa.CheckConstraint("status IN ('pending', 'firing', 'delivered', 'failed')", name="ck_timers_status"),
     )
     op.create_index(
         "ix_timers_pending_due",

@@ -23,9 +23,7 @@ _OLD_STATUSES = "status IN ('pending', 'firing', 'delivered', 'failed')"
 
 
 def upgrade() -> None:
-    op.add_column(
-        "timers", sa.Column("method", sa.Text(), nullable=False, server_default=sa.text("'POST'"))
-    )
+    op.add_column("timers", sa.Column("method", sa.Text(), nullable=False, server_default=sa.text("'POST'")))
     op.add_column(
         "timers",
         sa.Column("headers", JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
@@ -42,9 +40,7 @@ def upgrade() -> None:
     op.add_column("timers", sa.Column("timeout_seconds", sa.Double(), nullable=True))
     op.add_column(
         "timers",
-        sa.Column(
-            "attempts_before_redrive", sa.Integer(), nullable=False, server_default=sa.text("0")
-        ),
+        sa.Column("attempts_before_redrive", sa.Integer(), nullable=False, server_default=sa.text("0")),
     )
     op.drop_constraint("ck_timers_status", "timers", type_="check")
     op.create_check_constraint("ck_timers_status", "timers", _NEW_STATUSES)

@@ -1,0 +1,200 @@
+"""Who is calling: API keys, roles, tenants, protected mode, per-key rate limits."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from task_scheduler.auth import repository
+from task_scheduler.auth.keys import generate_key, hash_key, key_id_of
+from task_scheduler.auth.models import ROLE_RANK, Role
+from task_scheduler.auth.repository import ApiKeyRow, TenantSecretRow
+from task_scheduler.config import Settings
+from task_scheduler.delivery.signing import generate_secret
+from task_scheduler.errors import Forbidden, NotFoundError, TooManyRequests, Unauthorized
+from task_scheduler.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+PROTECTED_MODE_MESSAGE = (
+    "no API key exists yet, so only requests from this machine are served; create an admin key "
+    "with `task-scheduler keys create --role admin` or set SCHEDULER_ADMIN_API_KEY"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: a tenant and a role, from an API key (or from loopback in protected mode)."""
+
+    tenant: str
+    role: Role
+    key_id: str | None
+
+    def allows(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant whose timers this caller sees; None for admins, who see every tenant."""
+        return None if self.role is Role.ADMIN else self.tenant
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = burst, time.monotonic()
+
+    def take(self) -> float:
+        """0 if a request may go now, else the seconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class AuthService:
+    def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._keys: dict[str, tuple[float, ApiKeyRow | None]] = {}
+        self._any_key: tuple[float, bool] = (0.0, False)
+        self._buckets: dict[str, _TokenBucket] = {}
+
+    # -- authenticating ---------------------------------------------------------------------
+
+    async def authenticate(self, raw_key: str | None, client_host: str | None) -> Principal:
+        if not raw_key:
+            if await self._any_active_key():
+                raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
+            if not _is_loopback(client_host):
+                raise Unauthorized(PROTECTED_MODE_MESSAGE)
+            principal = Principal(tenant=DEFAULT_TENANT, role=Role.ADMIN, key_id=None)
+        else:
+            row = await self._lookup(key_id_of(raw_key))
+            # compare_digest: the time taken does not reveal how much of the hash matched.
+            if row is None or not hmac.compare_digest(row.key_hash, hash_key(raw_key)) or row.revoked_at:
+                raise Unauthorized("invalid or revoked API key")
+            principal = Principal(tenant=row.tenant, role=Role(row.role), key_id=row.key_id)
+        self._rate_limit(principal.key_id or "loopback")
+        return principal
+
+    async def _lookup(self, key_id: str) -> ApiKeyRow | None:
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._engine.connect() as conn:
+            row = await repository.find_key(conn, key_id=key_id)
+        if len(self._keys) > 10_000:
+            self._keys.clear()  # bounded: unknown key ids are cached too
+        self._keys[key_id] = (now + self._settings.api_key_cache_seconds, row)
+        return row
+
+    async def _any_active_key(self) -> bool:
+        now = time.monotonic()
+        until, exists = self._any_key
+        if until > now:
+            return exists
+        async with self._engine.connect() as conn:
+            exists = await repository.active_key_exists(conn)
+        self._any_key = (now + min(self._settings.api_key_cache_seconds, 2.0), exists)
+        return exists
+
+    def _rate_limit(self, bucket_key: str) -> None:
+        rate = self._settings.rate_limit_per_second
+        if rate <= 0:
+            return
+        bucket = self._buckets.get(bucket_key)
+        if bucket is None:
+            bucket = self._buckets[bucket_key] = _TokenBucket(
+                rate, self._settings.rate_limit_burst or 2 * rate
+            )
+        wait = bucket.take()
+        if wait > 0:
+            raise TooManyRequests(
+                f"rate limit of {rate:g} requests/s for this key exceeded",
+                retry_after_seconds=max(1, math.ceil(wait)),
+            )
+
+    def forget_cached_keys(self) -> None:
+        self._keys.clear()
+        self._any_key = (0.0, False)
+
+    # -- managing keys ----------------------------------------------------------------------
+
+    async def bootstrap(self, raw_key: str) -> None:
+        """Make sure the operator's admin key exists (a revoked one stays revoked)."""
+        async with self._engine.begin() as conn:
+            row = await repository.insert_key(
+                conn,
+                key_id=key_id_of(raw_key),
+                key_hash=hash_key(raw_key),
+                name="bootstrap (SCHEDULER_ADMIN_API_KEY)",
+                tenant=DEFAULT_TENANT,
+                role=Role.ADMIN.value,
+            )
+        log_event(logger, "auth.bootstrap_key", key_id=row.key_id, revoked=row.revoked_at is not None)
+
+    async def create_key(self, *, name: str, tenant: str, role: Role) -> tuple[str, ApiKeyRow]:
+        raw_key, key_id = generate_key()
+        async with self._engine.begin() as conn:
+            row = await repository.insert_key(
+                conn, key_id=key_id, key_hash=hash_key(raw_key), name=name, tenant=tenant, role=role.value
+            )
+        self._any_key = (0.0, False)
+        log_event(logger, "auth.key_created", key_id=key_id, tenant=tenant, role=role.value)
+        return raw_key, row
+
+    async def list_keys(self) -> list[ApiKeyRow]:
+        async with self._engine.connect() as conn:
+            return await repository.list_keys(conn)
+
+    async def revoke_key(self, key_id: str) -> ApiKeyRow:
+        async with self._engine.begin() as conn:
+            row = await repository.revoke_key(conn, key_id=key_id)
+        if row is None:
+            raise NotFoundError(f"API key {key_id} does not exist", field="key_id")
+        self._keys.pop(key_id, None)
+        self._any_key = (0.0, False)
+        log_event(logger, "auth.key_revoked", key_id=key_id)
+        return row
+
+    # -- tenant signing secrets -------------------------------------------------------------
+
+    async def add_secret(self, tenant: str) -> TenantSecretRow:
+        async with self._engine.begin() as conn:
+            row = await repository.insert_secret(conn, tenant=tenant, secret=generate_secret())
+        log_event(logger, "auth.secret_added", tenant=tenant, secret_id=row.id)
+        return row
+
+    async def list_secrets(self, tenant: str) -> list[TenantSecretRow]:
+        async with self._engine.connect() as conn:
+            return await repository.active_secrets(conn, tenant=tenant)
+
+    async def revoke_secret(self, tenant: str, secret_id: int) -> None:
+        async with self._engine.begin() as conn:
+            if not await repository.revoke_secret(conn, tenant=tenant, secret_id=secret_id):
+                raise NotFoundError(f"secret {secret_id} does not exist", field="secret_id")
+        log_event(logger, "auth.secret_revoked", tenant=tenant, secret_id=secret_id)
+
+
+def require_role(principal: Principal, role: Role) -> None:
+    if not principal.allows(role):
+        raise Forbidden(f"this API key's role ({principal.role}) does not allow this; it needs {role}")
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

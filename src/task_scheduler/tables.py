@@ -1,0 +1,8 @@
+"""Every table of the service on one MetaData (what migrations and the schema test compare)."""
+
+from __future__ import annotations
+
+from task_scheduler.auth.models import api_keys, tenant_secrets
+from task_scheduler.timers.models import idempotency_keys, metadata, timer_attempts, timers
+
+__all__ = ["api_keys", "idempotency_keys", "metadata", "tenant_secrets", "timer_attempts", "timers"]
