@@ -25,6 +25,7 @@ from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy
+from task_scheduler.timers.retention import Housekeeper
 from task_scheduler.timers.router import router as timers_router
 from task_scheduler.timers.service import TimerService
 from task_scheduler.web import (
@@ -65,6 +66,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                 await auth.bootstrap(bootstrap_key)
             app.state.dispatcher = None
             if run_dispatcher:
+                housekeeper = Housekeeper(engine=engine, settings=settings)
+                await housekeeper.start()
+                stack.push_async_callback(housekeeper.stop)
                 client = WebhookClient(
                     connect_timeout=settings.connect_timeout_seconds,
                     total_timeout=settings.request_timeout_seconds,

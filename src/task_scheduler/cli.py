@@ -1,4 +1,4 @@
-"""`task-scheduler serve | migrate` (also `python -m task_scheduler`)."""
+"""`task-scheduler serve | migrate | keys | timers` (also `python -m task_scheduler`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from types import FrameType
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from task_scheduler.client_cli import add_timers_commands, run_timers
 from task_scheduler.config import Settings
 from task_scheduler.logs import configure_logging
 
@@ -123,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys.add_parser("revoke", help="revoke a key by its key_id")
     revoke.add_argument("key_id")
+    add_timers_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "timers":  # a client of a running service: needs none of its settings
+        return run_timers(args)
     try:
         settings = _settings(args)
     except ValidationError as exc:

@@ -149,6 +149,18 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         default="", description="Comma-separated origins allowed by CORS; empty: CORS off."
     )
+    retention_seconds: float = Field(
+        default=604_800.0, gt=0, description="Finished timers and their attempts are deleted after this."
+    )
+    retention_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often each instance applies retention."
+    )
+    retention_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Timers deleted per short transaction."
+    )
+    stats_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often the pending and overdue gauges are refreshed."
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per instance.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."

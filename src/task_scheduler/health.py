@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from task_scheduler import metrics
 from task_scheduler.db import schema_is_current
 from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.errors import error_body
@@ -16,6 +18,11 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics_endpoint() -> PlainTextResponse:
+    return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz", summary="Database reachable, schema current, dispatcher running")

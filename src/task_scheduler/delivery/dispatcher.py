@@ -30,6 +30,7 @@ from enum import Enum
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.backoff import retry_delay
 from task_scheduler.delivery.client import DeliveryResult, WebhookClient, WebhookRequest
@@ -182,6 +183,7 @@ class Dispatcher:
         async with self._engine.begin() as conn:
             expired = await repository.expire_leases(conn, limit=self._settings.claim_batch_size)
         if expired:
+            metrics.LEASES_EXPIRED.inc(expired)
             log_event(logger, "dispatcher.leases_expired", logging.WARNING, count=expired)
 
     async def _claim(self, limit: int) -> int:
@@ -206,12 +208,15 @@ class Dispatcher:
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
         if claimed:
+            metrics.CLAIMED.inc(len(claimed))
+            metrics.HELD.set(len(self._held))
             log_event(logger, "dispatcher.claimed", logging.DEBUG, count=len(claimed))
         return len(claimed)
 
     def _forget(self, timer_id: int, task: asyncio.Task[None]) -> None:
         if self._held.get(timer_id) is task:
             del self._held[timer_id]
+            metrics.HELD.set(len(self._held))
         if not task.cancelled() and task.exception() is not None:
             log_event(
                 logger,
@@ -309,6 +314,9 @@ class Dispatcher:
             "duration_ms": round(result.duration_ms, 1),
             "late_ms": round(late_ms, 1),
         }
+        metrics.FIRING_LATENESS.observe(max(late_ms, 0.0) / 1000)
+        metrics.DELIVERY_DURATION.observe(result.duration_ms / 1000)
+        metrics.WEBHOOK_REQUESTS.labels(metrics.webhook_result(result.status_code, result.error_class)).inc()
         record = AttemptRecord(
             timer_id=timer.id,
             attempt=timer.attempt,
@@ -404,8 +412,10 @@ class Dispatcher:
         wake = False
         for item in batch:
             if item.outcome.timer_id not in kept:
+                metrics.DELIVERIES.labels("lease_lost").inc()
                 log_event(logger, "timer.lease_lost", logging.WARNING, **item.fields)
                 continue
+            metrics.DELIVERIES.labels(item.verdict.name.lower()).inc()
             quiet = item.verdict in (Verdict.DELIVERED, Verdict.RETURNED)
             level = logging.INFO if quiet else logging.WARNING
             log_event(logger, item.verdict.value, level, **item.fields)

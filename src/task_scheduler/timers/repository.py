@@ -631,3 +631,51 @@ async def expire_leases(conn: AsyncConnection, *, limit: int) -> int:
     """firing → pending for timers whose owner let the lease lapse (crashed); they fire again."""
     result = await conn.execute(_EXPIRE_LEASES, {"limit": limit})
     return result.rowcount
+
+
+_DELETE_FINISHED = text("""
+DELETE FROM timers
+WHERE id IN (
+    SELECT id FROM timers
+    WHERE status IN ('delivered', 'failed', 'expired', 'cancelled')
+      AND updated_at < now() - make_interval(secs => CAST(:age AS double precision))
+    ORDER BY updated_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+""")
+
+
+async def delete_finished(conn: AsyncConnection, *, older_than_seconds: float, limit: int) -> int:
+    """Retention: delete up to `limit` finished timers (their attempts and keys cascade)."""
+    result = await conn.execute(_DELETE_FINISHED, {"age": older_than_seconds, "limit": limit})
+    return result.rowcount
+
+
+_DELETE_STALE_KEYS = text("""
+DELETE FROM idempotency_keys
+WHERE (tenant, key) IN (
+    SELECT tenant, key FROM idempotency_keys
+    WHERE created_at < now() - make_interval(secs => CAST(:age AS double precision))
+    LIMIT :limit
+)
+""")
+
+
+async def delete_stale_idempotency_keys(
+    conn: AsyncConnection, *, older_than_seconds: float, limit: int
+) -> int:
+    result = await conn.execute(_DELETE_STALE_KEYS, {"age": older_than_seconds, "limit": limit})
+    return result.rowcount
+
+
+_PENDING_STATS = text("""
+SELECT count(*) AS pending, count(*) FILTER (WHERE due_at <= now()) AS overdue
+FROM timers WHERE status = 'pending'
+""")
+
+
+async def pending_stats(conn: AsyncConnection) -> tuple[int, int]:
+    """(pending timers, pending timers already due): read from the partial index."""
+    row = (await conn.execute(_PENDING_STATS)).one()
+    return int(row.pending), int(row.overdue)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
 from task_scheduler.delivery.ssrf import AddressPolicy
@@ -132,6 +133,7 @@ class TimerService:
                 await repository.save_idempotency_key(
                     conn, tenant=tenant, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
                 )
+        metrics.TIMERS_CREATED.inc()
         log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
         return _created(row, new), False
 
@@ -163,6 +165,7 @@ class TimerService:
             rows = await repository.insert_timers(
                 conn, timers=timers, notify_within=self._settings.lookahead_seconds
             )
+        metrics.TIMERS_CREATED.inc(len(rows))
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
         return TimerBatchCreated(timers=[_created(r, t) for r, t in zip(rows, batch.timers, strict=True)])
 

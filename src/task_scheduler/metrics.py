@@ -1,0 +1,75 @@
+"""Prometheus metrics. With several worker processes, set PROMETHEUS_MULTIPROC_DIR to an empty
+directory shared by them (prometheus-client's multiprocess mode) and every process reports into
+it; `/metrics` then sums them."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+TIMERS_CREATED = Counter("scheduler_timers_created_total", "Timers created through the API.")
+DELIVERIES = Counter(
+    "scheduler_deliveries_total",
+    "Attempt outcomes recorded: delivered, retry, failed, expired, returned (handed back), lease_lost.",
+    ["outcome"],
+)
+WEBHOOK_REQUESTS = Counter(
+    "scheduler_webhook_requests_total",
+    "Webhook requests sent, by result: 2xx, 3xx, 4xx, 5xx, timeout, connection, blocked_destination, invalid_url.",
+    ["result"],
+)
+FIRING_LATENESS = Histogram(
+    "scheduler_firing_lateness_seconds",
+    "Delivery start minus due time (by this host's monotonic clock, mapped from the database's).",
+    buckets=_LATENESS_BUCKETS,
+)
+DELIVERY_DURATION = Histogram(
+    "scheduler_delivery_duration_seconds", "Duration of one webhook request.", buckets=_DURATION_BUCKETS
+)
+CLAIMED = Counter("scheduler_timers_claimed_total", "Timers claimed by this instance's dispatcher.")
+LEASES_EXPIRED = Counter("scheduler_leases_expired_total", "Leases of stopped instances returned to pending.")
+PENDING = Gauge("scheduler_pending_timers", "Pending timers in the database.", multiprocess_mode="mostrecent")
+OVERDUE = Gauge(
+    "scheduler_overdue_timers",
+    "Pending timers already past their due time (the backlog).",
+    multiprocess_mode="mostrecent",
+)
+HELD = Gauge(
+    "scheduler_held_timers", "Claimed timers held in memory by this instance.", multiprocess_mode="livesum"
+)
+HTTP_REQUESTS = Counter(
+    "scheduler_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "scheduler_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
+
+
+def webhook_result(status_code: int | None, error_class: str | None) -> str:
+    if status_code is not None:
+        return f"{status_code // 100}xx"
+    return error_class or "error"
+
+
+def render() -> bytes:
+    """The exposition text; sums all worker processes in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
