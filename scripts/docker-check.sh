@@ -66,4 +66,9 @@ if [[ $actual != "$expected" ]]; then
 fi
 echo "docker-check: compose.yaml services: $(echo "$actual" | paste -sd' ' -)"
 
+# --- 5. the scale-out example -----------------------------------------------
+"${COMPOSE[@]}" -f deploy/compose.scale.yaml config -q \
+    || fail "deploy/compose.scale.yaml does not validate with ${COMPOSE[*]}"
+echo "docker-check: deploy/compose.scale.yaml is valid"
+
 echo "docker-check: ok"

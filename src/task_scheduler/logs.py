@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,11 +63,40 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str, fmt: str) -> None:
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def bind_request_id(request_id: str) -> Token[str | None]:
+    """Every log line of the current request carries `request_id` until `reset_request_id`."""
+    return _request_id.set(request_id)
+
+
+def reset_request_id(token: Token[str | None]) -> None:
+    _request_id.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    """Adds the instance to every line, and the request id inside a request."""
+
+    def __init__(self, instance: str | None) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.instance is not None and not hasattr(record, "instance"):
+            record.instance = self.instance
+        request_id = _request_id.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
+
+def configure_logging(level: str, fmt: str, instance: str | None = None) -> None:
     """Send all logs to stderr in the chosen format; called once at process start."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
+    handler.addFilter(_ContextFilter(instance))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from task_scheduler import metrics
 from task_scheduler.errors import ServiceError, error_body
-from task_scheduler.logs import log_event
+from task_scheduler.logs import bind_request_id, log_event, reset_request_id
 
 logger = logging.getLogger("task_scheduler.http")
 
@@ -232,9 +232,11 @@ class RequestLogMiddleware:
                 ]
             await send(message)
 
+        token = bind_request_id(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            reset_request_id(token)
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
