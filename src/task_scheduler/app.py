@@ -85,8 +85,12 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                     refresh_seconds=settings.api_key_cache_seconds,
                 )
                 await signers.refresh()
+                dispatch_engine = create_engine(
+                    url, pool_size=settings.db_pool_size, synchronous_commit=False
+                )
+                stack.push_async_callback(dispatch_engine.dispose)
                 dispatcher = Dispatcher(
-                    engine=engine,
+                    engine=dispatch_engine,
                     client=client,
                     settings=settings,
                     listen_dsn=asyncpg_dsn(url),

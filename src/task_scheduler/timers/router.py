@@ -25,7 +25,7 @@ from task_scheduler.timers.service import TimerService, etag_of
 MAX_TIMER_ID = 2**63 - 1
 
 
-def get_timer_service(request: Request) -> TimerService:
+async def get_timer_service(request: Request) -> TimerService:
     service: TimerService = request.app.state.timer_service
     return service
 
