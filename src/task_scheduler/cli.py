@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"task-scheduler: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.instance_id)
     if args.command == "serve":
         serve(settings)
         return 0

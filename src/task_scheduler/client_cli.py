@@ -129,12 +129,10 @@ class ApiClient:
                 text = await response.text(errors="replace")
                 status = response.status
         except aiohttp.ClientConnectorError as exc:
-            reason = (
-                "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else exc.strerror
-            )
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            reason = "connection refused; is the service running?" if refused else exc.strerror or str(exc)
             raise Unreachable(
-                f"cannot connect to {self._base_url} ({reason}); is the service running? "
-                "(set --url or TASK_SCHEDULER_URL)",
+                f"cannot connect to {self._base_url} ({reason}) (set --url or TASK_SCHEDULER_URL)",
                 maybe_sent=False,
             ) from None
         except TimeoutError:
@@ -542,7 +540,7 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# import
+# `timers import`: JSON lines, sent in batches
 
 
 @dataclass

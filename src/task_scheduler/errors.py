@@ -97,10 +97,21 @@ class ErrorDetail(BaseModel):
     field: str | None = Field(default=None, description="The input field at fault, if any.", examples=["url"])
 
 
+class FieldError(BaseModel):
+    field: str | None = Field(description="The input field at fault.", examples=["url"])
+    message: str = Field(description="What is wrong with it.", examples=["url: must include a host"])
+
+
+class ErrorDetailWithFields(ErrorDetail):
+    details: list[FieldError] | None = Field(
+        default=None, description="Every invalid field, for validation errors (the first is in message)."
+    )
+
+
 class ErrorResponse(BaseModel):
     """The envelope of every error response."""
 
-    error: ErrorDetail
+    error: ErrorDetailWithFields
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
