@@ -46,8 +46,10 @@ _UNAVAILABLE = (
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "path", "query", "header")]
-    return ".".join(parts) or None
+    """("body", "retry", "timeout_seconds") → "retry.timeout_seconds": the first part only says
+    where the input came from (and a field may itself be called "body")."""
+    parts = loc[1:] if loc and loc[0] in ("body", "path", "query", "header") else loc
+    return ".".join(str(p) for p in parts) or None
 
 
 def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:

@@ -1,13 +1,26 @@
-"""`TimerCreate`: strict whole-number durations and an absolute http(s) webhook URL."""
+"""`TimerCreate` and friends: strict whole-number durations, an absolute http(s) webhook URL,
+RFC 3339 times with an offset, and the limits on headers, labels, retry policy and batches."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from task_scheduler.timers.schemas import MAX_URL_LENGTH, TimerCreate, validate_webhook_url
+from task_scheduler.timers.schemas import (
+    MAX_LABELS,
+    MAX_URL_LENGTH,
+    SERVICE_HEADERS,
+    RetryPolicy,
+    TimerBatch,
+    TimerCreate,
+    TimerUpdate,
+    validate_headers,
+    validate_labels,
+    validate_webhook_url,
+)
 
 URL = "http://example.com/webhook"
 
@@ -160,3 +173,105 @@ def test_url_must_be_a_non_empty_string(url: Any) -> None:
 )
 def test_largest_unit_names_the_field_to_blame(data: dict[str, int], largest: str) -> None:
     assert TimerCreate.model_validate({**data, "url": URL}).largest_unit() == largest
+
+
+# -- the lifecycle fields -------------------------------------------------------------------------
+
+FIRE_AT = "2030-01-01T00:00:00+01:00"
+
+
+def test_fire_at_is_read_from_rfc3339_text_as_fastapi_passes_it() -> None:
+    # FastAPI validates the already-parsed JSON (python mode), not the raw JSON text.
+    timer = TimerCreate.model_validate({"fire_at": FIRE_AT, "url": URL})
+    assert timer.fire_at == datetime(2030, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    assert timer.reschedules
+
+
+@pytest.mark.parametrize(
+    ("fire_at", "kind"),
+    [("2030-01-01T00:00:00", "timezone_aware"), ("2030-01-01", "value_error")],  # a date alone is no time
+)
+def test_fire_at_without_an_offset_is_refused(fire_at: str, kind: str) -> None:
+    assert _error_of({"fire_at": fire_at, "url": URL}) == (kind, ("fire_at",))
+
+
+@pytest.mark.parametrize("fire_at", [1893456000, 1893456000.5, True, [FIRE_AT]])
+def test_fire_at_that_is_not_text_is_refused(fire_at: Any) -> None:
+    _type, loc = _error_of({"fire_at": fire_at, "url": URL})
+    assert loc == ("fire_at",)
+
+
+@pytest.mark.parametrize("fire_at", ["1893456000", "1893456000.5"])
+def test_fire_at_epoch_seconds_as_text_is_refused(fire_at: str) -> None:
+    _type, loc = _error_of({"fire_at": fire_at, "url": URL})
+    assert loc == ("fire_at",)
+
+
+@pytest.mark.parametrize("unit", ["hours", "minutes", "seconds"])
+def test_fire_at_with_a_duration_is_refused(unit: str) -> None:
+    with pytest.raises(ValidationError, match=f"fire_at or {unit}, not both"):
+        TimerCreate.model_validate({"fire_at": FIRE_AT, unit: 0, "url": URL})
+
+
+def test_deliver_before_with_max_lateness_is_refused() -> None:
+    with pytest.raises(ValidationError, match="deliver_before or max_lateness_seconds"):
+        TimerCreate.model_validate({"deliver_before": FIRE_AT, "max_lateness_seconds": 1, "url": URL})
+
+
+@pytest.mark.parametrize(
+    ("data", "reschedules"),
+    [
+        ({}, False),
+        ({"labels": {"a": "b"}}, False),
+        ({"max_lateness_seconds": 5}, False),
+        ({"minutes": 0}, True),
+        ({"hours": 1}, True),
+        ({"fire_at": FIRE_AT}, True),
+    ],
+)
+def test_an_update_reschedules_only_when_it_says_when(data: dict[str, Any], reschedules: bool) -> None:
+    assert TimerUpdate.model_validate(data).reschedules is reschedules
+
+
+@pytest.mark.parametrize("name", [*sorted(SERVICE_HEADERS), "Host", "connection", "TE"])
+def test_service_and_hop_by_hop_headers_are_refused_in_any_case(name: str) -> None:
+    for spelled in (name, name.upper(), name.lower()):
+        with pytest.raises(ValueError, match=spelled):
+            validate_headers({spelled: "x"})
+
+
+def test_ordinary_headers_pass() -> None:
+    headers = {"Authorization": "Bearer x", "Content-Type": "text/plain", "X-A": "\tok"}
+    assert validate_headers(headers) == headers
+    assert validate_headers(None) is None
+
+
+def test_label_limits() -> None:
+    at_limit = {f"k{i}": "v" * 255 for i in range(MAX_LABELS)}
+    assert validate_labels(at_limit) == at_limit
+    with pytest.raises(ValueError, match=f"at most {MAX_LABELS}"):
+        validate_labels({**at_limit, "one-more": "v"})
+    with pytest.raises(ValueError, match="longer than 255"):
+        validate_labels({"k": "v" * 256})
+
+
+@pytest.mark.parametrize(
+    ("base", "cap", "ok"), [(5, 5, True), (5, 60, True), (10, 5, False), (0.02, 0.01, False)]
+)
+def test_retry_cap_must_not_be_below_base(base: float, cap: float, ok: bool) -> None:
+    data = {"backoff_base_seconds": base, "backoff_cap_seconds": cap}
+    if ok:
+        assert RetryPolicy.model_validate(data).backoff_cap_seconds == cap
+    else:
+        with pytest.raises(ValidationError, match="backoff_cap_seconds"):
+            RetryPolicy.model_validate(data)
+
+
+@pytest.mark.parametrize(("count", "ok"), [(0, False), (1, True), (1000, True), (1001, False)])
+def test_a_batch_holds_1_to_1000_timers(count: int, ok: bool) -> None:
+    data = {"timers": [{"url": URL}] * count}
+    if ok:
+        assert len(TimerBatch.model_validate(data).timers) == count
+    else:
+        with pytest.raises(ValidationError):
+            TimerBatch.model_validate(data)

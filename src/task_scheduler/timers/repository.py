@@ -196,11 +196,12 @@ async def update_pending(
     delay_seconds: float | None = None,
     fire_at: datetime | None = None,
     max_lateness_seconds: float | None = None,
-    expected_updated_at: datetime | None = None,
+    expected_updated_at: list[datetime] | None = None,
     notify_within: float,
 ) -> TimerRow | None:
-    """pending → pending with new fields and/or a new due time; None if the timer is not pending
-    (or, with `expected_updated_at`, was changed meanwhile). JSON columns take JSON text."""
+    """pending → pending with new fields and/or a new due time; None if the timer is not pending,
+    was changed since any of `expected_updated_at`, or would end with its lateness cutoff before
+    its due time. JSON columns take JSON text."""
     assignments = ["updated_at = now()"]
     params: dict[str, object] = {"id": timer_id, "tenant": tenant, "notify_within": notify_within}
     for column, value in changes.items():
@@ -217,14 +218,15 @@ async def update_pending(
         )
         assignments.append(f"due_at = {new_due}")
         params.update(fire_at=fire_at, delay=delay_seconds)
+    new_cutoff = "CAST(:deliver_before AS timestamptz)" if "deliver_before" in changes else "deliver_before"
     if max_lateness_seconds is not None:
-        assignments.append(
-            f"deliver_before = {new_due} + make_interval(secs => CAST(:lateness AS double precision))"
-        )
+        new_cutoff = f"{new_due} + make_interval(secs => CAST(:lateness AS double precision))"
+        assignments.append(f"deliver_before = {new_cutoff}")
         params["lateness"] = max_lateness_seconds
     fence = f"id = :id AND status = 'pending' AND {_IN_SCOPE}"
+    fence += f" AND ({new_cutoff} IS NULL OR {new_cutoff} >= {new_due})"
     if expected_updated_at is not None:
-        fence += " AND updated_at = :expected_updated_at"
+        fence += " AND updated_at = ANY(CAST(:expected_updated_at AS timestamptz[]))"
         params["expected_updated_at"] = expected_updated_at
     statement = text(f"""
         UPDATE timers SET {", ".join(assignments)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from task_scheduler.auth.dependencies import Reader, Writer
 from task_scheduler.errors import ErrorResponse, ValidationFailed
@@ -19,6 +18,7 @@ from task_scheduler.timers.schemas import (
     TimerPage,
     TimerUpdate,
     TimerView,
+    UtcRepresentableDatetime,
 )
 from task_scheduler.timers.service import TimerService, etag_of
 
@@ -170,8 +170,12 @@ async def list_timers(
         list[str] | None,
         Query(description="key:value; repeat for several (all must match).", examples=["customer:42"]),
     ] = None,
-    due_after: Annotated[AwareDatetime | None, Query(description="due_at at or after this time.")] = None,
-    due_before: Annotated[AwareDatetime | None, Query(description="due_at before this time.")] = None,
+    due_after: Annotated[
+        UtcRepresentableDatetime | None, Query(description="due_at at or after this time.")
+    ] = None,
+    due_before: Annotated[
+        UtcRepresentableDatetime | None, Query(description="due_at before this time.")
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page.")
     ] = None,
@@ -194,5 +198,7 @@ def _parse_labels(values: list[str]) -> dict[str, str]:
         key, sep, label = value.partition(":")
         if not sep or not key:
             raise ValidationFailed(f"label: {value[:100]!r} is not key:value", field="label")
+        if "\x00" in value:
+            raise ValidationFailed("label: must not contain NUL characters", field="label")
         labels[key] = label
     return labels

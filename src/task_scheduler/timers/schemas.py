@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
-    StrictFloat,
     StrictInt,
     field_validator,
     model_validator,
@@ -57,20 +58,38 @@ SERVICE_HEADERS = frozenset(
 )
 
 HttpMethod = Literal["POST", "GET", "PUT", "PATCH", "DELETE"]
-Seconds = Annotated[StrictInt | StrictFloat, Field(ge=0)]
+MAX_LATENESS_SECONDS = 100 * 366 * 24 * 3600
 DurationUnit = Annotated[StrictInt, Field(ge=0, le=_MAX_UNIT)]
+
+
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 def _rfc3339_text(value: object) -> object:
     """Times come as RFC 3339 strings; numbers (epoch seconds) are refused as ambiguous."""
-    if not isinstance(value, str | datetime):
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
         raise ValueError(
             "must be an RFC 3339 date-time string with an offset, e.g. 2026-12-24T18:00:00+01:00"
         )
     return value
 
 
-StrictAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+def _representable_in_utc(value: datetime) -> datetime:
+    """Times are stored in UTC; one that falls outside years 1-9999 there cannot be."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range (years 1 to 9999 in UTC)") from None
+    return value
+
+
+StrictAwareDatetime = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_representable_in_utc)
+]
+# For query parameters: any aware ISO time, but still representable in UTC.
+UtcRepresentableDatetime = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
 
 
 def validate_webhook_url(value: str) -> str:
@@ -128,6 +147,8 @@ def validate_labels(value: dict[str, str] | None) -> dict[str, str] | None:
             )
         if len(label) > 255:
             raise ValueError(f"label {key} is longer than 255 characters")
+        if "\x00" in label:
+            raise ValueError(f"label {key} contains a NUL character")
     return value
 
 
@@ -151,13 +172,13 @@ class RetryPolicy(BaseModel):
     max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] | None = Field(
         default=None, description="Attempts before the timer is failed (1-100)."
     )
-    backoff_base_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.01, le=86_400)] | None = Field(
+    backoff_base_seconds: Annotated[float, Field(strict=True, ge=0.01, le=86_400)] | None = Field(
         default=None, description="Base of the exponential backoff with full jitter."
     )
-    backoff_cap_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.01, le=604_800)] | None = Field(
+    backoff_cap_seconds: Annotated[float, Field(strict=True, ge=0.01, le=604_800)] | None = Field(
         default=None, description="Longest wait between two attempts (at most 7 days)."
     )
-    timeout_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0.1, le=3600)] | None = Field(
+    timeout_seconds: Annotated[float, Field(strict=True, ge=0.1, le=3600)] | None = Field(
         default=None, description="Total timeout of one request; must be below the service's lease."
     )
 
@@ -206,7 +227,7 @@ class _TimerFields(BaseModel):
         default=None,
         description="If delivery would start after this time, the timer ends `expired`.",
     )
-    max_lateness_seconds: Seconds | None = Field(
+    max_lateness_seconds: Annotated[float, Field(strict=True, ge=0, le=MAX_LATENESS_SECONDS)] | None = Field(
         default=None, description="Same as deliver_before, relative to the due time."
     )
     retry: RetryPolicy | None = Field(default=None, description="Per-timer retry policy.")
@@ -220,6 +241,13 @@ class _TimerFields(BaseModel):
     @classmethod
     def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return validate_labels(value)
+
+    @field_validator("body")
+    @classmethod
+    def _body_without_nul(cls, value: JsonValue) -> JsonValue:
+        if value is not None and "\\u0000" in json.dumps(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_say_when(self) -> Any:

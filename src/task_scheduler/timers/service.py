@@ -73,12 +73,19 @@ def etag_of(updated_at: datetime) -> str:
 def parse_etag(value: str) -> datetime | None:
     """The updated_at an If-Match value names; None for anything that is not one of our ETags."""
     tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 19:
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 19:
         return None
     try:
         return _EPOCH + timedelta(microseconds=int(tag))
     except OverflowError:
         return None
+
+
+def parse_if_match(value: str) -> list[datetime] | None:
+    """The versions an If-Match list names (RFC 9110: any may match); None for `*`."""
+    if value.strip() == "*":
+        return None
+    return [tag for part in value.split(",") if (tag := parse_etag(part)) is not None]
 
 
 def redact_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -98,9 +105,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         due_text, timer_id = json.loads(raw)
         due = datetime.fromisoformat(due_text)
-        if not isinstance(timer_id, int) or due.tzinfo is None:
+        if due.tzinfo is None or not isinstance(timer_id, int) or not 0 <= timer_id < 2**63:
             raise ValueError("bad cursor")
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        due.astimezone(UTC)  # OverflowError when it names no storable instant
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("cursor: not a cursor this API returned", field="cursor") from None
     return due, timer_id
 
@@ -153,7 +161,7 @@ class TimerService:
         row = await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
         assert row is not None  # the key row cascades away with its timer
         log_event(logger, "timer.create_replayed", timer_id=timer_id)
-        return TimerCreated(timer_id=row.id, time_left=seconds_left(row.due_at, row.db_now))
+        return _created(row, new)
 
     async def create_batch(self, batch: TimerBatch, *, tenant: str) -> TimerBatchCreated:
         """All timers in one statement and one transaction: all are created or none."""
@@ -239,7 +247,8 @@ class TimerService:
                 f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
                 field=f"{prefix}retry.timeout_seconds",
             )
-        if fields.deliver_before is not None:
+        if fields.deliver_before is not None and isinstance(fields, TimerCreate):
+            # (an edit is checked against the stored due time, in its UPDATE)
             due = fields.fire_at or datetime.now(UTC) + timedelta(seconds=fields.total_seconds)
             if fields.deliver_before < due:
                 raise ValidationFailed(
@@ -309,18 +318,15 @@ class TimerService:
         self, timer_id: int, changes: TimerUpdate, *, scope: str | None, if_match: str | None
     ) -> TimerView:
         self._check(changes, prefix="")
-        expected = None
-        if if_match is not None and if_match.strip() != "*":
-            expected = parse_etag(if_match)
-            if expected is None:
-                raise PreconditionFailed("If-Match does not name a version of this timer", field="If-Match")
-        columns = _changed_columns(changes)
+        expected = None if if_match is None else parse_if_match(if_match)
+        if expected == []:
+            raise PreconditionFailed("If-Match does not name a version of this timer", field="If-Match")
         async with self._engine.begin() as conn:
             row = await repository.update_pending(
                 conn,
                 timer_id=timer_id,
                 tenant=scope,
-                changes=columns,
+                changes=_changed_columns(changes),
                 delay_seconds=float(changes.total_seconds)
                 if changes.reschedules and not changes.fire_at
                 else None,
@@ -331,17 +337,24 @@ class TimerService:
                 expected_updated_at=expected,
                 notify_within=self._settings.lookahead_seconds,
             )
-            if row is None:
-                current = await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
+            current = (
+                None if row is not None else await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
+            )
         if row is None:
             if current is None:
                 raise _not_found(timer_id)
-            if current.status == TimerStatus.PENDING and expected is not None:
+            if current.status != TimerStatus.PENDING:
+                raise _conflict(timer_id, current.status, "edited")
+            if expected is not None and current.updated_at not in expected:
                 raise PreconditionFailed(
                     f"timer {timer_id} changed since that ETag (now {etag_of(current.updated_at)})",
                     field="If-Match",
                 )
-            raise _conflict(timer_id, current.status, "edited")
+            raise ValidationFailed(
+                "deliver_before: the lateness cutoff would be earlier than the due time; send a new "
+                "deliver_before or max_lateness_seconds with the new time",
+                field="deliver_before",
+            )
         log_event(logger, "timer.updated", timer_id=timer_id, fields=sorted(changes.model_fields_set))
         return self._view(row)
 
