@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from types import FrameType
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,21 +34,48 @@ def serve(settings: Settings) -> None:
 
     from task_scheduler.app import create_app
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
-    )
     # uvicorn re-raises the stop signal after its graceful shutdown, so the process would end
     # "killed by SIGTERM"; a no-op handler underneath makes a graceful stop exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _after_graceful_shutdown)
-    uvicorn.Server(config).run()
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 5,
+    }
+    if settings.workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+        return
+    _serve_workers(settings, options)
+
+
+def _serve_workers(settings: Settings, options: dict[str, Any]) -> None:
+    """Several processes on one port, each with its own dispatcher (there is no leader anyway).
+    The embedded database, if any, is started once here and shared; metrics are summed across
+    the processes through a shared PROMETHEUS_MULTIPROC_DIR."""
+    import tempfile
+
+    import uvicorn
+
+    from task_scheduler.db import EmbeddedPostgres
+
+    embedded = None
+    if settings.database_url is None:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        os.environ["DATABASE_URL"] = embedded.start()
+    with tempfile.TemporaryDirectory(prefix="task-scheduler-metrics-") as metrics_dir:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        try:
+            uvicorn.run(
+                "task_scheduler.app:create_app_from_env", factory=True, workers=settings.workers, **options
+            )
+        finally:
+            if embedded is not None:
+                embedded.stop()
 
 
 def _after_graceful_shutdown(_signum: int, _frame: FrameType | None) -> None:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PORT", "port"),
         description="Port the HTTP server listens on.",
     )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes on this port, each with its own dispatcher."
+    )
     data_dir: Path = Field(default=Path(".data"), description="Directory of the embedded PostgreSQL's data.")
     instance_id: str = Field(
         default_factory=_default_instance_id,

@@ -122,3 +122,27 @@ async def test_database_restart_under_a_running_service(
     finally:
         proc.ensure_stopped()
     assert receiver.counts() == {timer_id: 1, second: 1}
+
+
+async def test_several_worker_processes_on_one_port(
+    spawn: Callable[..., ServiceProcess], receiver: Receiver, database_url: str
+) -> None:
+    proc = spawn(SCHEDULER_WORKERS="2")
+    await proc.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        batch = {"timers": [{"seconds": 1, "url": receiver.url}] * 50}
+        async with session.post(f"{proc.base_url}/timers/batch", json=batch) as response:
+            assert response.status == 201
+        for _ in range(10):
+            async with session.post(
+                f"{proc.base_url}/timer", json={"seconds": 1, "url": receiver.url}
+            ) as response:
+                assert response.status == 201
+        assert await receiver.wait_for(lambda: len(receiver.counts()) == 60, 30.0)
+        async with session.get(f"{proc.base_url}/metrics") as response:
+            text = await response.text()
+    await asyncio.sleep(0.5)
+    assert all(n == 1 for n in receiver.counts().values())
+    # both processes report into one exposition: every created timer is counted once
+    assert "scheduler_timers_created_total 60.0" in text
+    assert await asyncio.to_thread(proc.terminate, 30.0) == 0
