@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-pg lint format coverage docker-check bench clean
+.PHONY: install run test test-pg lint format coverage docker-check bench bench-full fuzz chaos clean
 
 $(UV):
 	python3 -m venv .venv-uv && .venv-uv/bin/pip install --quiet uv
@@ -42,8 +42,14 @@ coverage: install ## HTML coverage report in htmlcov/
 docker-check: install ## static checks of Dockerfile and compose.yaml (no Docker engine here)
 	bash scripts/docker-check.sh
 
-bench: install ## firing lateness benchmark on this machine
+bench: install ## quick benchmarks (a few minutes): table on stdout, JSON in bench/results/
 	$(PY) -m bench
+
+bench-full: install ## also 100,000-timer bursts and recovery, slow-host isolation, three instances
+	$(PY) -m bench --full
+
+fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) per operation
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest --no-cov -ra tests/integration/test_fuzz.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-uv htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache .data

