@@ -40,7 +40,8 @@ async def serve(port: int, out: str, delay: float) -> None:
     print("ready", flush=True)
     await stop.wait()
     listener.close()
-    Path(out).write_text("".join(json.dumps(record) + "\n" for record in records))
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    await asyncio.to_thread(Path(out).write_text, text)
 
 
 def main() -> None:
