@@ -118,6 +118,12 @@ timers = Table(
         postgresql_using="gin",
         postgresql_ops={"labels": "jsonb_path_ops"},
     ),
+    # Retention deletes finished timers oldest first, without scanning pending ones.
+    Index(
+        "ix_timers_finished",
+        "updated_at",
+        postgresql_where=text("status IN ('delivered', 'failed', 'expired', 'cancelled')"),
+    ),
 )
 
 timer_attempts = Table(
