@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 # Heartbeats per lease period: two may fail in a row before a lease is at risk.
 _HEARTBEATS_PER_LEASE = 3
 _MAX_WRITE_BATCH = 1000
+_TIMER_SLACK_SECONDS = 0.0005
 LISTEN_APPLICATION_NAME = "task-scheduler-listen"
 
 
@@ -188,8 +190,9 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> int:
         settings = self._settings
-        loop = asyncio.get_running_loop()
-        asked_at = loop.time()
+        # time.monotonic(), not loop.time(): the event loop's clock is read once per loop
+        # iteration, so under load it lags, and a deadline computed from it comes too early.
+        asked_at = time.monotonic()
         async with self._engine.begin() as conn:
             claimed = await repository.claim_due(
                 conn,
@@ -200,7 +203,7 @@ class Dispatcher:
             )
         # db_now was read between asked_at and received: mapping it to `received` can only make
         # a timer late (by the round trip), never early.
-        received = loop.time()
+        received = time.monotonic()
         lease_valid_until = asked_at + settings.lease_seconds
         for timer in claimed:
             fire_at = received + max(0.0, (timer.due_at - timer.db_now).total_seconds())
@@ -230,12 +233,11 @@ class Dispatcher:
 
     async def _heartbeat_loop(self) -> None:
         settings = self._settings
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(settings.lease_seconds / _HEARTBEATS_PER_LEASE)
             if not self._held and self._outcomes.empty():
                 continue
-            asked_at = loop.time()
+            asked_at = time.monotonic()
             try:
                 async with self._engine.begin() as conn:
                     await repository.extend_leases(
@@ -256,29 +258,29 @@ class Dispatcher:
     async def _fire(
         self, timer: ClaimedTimer, received: float, fire_at: float, claim_lease_until: float
     ) -> None:
-        loop = asyncio.get_running_loop()
         timeout = timer.timeout_seconds or self._settings.request_timeout_seconds
         sent = False
         try:
-            delay = fire_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Timers wake by the loop's millisecond, possibly lagging clock: check the real one
+            # and sleep again until the due time has really come.
+            while (delay := fire_at - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
+                await asyncio.sleep(delay + _TIMER_SLACK_SECONDS)
             async with self._send_slots:
                 # The database's now, estimated from the claim: errs early by the round trip.
-                db_now = timer.db_now + timedelta(seconds=loop.time() - received)
+                db_now = timer.db_now + timedelta(seconds=time.monotonic() - received)
                 if timer.deliver_before is not None and db_now > timer.deliver_before:
                     sent = True  # nothing goes out, but the outcome is decided
                     self._expire(timer, (db_now - timer.deliver_before).total_seconds())
                     return
                 lease_until = max(claim_lease_until, self._leases_valid_until)
-                if loop.time() + timeout > lease_until:
+                if time.monotonic() + timeout > lease_until:
                     # No heartbeat vouches for the lease until the request would end (database
                     # unreachable, or this process stalled): hand the timer back rather than
                     # risk a second instance sending it too.
                     return
                 self._sending.add(timer.id)
                 sent = True
-                late_ms = (loop.time() - fire_at) * 1000
+                late_ms = (time.monotonic() - fire_at) * 1000
                 try:
                     result = await self._client.send(
                         WebhookRequest(
