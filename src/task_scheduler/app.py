@@ -27,6 +27,7 @@ from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy
 from task_scheduler.logs import configure_logging
+from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
 from task_scheduler.timers.router import router as timers_router
 from task_scheduler.timers.service import TimerService
@@ -61,7 +62,10 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             await wait_for_database(engine, within_seconds=60)
             await migrate(engine)
             app.state.engine = engine
-            app.state.timer_service = TimerService(engine=engine, settings=settings)
+            inserter = BatchInserter(engine=engine, notify_within=settings.lookahead_seconds)
+            await inserter.start()
+            stack.push_async_callback(inserter.stop)
+            app.state.timer_service = TimerService(engine=engine, settings=settings, inserter=inserter)
             app.state.auth_service = auth = AuthService(engine=engine, settings=settings)
             bootstrap_key = settings.bootstrap_admin_key()
             if bootstrap_key is not None:

@@ -27,6 +27,7 @@ from task_scheduler.errors import (
 )
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
+from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.repository import NewTimer, TimerRow
 from task_scheduler.timers.schemas import (
@@ -114,9 +115,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 class TimerService:
-    def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, settings: Settings, inserter: BatchInserter | None = None
+    ) -> None:
         self._engine = engine
         self._settings = settings
+        self._inserter = inserter or BatchInserter(engine=engine, notify_within=settings.lookahead_seconds)
         self._pending_counts: dict[str, tuple[float, int]] = {}
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
 
@@ -129,18 +133,21 @@ class TimerService:
         named an earlier identical request and nothing new was created."""
         timer = self._new_timer(new, tenant=tenant, prefix="")
         await self._check_capacity(tenant, 1)
+        if idempotency_key is None:
+            row = await self._inserter.insert(timer)
+            metrics.TIMERS_CREATED.inc()
+            log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
+            return _created(row, new), False
         async with self._engine.begin() as conn:
-            if idempotency_key is not None:
-                replay = await self._replay(conn, tenant, idempotency_key, new)
-                if replay is not None:
-                    return replay, True
+            replay = await self._replay(conn, tenant, idempotency_key, new)
+            if replay is not None:
+                return replay, True
             (row,) = await repository.insert_timers(
                 conn, timers=[timer], notify_within=self._settings.lookahead_seconds
             )
-            if idempotency_key is not None:
-                await repository.save_idempotency_key(
-                    conn, tenant=tenant, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
-                )
+            await repository.save_idempotency_key(
+                conn, tenant=tenant, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
+            )
         metrics.TIMERS_CREATED.inc()
         log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
         return _created(row, new), False
