@@ -110,7 +110,6 @@ class WebhookClient:
         self._policy = policy or AddressPolicy()
         self._proxy = proxy
         self._resolver = GuardedResolver(self._policy)
-        self._literal_verdicts: dict[str, str | None] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -135,17 +134,6 @@ class WebhookClient:
             await self._session.close()
             self._session = None
         await self._resolver.close()
-
-    def _check_literal_host(self, url: str) -> None:
-        """The policy's verdict on a URL's literal host, cached: it depends on the URL alone."""
-        try:
-            reason = self._literal_verdicts[url]
-        except KeyError:
-            if len(self._literal_verdicts) >= 10_000:
-                self._literal_verdicts.clear()
-            reason = self._literal_verdicts[url] = self._policy.literal_host_reason(url)
-        if reason is not None:
-            raise BlockedDestination(reason)
 
     async def send(self, request: WebhookRequest) -> DeliveryResult:
         if self._session is None:
@@ -185,7 +173,7 @@ class WebhookClient:
             )
 
         try:
-            self._check_literal_host(request.url)  # IP literals never reach the resolver
+            self._policy.check_url(request.url)  # IP literals never reach the resolver
             if self._proxy:
                 url = URL(request.url)
                 await self._resolver.resolve(url.raw_host or "", url.port or 0)

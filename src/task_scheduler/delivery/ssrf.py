@@ -108,6 +108,7 @@ class AddressPolicy:
             except ValueError as exc:
                 raise ValueError(f"invalid allowed network {text!r}: {exc}") from exc
         self._allowed: tuple[IPNetwork, ...] = tuple(networks)
+        self._verdicts: dict[str, str | None] = {}  # literal_host_reason of recent URL strings
 
     @classmethod
     def parse_allowed(cls, value: str) -> AddressPolicy:
@@ -168,10 +169,23 @@ class AddressPolicy:
         """For a URL whose host is an IP literal in any spelling (or localhost/*.localhost): the
         reason it is blocked, else None. Hostnames that are not IP literals return None (they are
         checked at resolution), and so do URLs yarl cannot parse (aiohttp refuses them too)."""
-        try:
-            host = (url if isinstance(url, URL) else URL(url)).raw_host
-        except ValueError:
-            return None
+        if isinstance(url, str):
+            # Cached per URL string: webhooks repeat their URLs, and parsing is the costly part.
+            try:
+                return self._verdicts[url]
+            except KeyError:
+                if len(self._verdicts) >= 10_000:
+                    self._verdicts.clear()
+                try:
+                    parsed: URL | None = URL(url)
+                except ValueError:
+                    parsed = None
+                verdict = self._verdicts[url] = self._literal_host_reason(parsed)
+                return verdict
+        return self._literal_host_reason(url)
+
+    def _literal_host_reason(self, url: URL | None) -> str | None:
+        host = None if url is None else url.raw_host
         return None if host is None else self.host_reason(host)
 
     def check_url(self, url: str | URL) -> None:
