@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from task_scheduler import metrics
 from task_scheduler.db import schema_is_current
 from task_scheduler.delivery.dispatcher import Dispatcher
-from task_scheduler.errors import error_body
+from task_scheduler.errors import ErrorResponse, error_body
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +25,11 @@ async def metrics_endpoint() -> PlainTextResponse:
     return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/readyz", summary="Database reachable, schema current, dispatcher running")
+@router.get(
+    "/readyz",
+    summary="Database reachable, schema current, dispatcher running",
+    responses={503: {"model": ErrorResponse, "description": "Not ready; the error says why."}},
+)
 async def readyz(request: Request) -> JSONResponse:
     engine: AsyncEngine = request.app.state.engine
     dispatcher: Dispatcher | None = request.app.state.dispatcher

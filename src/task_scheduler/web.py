@@ -80,7 +80,9 @@ def _is_json(content_type: str) -> bool:
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
+    errors = list(exc.errors())
+    body_error = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
+    if body_error and content_type is not None and not _is_json(content_type):
         return JSONResponse(
             error_body(
                 "unsupported_media_type",
@@ -89,7 +91,6 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
             ),
             status_code=415,
         )
-    errors = list(exc.errors())
     field, message = _validation_message(errors[0]) if errors else (None, "invalid request")
     body = error_body("validation_error", message, field)
     body["error"]["details"] = [

@@ -27,6 +27,9 @@ _AUTH_ERRORS: dict[int | str, dict[str, object]] = {
         (401, "Missing, invalid or revoked API key."),
         (403, "The key's role does not allow this."),
         (404, "No such key or secret."),
+        (400, "The body could not be read (not UTF-8, nested too deeply)."),
+        (413, "Request body too large."),
+        (415, "The body is not JSON."),
         (422, "Invalid input; the error names the field."),
         (429, "Rate limit exceeded; see Retry-After."),
         (503, "The database is unreachable; try again."),
@@ -77,7 +80,7 @@ async def list_keys(_admin: Admin, auth: AuthServiceDep) -> KeyList:
     summary="Revoke an API key",
 )
 async def revoke_key(
-    key_id: Annotated[str, Path(max_length=12, description="The key's public id.")],
+    key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,12}$", description="The key's public id.")],
     _admin: Admin,
     auth: AuthServiceDep,
 ) -> KeyView:

@@ -17,7 +17,7 @@ class KeyCreate(BaseModel):
         json_schema_extra={"examples": [{"name": "billing service", "tenant": "acme", "role": "writer"}]},
     )
 
-    name: str = Field(default="", max_length=200, description="What the key is for.")
+    name: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$", description="What the key is for.")
     tenant: str = Field(pattern=TENANT_PATTERN, description="The tenant whose timers the key works on.")
     role: Role = Field(description="admin, writer or reader.")
 
@@ -47,6 +47,22 @@ class KeyView(BaseModel):
 
 
 class KeyCreated(KeyView):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key_id": "3f9a1c0b7d2e",
+                    "name": "billing service",
+                    "tenant": "acme",
+                    "role": "writer",
+                    "created_at": "2026-11-29T09:00:00Z",
+                    "revoked_at": None,
+                    "api_key": "tsk_3f9a1c0b7d2e_Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5",
+                }
+            ]
+        }
+    )
+
     api_key: str = Field(description="The key itself: shown this once, stored only as a hash.")
 
 
@@ -67,6 +83,19 @@ class SecretView(BaseModel):
 
 
 class SecretCreated(SecretView):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "secret_id": 3,
+                    "created_at": "2026-11-29T09:00:00Z",
+                    "hint": "whsec_MfKQ…",
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                }
+            ]
+        }
+    )
+
     secret: str = Field(description="The whsec_ secret: shown this once; receivers verify with it.")
 
 

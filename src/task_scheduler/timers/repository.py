@@ -220,6 +220,8 @@ async def update_pending(
         params.update(fire_at=fire_at, delay=delay_seconds)
     new_cutoff = "CAST(:deliver_before AS timestamptz)" if "deliver_before" in changes else "deliver_before"
     if max_lateness_seconds is not None:
+        if "deliver_before" in changes:
+            raise ValueError("give either deliver_before or max_lateness_seconds, not both")
         new_cutoff = f"{new_due} + make_interval(secs => CAST(:lateness AS double precision))"
         assignments.append(f"deliver_before = {new_cutoff}")
         params["lateness"] = max_lateness_seconds

@@ -40,6 +40,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
         403: "The key's role does not allow this.",
         404: "No such timer (or another tenant's).",
         429: "Rate limit or the tenant's pending-timer cap reached; see Retry-After.",
+        400: "The body could not be read (not UTF-8, nested too deeply, a huge number).",
+        415: "The body is not JSON (send Content-Type: application/json).",
         409: "The timer's status does not allow this; the error carries the status.",
         412: "If-Match does not match the timer's current ETag.",
         413: "Request body too large.",
@@ -60,7 +62,7 @@ router = APIRouter(tags=["timers"])
     status_code=status.HTTP_201_CREATED,
     response_model=TimerCreated,
     response_model_exclude_none=True,
-    responses={200: {"model": TimerCreated, "description": "Idempotent replay"}, **_errors(413)},
+    responses={200: {"model": TimerCreated, "description": "Idempotent replay"}, **_errors(400, 413, 415)},
     summary="Create a timer that calls a webhook once",
 )
 async def create_timer(
@@ -89,7 +91,7 @@ async def create_timer(
     status_code=status.HTTP_201_CREATED,
     response_model=TimerBatchCreated,
     response_model_exclude_none=True,
-    responses=_errors(413),
+    responses=_errors(400, 413, 415),
     summary="Create up to 1,000 timers in one transaction",
 )
 async def create_timers(body: TimerBatch, service: TimerServiceDep, principal: Writer) -> TimerBatchCreated:
@@ -113,7 +115,7 @@ async def get_timer(
 @router.patch(
     "/timer/{timer_id}",
     response_model=TimerView,
-    responses=_errors(404, 409, 412),
+    responses=_errors(400, 404, 409, 412, 413, 415),
     summary="Reschedule or edit a pending timer",
 )
 async def update_timer(

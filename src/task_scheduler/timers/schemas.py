@@ -89,7 +89,7 @@ StrictAwareDatetime = Annotated[
     AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_representable_in_utc)
 ]
 # For query parameters: any aware ISO time, but still representable in UTC.
-UtcRepresentableDatetime = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
+UtcRepresentableDatetime = StrictAwareDatetime
 
 
 def validate_webhook_url(value: str) -> str:
@@ -254,7 +254,7 @@ class _TimerFields(BaseModel):
         relative = {"hours", "minutes", "seconds"} & self.model_fields_set
         if self.fire_at is not None and relative:
             raise ValueError(f"give either fire_at or {'/'.join(sorted(relative))}, not both")
-        if self.deliver_before is not None and self.max_lateness_seconds is not None:
+        if "deliver_before" in self.model_fields_set and self.max_lateness_seconds is not None:
             raise ValueError("give either deliver_before or max_lateness_seconds, not both")
         return self
 
