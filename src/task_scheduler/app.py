@@ -91,9 +91,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                     refresh_seconds=settings.api_key_cache_seconds,
                 )
                 await signers.refresh()
-                dispatch_engine = create_engine(
-                    url, pool_size=settings.db_pool_size, synchronous_commit=False
-                )
+                # Its own pool: a flood of API requests cannot starve claims and outcome writes.
+                dispatch_engine = create_engine(url, pool_size=settings.db_pool_size)
                 stack.push_async_callback(dispatch_engine.dispose)
                 dispatcher = Dispatcher(
                     engine=dispatch_engine,

@@ -36,21 +36,17 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, pool_size: int, synchronous_commit: bool = True) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
     """A pooled engine. No pre-ping (a round trip per checkout): a connection found dead raises,
-    and SQLAlchemy then recycles every connection older than the failure.
-
-    `synchronous_commit=False` is for the dispatcher's own bookkeeping (claims, outcomes): a
-    database crash may lose its last fraction of a second, which can only make a timer fire again
-    (same webhook-id), never lose it; acknowledging a new timer to a client stays synchronous.
-    """
-    server_settings = {} if synchronous_commit else {"synchronous_commit": "off"}
+    and SQLAlchemy then recycles every connection older than the failure. Commits are
+    synchronous: a claim or an outcome is on disk before the service acts on it, so a database
+    crash cannot undo them (the chaos suite's PostgreSQL crash found the duplicates that
+    asynchronous commit caused)."""
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={"server_settings": server_settings},
     )
 
 

@@ -97,6 +97,7 @@ class Dispatcher:
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self._outcomes: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._unwritten: set[int] = set()  # timers whose outcome is queued or being written
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Monotonic time until which the last heartbeat made every lease held here last; taken
         # from the moment the query was sent, so it errs short.
@@ -151,7 +152,7 @@ class Dispatcher:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                if loop.time() >= next_expiry_check:
+                if not failures and loop.time() >= next_expiry_check:
                     await self._expire_leases()
                     next_expiry_check = loop.time() + settings.poll_interval_seconds
                 room = settings.max_in_flight - len(self._held)
@@ -159,6 +160,9 @@ class Dispatcher:
                 got = await self._claim(asked) if asked > 0 else 0
                 if failures:
                     log_event(logger, "dispatcher.recovered", instance=self.owner)
+                    # Every instance lost the database too: give their heartbeats and outcome
+                    # writes a full lease to catch up before any lease counts as abandoned.
+                    next_expiry_check = loop.time() + settings.lease_seconds
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any database outage
                 failures += 1
@@ -235,13 +239,14 @@ class Dispatcher:
         settings = self._settings
         while True:
             await asyncio.sleep(settings.lease_seconds / _HEARTBEATS_PER_LEASE)
-            if not self._held and self._outcomes.empty():
+            working = [*self._held, *self._unwritten]
+            if not working:
                 continue
             asked_at = time.monotonic()
             try:
                 async with self._engine.begin() as conn:
                     await repository.extend_leases(
-                        conn, owner=self.owner, lease_seconds=settings.lease_seconds
+                        conn, owner=self.owner, timer_ids=working, lease_seconds=settings.lease_seconds
                     )
                 self._leases_valid_until = asked_at + settings.lease_seconds
             except Exception as exc:  # noqa: BLE001 - retried next beat; leases may then lapse
@@ -302,7 +307,7 @@ class Dispatcher:
             self._record(timer, result, late_ms)
         finally:
             if not sent:
-                self._outcomes.put_nowait(
+                self._queue_outcome(
                     _Pending(Verdict.RETURNED, Outcome(timer.id, timer.attempt), {"timer_id": timer.id})
                 )
 
@@ -353,7 +358,7 @@ class Dispatcher:
                     Verdict.FAILED,
                     Outcome(timer.id, timer.attempt, error, record=record),
                 )
-        self._outcomes.put_nowait(_Pending(verdict, outcome, fields))
+        self._queue_outcome(_Pending(verdict, outcome, fields))
 
     def _expire(self, timer: ClaimedTimer, late_by_seconds: float) -> None:
         error = f"expired: delivery would have started {late_by_seconds:.3f}s after deliver_before"
@@ -362,9 +367,13 @@ class Dispatcher:
             "attempt": timer.attempt,
             "late_by_s": round(late_by_seconds, 3),
         }
-        self._outcomes.put_nowait(_Pending(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields))
+        self._queue_outcome(_Pending(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields))
 
     # -- recording outcomes -----------------------------------------------------------------
+
+    def _queue_outcome(self, pending: _Pending) -> None:
+        self._unwritten.add(pending.outcome.timer_id)
+        self._outcomes.put_nowait(pending)
 
     async def _writer_loop(self) -> None:
         while True:
@@ -374,7 +383,8 @@ class Dispatcher:
             try:
                 await self._write(batch)
             finally:
-                for _ in batch:
+                for item in batch:
+                    self._unwritten.discard(item.outcome.timer_id)
                     self._outcomes.task_done()
 
     async def _write(self, batch: Sequence[_Pending]) -> None:

@@ -608,13 +608,18 @@ async def release_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequenc
 _EXTEND_LEASES = text("""
 UPDATE timers
 SET lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision))
-WHERE status = 'firing' AND lease_owner = :owner
+WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'firing' AND lease_owner = :owner
 """)
 
 
-async def extend_leases(conn: AsyncConnection, *, owner: str, lease_seconds: float) -> int:
-    """Heartbeat: every lease `owner` holds now lasts `lease_seconds` from the database's now."""
-    result = await conn.execute(_EXTEND_LEASES, {"owner": owner, "lease_seconds": lease_seconds})
+async def extend_leases(
+    conn: AsyncConnection, *, owner: str, timer_ids: list[int], lease_seconds: float
+) -> int:
+    """Heartbeat: the leases `owner` still works on last `lease_seconds` from the database's now.
+    Only those: a row the owner no longer holds in memory (its outcome write was lost) must lapse
+    and be taken over, not be kept alive by the owner's other work."""
+    params = {"owner": owner, "ids": timer_ids, "lease_seconds": lease_seconds}
+    result = await conn.execute(_EXTEND_LEASES, params)
     return result.rowcount
 
 
