@@ -24,16 +24,17 @@ test: install ## the whole suite with coverage (embedded PostgreSQL unless TEST_
 
 test-pg: install ## integration and end-to-end tests against the PostgreSQL server on 127.0.0.1:5432
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(PY) -m pytest --no-cov tests/integration tests/acceptance $(PYTEST_ARGS)
+		$(PY) -m pytest --no-cov tests/integration tests/acceptance \
+		--ignore=tests/acceptance/test_chaos_short.py --ignore=tests/integration/test_fuzz.py $(PYTEST_ARGS)
 
 lint: install ## checks only, never rewrites
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench chaos
+	$(VENV)/bin/ruff format --check src tests bench chaos
 	$(VENV)/bin/mypy --strict src
 
 format: install ## rewrite files with ruff
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench chaos
+	$(VENV)/bin/ruff format src tests bench chaos
 
 coverage: install ## HTML coverage report in htmlcov/
 	$(PY) -m pytest --cov-report=html $(PYTEST_ARGS)
@@ -50,6 +51,9 @@ bench-full: install ## also 100,000-timer bursts and recovery, slow-host isolati
 
 fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) per operation
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest --no-cov -ra tests/integration/test_fuzz.py $(PYTEST_ARGS)
+
+chaos: install ## kill -9, database restarts, cut connections, bad receiver, skewed clocks, floods (~10 min)
+	$(PY) -m chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-uv htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache .data
