@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import JsonValue
-from sqlalchemy import RowMapping, text
+from sqlalchemy import RowMapping, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 NOTIFY_CHANNEL = "task_scheduler_due"
@@ -515,23 +515,13 @@ RETURNING t.id
 """)
 
 
-async def mark_delivered(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
-    """firing → delivered, for many timers in one statement; returns the ids whose lease held."""
+async def _finish(
+    conn: AsyncConnection, statement: TextClause, *, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """Run one fenced finishing UPDATE for a batch; returns the ids whose lease held. (Each
+    statement uses the arrays it needs; text() ignores the others.)"""
     result = await conn.execute(
-        _MARK_DELIVERED,
-        {
-            "owner": owner,
-            "ids": [o.timer_id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-        },
-    )
-    return {row.id for row in result}
-
-
-async def schedule_retry(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
-    """firing → pending, due again `retry_in_seconds` from now; returns the ids whose lease held."""
-    result = await conn.execute(
-        _SCHEDULE_RETRY,
+        statement,
         {
             "owner": owner,
             "ids": [o.timer_id for o in outcomes],
@@ -543,18 +533,19 @@ async def schedule_retry(conn: AsyncConnection, *, owner: str, outcomes: Sequenc
     return {row.id for row in result}
 
 
+async def mark_delivered(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → delivered, for many timers in one statement; returns the ids whose lease held."""
+    return await _finish(conn, _MARK_DELIVERED, owner=owner, outcomes=outcomes)
+
+
+async def schedule_retry(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → pending, due again `retry_in_seconds` from now; returns the ids whose lease held."""
+    return await _finish(conn, _SCHEDULE_RETRY, owner=owner, outcomes=outcomes)
+
+
 async def mark_failed(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → failed (attempts used up, or not retryable); returns the ids whose lease held."""
-    result = await conn.execute(
-        _MARK_FAILED,
-        {
-            "owner": owner,
-            "ids": [o.timer_id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-            "errors": [o.error for o in outcomes],
-        },
-    )
-    return {row.id for row in result}
+    return await _finish(conn, _MARK_FAILED, owner=owner, outcomes=outcomes)
 
 
 _MARK_EXPIRED = text(f"""
@@ -570,16 +561,7 @@ RETURNING t.id
 
 async def mark_expired(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → expired: delivery would have started after `deliver_before`; nothing was sent."""
-    result = await conn.execute(
-        _MARK_EXPIRED,
-        {
-            "owner": owner,
-            "ids": [o.timer_id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-            "errors": [o.error for o in outcomes],
-        },
-    )
-    return {row.id for row in result}
+    return await _finish(conn, _MARK_EXPIRED, owner=owner, outcomes=outcomes)
 
 
 _RELEASE_LEASES = text(f"""
@@ -594,15 +576,7 @@ RETURNING t.id
 
 async def release_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → pending for claimed timers this instance will not send; the attempt is undone."""
-    result = await conn.execute(
-        _RELEASE_LEASES,
-        {
-            "owner": owner,
-            "ids": [o.timer_id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-        },
-    )
-    return {row.id for row in result}
+    return await _finish(conn, _RELEASE_LEASES, owner=owner, outcomes=outcomes)
 
 
 _EXTEND_LEASES = text("""
