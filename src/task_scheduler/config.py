@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     stats_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often the pending and overdue gauges are refreshed."
     )
+    max_concurrent_per_host: int = Field(
+        default=100, ge=1, description="Most webhook requests one instance sends to one host at once."
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per instance.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from urllib.parse import urlsplit
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -96,6 +97,7 @@ class Dispatcher:
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
+        self._host_slots = HostSlots(settings.max_concurrent_per_host)
         self._outcomes: asyncio.Queue[_Pending] = asyncio.Queue()
         self._unwritten: set[int] = set()  # timers whose outcome is queued or being written
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -270,7 +272,9 @@ class Dispatcher:
             # and sleep again until the due time has really come.
             while (delay := fire_at - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
                 await asyncio.sleep(delay + _TIMER_SLACK_SECONDS)
-            async with self._send_slots:
+            # A slot of the timer's host first, then one of the instance: a slow host fills its
+            # own slots and waits there, without taking the slots other hosts' timers need.
+            async with self._host_slots.slot(timer.url), self._send_slots:
                 # The database's now, estimated from the claim: errs early by the round trip.
                 db_now = timer.db_now + timedelta(seconds=time.monotonic() - received)
                 if timer.deliver_before is not None and db_now > timer.deliver_before:
@@ -487,3 +491,20 @@ class Dispatcher:
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+class HostSlots:
+    """At most `per_host` requests in flight to one host (by URL host name)."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def slot(self, url: str) -> asyncio.Semaphore:
+        host = urlsplit(url).hostname or ""
+        slot = self._slots.get(host)
+        if slot is None:
+            if len(self._slots) >= 10_000:  # forget hosts that are not at their limit
+                self._slots = {h: s for h, s in self._slots.items() if s.locked()}
+            slot = self._slots[host] = asyncio.Semaphore(self._per_host)
+        return slot
