@@ -22,6 +22,7 @@ from task_scheduler.errors import (
     Conflict,
     NotFoundError,
     PreconditionFailed,
+    ServiceError,
     TooManyRequests,
     ValidationFailed,
 )
@@ -368,13 +369,8 @@ class TimerService:
     async def cancel(self, timer_id: int, *, scope: str | None) -> TimerView:
         async with self._engine.begin() as conn:
             row = await repository.cancel(conn, timer_id=timer_id, tenant=scope)
-            current = (
-                None if row is not None else await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
-            )
-        if row is None:
-            if current is None:
-                raise _not_found(timer_id)
-            raise _conflict(timer_id, current.status, "cancelled")
+            if row is None:
+                raise await _refusal(conn, timer_id, scope, "cancelled")
         log_event(logger, "timer.cancelled", timer_id=timer_id)
         return self._view(row)
 
@@ -383,13 +379,8 @@ class TimerService:
             row = await repository.redrive(
                 conn, timer_id=timer_id, tenant=scope, notify_within=self._settings.lookahead_seconds
             )
-            current = (
-                None if row is not None else await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
-            )
-        if row is None:
-            if current is None:
-                raise _not_found(timer_id)
-            raise _conflict(timer_id, current.status, "retried (only failed or expired timers can be)")
+            if row is None:
+                raise await _refusal(conn, timer_id, scope, "retried (only failed or expired timers can be)")
         log_event(logger, "timer.redriven", timer_id=timer_id)
         return self._view(row)
 
@@ -462,6 +453,12 @@ def _body_size(body: JsonValue) -> int:
 
 def _request_hash(new: TimerCreate) -> str:
     return hashlib.sha256(new.model_dump_json(exclude_unset=True).encode()).hexdigest()
+
+
+async def _refusal(conn: AsyncConnection, timer_id: int, scope: str | None, verb: str) -> ServiceError:
+    """Why a conditional update changed nothing: no such timer (404), or its status (409)."""
+    current = await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
+    return _not_found(timer_id) if current is None else _conflict(timer_id, current.status, verb)
 
 
 def _not_found(timer_id: int) -> NotFoundError:
