@@ -324,14 +324,14 @@ async def test_a_slow_host_does_not_hold_up_other_hosts(
     service: ServiceFactory, receiver: Receiver, header_receiver: HeaderReceiver
 ) -> None:
     """The slow host may have 2 requests in flight; the instance 4: the fast host keeps 2."""
-    header_receiver.delay_seconds = 3.0
+    header_receiver.delay_seconds = 8.0
     slow_url = header_receiver.url.replace("127.0.0.1", "localhost")
-    async with service(
-        max_concurrent_deliveries=4, max_concurrent_per_host=2, request_timeout_seconds=4
-    ) as client:
+    limits = {"max_concurrent_deliveries": 4, "max_concurrent_per_host": 2}
+    async with service(**limits, request_timeout_seconds=10, lease_seconds=15) as client:
         batch = {"timers": [{"url": slow_url} for _ in range(6)] + [{"url": receiver.url} for _ in range(6)]}
         assert (await client.post("/timers/batch", json=batch)).status_code == 201
-        # all six to the fast host arrive while the slow host still holds its first two requests
-        # (without the per-host limit the slow host's first four would hold every slot for 8 s)
+        # all six to the fast host arrive while the slow host holds its first requests for 8 s
+        # (without the per-host limit the slow host's first four would hold every slot)
         assert await receiver.wait_for(lambda: len(receiver.deliveries) == 6, 6.0)
+        assert await header_receiver.wait_for(lambda: len(header_receiver.deliveries) >= 2, 1.5)
         assert len(header_receiver.deliveries) == 2
