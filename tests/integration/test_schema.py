@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 
-from task_scheduler.db import create_engine, migrate, schema_is_current
+from task_scheduler.db import SCHEMA_HEAD, alembic_heads, create_engine, migrate, schema_is_current
 from task_scheduler.tables import metadata
 
 
@@ -46,3 +48,25 @@ async def test_concurrent_migrations_from_an_empty_database(database_url: str) -
     finally:
         for e in [engine, *engines]:
             await e.dispose()
+
+
+def test_schema_head_is_alembics_only_head() -> None:
+    assert alembic_heads() == {SCHEMA_HEAD}
+
+
+def test_starting_on_a_current_schema_does_not_load_alembic(database_url: str) -> None:
+    """Start-up time: a current schema is recognised with one SELECT; Alembic is not imported."""
+    script = (
+        "import asyncio, sys\n"
+        "from task_scheduler.db import SCHEMA_HEAD, alembic_heads, create_engine, migrate, schema_is_current\n"
+        "async def main() -> None:\n"
+        f"    engine = create_engine({database_url!r}, pool_size=1)\n"
+        "    await migrate(engine)\n"
+        "    assert await schema_is_current(engine)\n"
+        "    await engine.dispose()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
