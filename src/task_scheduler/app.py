@@ -65,7 +65,10 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             inserter = BatchInserter(engine=engine, notify_within=settings.lookahead_seconds)
             await inserter.start()
             stack.push_async_callback(inserter.stop)
-            app.state.timer_service = TimerService(engine=engine, settings=settings, inserter=inserter)
+            app.state.timer_service = timers = TimerService(
+                engine=engine, settings=settings, inserter=inserter
+            )
+            stack.push_async_callback(timers.close)
             app.state.auth_service = auth = AuthService(engine=engine, settings=settings)
             bootstrap_key = settings.bootstrap_admin_key()
             if bootstrap_key is not None:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import math
-import time
 from datetime import UTC, datetime, timedelta
 
 from pydantic import JsonValue
@@ -23,11 +22,11 @@ from task_scheduler.errors import (
     NotFoundError,
     PreconditionFailed,
     ServiceError,
-    TooManyRequests,
     ValidationFailed,
 )
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
+from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.repository import NewTimer, TimerRow
@@ -122,8 +121,13 @@ class TimerService:
         self._engine = engine
         self._settings = settings
         self._inserter = inserter or BatchInserter(engine=engine, notify_within=settings.lookahead_seconds)
-        self._pending_counts: dict[str, tuple[float, int]] = {}
+        self._pending_cap = PendingCap(
+            engine=engine, cap=settings.max_pending_per_tenant, ttl_seconds=_PENDING_COUNT_TTL_SECONDS
+        )
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
+
+    async def close(self) -> None:
+        await self._pending_cap.close()
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -133,7 +137,7 @@ class TimerService:
         """Create one timer; returns (answer, replayed) where replayed means the Idempotency-Key
         named an earlier identical request and nothing new was created."""
         timer = self._new_timer(new, tenant=tenant, prefix="")
-        await self._check_capacity(tenant, 1)
+        await self._pending_cap.reserve(tenant, 1)
         if idempotency_key is None:
             row = await self._inserter.insert(timer)
             metrics.TIMERS_CREATED.inc()
@@ -176,7 +180,7 @@ class TimerService:
         timers = [
             self._new_timer(t, tenant=tenant, prefix=f"timers.{i}.") for i, t in enumerate(batch.timers)
         ]
-        await self._check_capacity(tenant, len(timers))
+        await self._pending_cap.reserve(tenant, len(timers))
         async with self._engine.begin() as conn:
             rows = await repository.insert_timers(
                 conn, timers=timers, notify_within=self._settings.lookahead_seconds
@@ -184,22 +188,6 @@ class TimerService:
         metrics.TIMERS_CREATED.inc(len(rows))
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
         return TimerBatchCreated(timers=[_created(r, t) for r, t in zip(rows, batch.timers, strict=True)])
-
-    async def _check_capacity(self, tenant: str, adding: int) -> None:
-        """Refuse to grow a tenant past its pending cap (the count is refreshed every few seconds)."""
-        cap = self._settings.max_pending_per_tenant
-        now = time.monotonic()
-        cached = self._pending_counts.get(tenant)
-        if cached is None or cached[0] < now:
-            async with self._engine.connect() as conn:
-                count = await repository.count_pending(conn, tenant=tenant, upto=cap + 1)
-            cached = (now + _PENDING_COUNT_TTL_SECONDS, count)
-        self._pending_counts[tenant] = (cached[0], cached[1] + adding)
-        if cached[1] + adding > cap:
-            raise TooManyRequests(
-                f"tenant {tenant} has {cached[1]} pending timers; the limit is {cap}",
-                retry_after_seconds=int(_PENDING_COUNT_TTL_SECONDS),
-            )
 
     def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
         self._check(new, prefix=prefix)
