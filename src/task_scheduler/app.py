@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from task_scheduler import __version__, health
+from task_scheduler.auth.dependencies import document_security
 from task_scheduler.auth.router import router as auth_router
 from task_scheduler.auth.service import AuthService
 from task_scheduler.config import Settings
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(timers_router)
     app.include_router(auth_router)
     app.include_router(health.router)
+    document_security(app, timers_router, auth_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

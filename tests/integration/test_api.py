@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from unittest.mock import ANY
 
 import asyncpg
 import httpx
@@ -506,6 +507,24 @@ async def test_openapi_documents_the_timer_api(rejecting_api: httpx.AsyncClient)
     assert schemas["TimerCreate"]["required"] == ["url"]
     error_responses = spec["paths"]["/timer"]["post"]["responses"]
     assert {"201", "413", "422", "503"} <= set(error_responses)
+
+
+async def test_openapi_says_which_operations_take_a_key(rejecting_api: httpx.AsyncClient) -> None:
+    spec = (await rejecting_api.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {"type": "http", "scheme": "bearer", "description": ANY}
+    assert schemes["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": ANY,
+    }
+    open_paths = {"/healthz", "/readyz", "/metrics"}
+    operations = [(path, method, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+    assert len(operations) >= 17
+    for path, method, op in operations:
+        expected = None if path in open_paths else [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+        assert op.get("security") == expected, (method, path)
 
 
 async def test_docs_are_served(rejecting_api: httpx.AsyncClient) -> None:
