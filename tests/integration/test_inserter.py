@@ -23,8 +23,15 @@ async def test_concurrent_inserts_share_commits(database_url: str) -> None:
     finally:
         await inserter.stop()
         await engine.dispose()
-    assert [r.url for r in rows] == [t.url for t in timers]  # each caller got its own row
     assert len({r.id for r in rows}) == 300
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        urls = dict(await conn.fetch("SELECT id, url FROM timers"))
+    finally:
+        await conn.close()
+    assert [urls[r.id] for r in rows] == [t.url for t in timers]  # each caller got its own row
+    delays = [(r.due_at - r.db_now).total_seconds() for r in rows]
+    assert all(3599 <= d - i <= 3601 for i, d in enumerate(delays))
     assert inserter.batches_written < 300  # coalesced
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
@@ -47,7 +54,9 @@ async def test_a_failed_batch_fails_every_caller(database_url: str) -> None:
         assert all(isinstance(r, Exception) for r in results)
         await conn.execute("ALTER TABLE timers DROP CONSTRAINT no_inserts")
         row = await inserter.insert(NewTimer(url="http://example.com/after", delay_seconds=60))
-        assert row.url == "http://example.com/after"
+        assert (
+            await conn.fetchval("SELECT url FROM timers WHERE id = $1", row.id) == "http://example.com/after"
+        )
     finally:
         await conn.close()
         await inserter.stop()

@@ -3,6 +3,7 @@ RFC 3339 times with an offset, and the limits on headers, labels, retry policy a
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -275,3 +276,16 @@ def test_a_batch_holds_1_to_1000_timers(count: int, ok: bool) -> None:
     else:
         with pytest.raises(ValidationError):
             TimerBatch.model_validate(data)
+
+
+def test_every_character_is_judged_as_the_unicode_rule_says() -> None:
+    """The ASCII fast path and the general rule (whitespace or category Cc) agree everywhere."""
+    for code in range(0x300):
+        ch = chr(code)
+        unfit = ch.isspace() or unicodedata.category(ch) == "Cc"
+        url = f"http://example.com/a{ch}b"
+        if unfit:
+            with pytest.raises(ValueError, match="spaces or control"):
+                validate_webhook_url(url)
+        else:
+            assert validate_webhook_url(url) == url

@@ -14,7 +14,7 @@ import contextlib
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler.timers import repository
-from task_scheduler.timers.repository import NewTimer, TimerRow
+from task_scheduler.timers.repository import CreatedTimer, NewTimer
 
 _MAX_BATCH = 500
 
@@ -23,7 +23,7 @@ class BatchInserter:
     def __init__(self, *, engine: AsyncEngine, notify_within: float, concurrent_batches: int = 4) -> None:
         self._engine = engine
         self._notify_within = notify_within
-        self._queue: asyncio.Queue[tuple[NewTimer, asyncio.Future[TimerRow]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[NewTimer, asyncio.Future[CreatedTimer]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrent_batches)
         self._task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
@@ -46,7 +46,7 @@ class BatchInserter:
             await self._slots.acquire()
             await self._flush(leftover)
 
-    async def insert(self, timer: NewTimer) -> TimerRow:
+    async def insert(self, timer: NewTimer) -> CreatedTimer:
         """Insert one timer (committed when this returns); raises what the database raised."""
         if self._task is None or self._task.done():
             async with self._engine.begin() as conn:
@@ -54,7 +54,7 @@ class BatchInserter:
                     conn, timers=[timer], notify_within=self._notify_within
                 )
             return row
-        future: asyncio.Future[TimerRow] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[CreatedTimer] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((timer, future))
         return await future
 
@@ -69,7 +69,7 @@ class BatchInserter:
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, batch: list[tuple[NewTimer, asyncio.Future[TimerRow]]]) -> None:
+    async def _flush(self, batch: list[tuple[NewTimer, asyncio.Future[CreatedTimer]]]) -> None:
         try:
             async with self._engine.begin() as conn:
                 rows = await repository.insert_timers(

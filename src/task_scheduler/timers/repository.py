@@ -118,17 +118,30 @@ WITH input AS (
            timeout, tenant
     FROM scheduled
     ORDER BY ord
-    RETURNING {_TIMER_COLUMNS}
+    RETURNING id, due_at
 )
-SELECT new.*, now() AS db_now, {_NOTIFY_IF_SOON.format(due="new.due_at")}
+SELECT new.id, new.due_at, now() AS db_now, {_NOTIFY_IF_SOON.format(due="new.due_at")}
 FROM new
 ORDER BY new.id
 """)
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedTimer:
+    """What creating a timer answers with (time_left from the database clock)."""
+
+    id: int
+    due_at: datetime
+    db_now: datetime
+
+
+def _json_object(value: dict[str, str]) -> str:
+    return json.dumps(value) if value else "{}"  # most timers have none: skip the encoder
+
+
 async def insert_timers(
     conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
-) -> list[TimerRow]:
+) -> list[CreatedTimer]:
     """Insert pending timers with one statement, returned in input order; due-soon ones NOTIFY
     the dispatchers (PostgreSQL sends one notification per transaction, on commit)."""
     result = await conn.execute(
@@ -138,9 +151,9 @@ async def insert_timers(
             "delays": [t.delay_seconds for t in timers],
             "fire_ats": [t.fire_at for t in timers],
             "methods": [t.method for t in timers],
-            "headers": [json.dumps(t.headers) for t in timers],
+            "headers": [_json_object(t.headers) for t in timers],
             "bodies": [t.body_json for t in timers],
-            "labels": [json.dumps(t.labels) for t in timers],
+            "labels": [_json_object(t.labels) for t in timers],
             "deliver_befores": [t.deliver_before for t in timers],
             "lateness": [t.max_lateness_seconds for t in timers],
             "max_attempts": [t.max_attempts for t in timers],
@@ -151,7 +164,7 @@ async def insert_timers(
             "notify_within": notify_within,
         },
     )
-    return [_timer_row(row._mapping) for row in result]
+    return [CreatedTimer(row.id, row.due_at, row.db_now) for row in result]
 
 
 # Callers scoped to a tenant see only its timers; NULL (an admin) sees all.

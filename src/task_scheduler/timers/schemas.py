@@ -93,7 +93,11 @@ UtcRepresentableDatetime = StrictAwareDatetime
 
 
 def validate_webhook_url(value: str) -> str:
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+    if value.isascii():  # the usual case, checked without a Python loop over the characters
+        unfit = " " in value or not value.isprintable()
+    else:
+        unfit = any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value)
+    if unfit:
         raise ValueError("must not contain spaces or control characters")
     try:
         parts = urlsplit(value)

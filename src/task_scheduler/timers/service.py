@@ -29,7 +29,7 @@ from task_scheduler.timers import repository
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.repository import NewTimer, TimerRow
+from task_scheduler.timers.repository import CreatedTimer, NewTimer, TimerRow
 from task_scheduler.timers.schemas import (
     AttemptList,
     AttemptView,
@@ -187,7 +187,9 @@ class TimerService:
             )
         metrics.TIMERS_CREATED.inc(len(rows))
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
-        return TimerBatchCreated(timers=[_created(r, t) for r, t in zip(rows, batch.timers, strict=True)])
+        # One validation of plain dicts (in pydantic-core) instead of 1,000 model constructions.
+        answers = [_created_fields(r, t) for r, t in zip(rows, batch.timers, strict=True)]
+        return TimerBatchCreated.model_validate({"timers": answers})
 
     def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
         self._check(new, prefix=prefix)
@@ -400,13 +402,15 @@ class TimerService:
         )
 
 
-def _created(row: TimerRow, new: TimerCreate) -> TimerCreated:
-    past = new.fire_at is not None and row.due_at <= row.db_now
-    return TimerCreated(
-        timer_id=row.id,
-        time_left=seconds_left(row.due_at, row.db_now),
-        note=PAST_FIRE_AT_NOTE if past else None,
-    )
+def _created_fields(row: TimerRow | CreatedTimer, new: TimerCreate) -> dict[str, object]:
+    fields: dict[str, object] = {"timer_id": row.id, "time_left": seconds_left(row.due_at, row.db_now)}
+    if new.fire_at is not None and row.due_at <= row.db_now:
+        fields["note"] = PAST_FIRE_AT_NOTE
+    return fields
+
+
+def _created(row: TimerRow | CreatedTimer, new: TimerCreate) -> TimerCreated:
+    return TimerCreated.model_validate(_created_fields(row, new))
 
 
 def _changed_columns(changes: TimerUpdate) -> dict[str, object]:
