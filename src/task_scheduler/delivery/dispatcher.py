@@ -207,9 +207,11 @@ class Dispatcher:
                 lease_seconds=settings.lease_seconds,
                 limit=limit,
             )
-        # db_now was read between asked_at and received: mapping it to `received` can only make
-        # a timer late (by the round trip), never early.
-        received = time.monotonic()
+            # Each db_now was read before the rows arrived: mapping it to `received` can only make
+            # a timer late (by the rows' transfer), never early. Taken before the commit, whose
+            # fsync would otherwise make every held timer late by its duration; nothing is sent
+            # before the commit, the tasks start after it.
+            received = time.monotonic()
         lease_valid_until = asked_at + settings.lease_seconds
         for timer in claimed:
             fire_at = received + max(0.0, (timer.due_at - timer.db_now).total_seconds())

@@ -1,7 +1,9 @@
 """Persistence of timers: explicit SQL, one named function per state change.
 
 The database's clock (`now()`) decides when a timer is due; every query that a caller needs to
-compare against returns the database's `now()` as `db_now`.
+compare against returns the database's `now()` as `db_now`. The claim returns `clock_timestamp()`
+instead: the dispatcher maps due times onto its own clock from it, and `now()` (the transaction's
+start, a round trip and the statement earlier) would make every held timer late by that much.
 """
 
 from __future__ import annotations
@@ -433,7 +435,7 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, now() AS db_now, method,
+RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, clock_timestamp() AS db_now, method,
           headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,
           backoff_cap_seconds, timeout_seconds, attempts_before_redrive, tenant
 """)
