@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -108,7 +109,13 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                 await dispatcher.start()
                 stack.push_async_callback(dispatcher.stop)
                 app.state.dispatcher = dispatcher
+            # Everything built so far lives as long as the process: take it out of the cyclic
+            # GC's reach. A full collection then walks only what requests and timers create,
+            # instead of ~110,000 start-up objects (100+ ms pauses under load, seen as create p99).
+            gc.collect()
+            gc.freeze()
             yield
+            gc.unfreeze()
 
     app = FastAPI(
         title="Task Scheduler Service",
