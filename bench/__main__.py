@@ -1,6 +1,6 @@
 """`make bench` (quick, a few minutes) and `make bench-full` (100,000-timer bursts, isolation,
-three instances): real processes on this machine, a Markdown table on stdout, JSON in
-bench/results/latest.json.
+three instances, scale: 10,000,000 pending timers, BENCH_SCALE_ROWS to change): real processes on
+this machine, a Markdown table on stdout, JSON in bench/results/latest.json.
 
     python -m bench [--full] [--only NAME ...]
 """
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import uvloop
 
+from bench.common import Row
 from bench.harness import postgres_server
-from bench.scenarios import FULL, QUICK, Row
+from bench.scenarios import FULL, QUICK
 
 RESULTS = Path(__file__).parent / "results"
 

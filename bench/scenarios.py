@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import BODY, Row, correctness
 from bench.harness import (
     Delivered,
     Receiver,
@@ -20,19 +20,7 @@ from bench.harness import (
     open_loop,
     start_service,
 )
-
-
-@dataclass
-class Row:
-    scenario: str
-    figure: str
-    target: str
-    met: bool
-    correctness: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-BODY = {"hours": 1, "url": "http://example.com/webhook"}
+from bench.scale import scale
 
 
 async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any:
@@ -130,7 +118,7 @@ async def fire_throughput(server_url: str, workdir: Path, count: int = 30_000) -
         f"{rate:,} timers/s",
         ">= 5,000 timers/s",
         rate >= 5000,
-        _correct(delivered),
+        correctness(delivered),
         {**delivered.summary(), "span_s": round(span, 2)},
     )
 
@@ -143,7 +131,7 @@ async def lateness_steady(server_url: str, workdir: Path, rate: int = 1000, seco
         f"p50 {s['lateness_p50_ms']} / p99 {s['lateness_p99_ms']} / max {s['lateness_max_ms']} ms",
         "p50 <= 5, p99 <= 50, max <= 250 ms",
         s["lateness_p50_ms"] <= 5 and s["lateness_p99_ms"] <= 50 and s["lateness_max_ms"] <= 250,
-        _correct(delivered),
+        correctness(delivered),
         s,
     )
 
@@ -157,7 +145,7 @@ async def burst(server_url: str, workdir: Path, count: int = 100_000) -> Row:
         f"all delivered {all_in:.1f} s after due",
         "all within 20 s",
         all_in <= 20,
-        _correct(delivered),
+        correctness(delivered),
         s,
     )
 
@@ -192,7 +180,7 @@ async def recovery(server_url: str, workdir: Path, count: int = 100_000) -> Row:
         f"first delivery {first:.1f} s after start ({ready - started:.1f} s to ready), all in {last:.1f} s",
         "first within 2 s of start, all within 20 s",
         first <= 2 and last <= 20,
-        _correct(delivered),
+        correctness(delivered),
         {**delivered.summary(), "process_ready_s": round(ready - started, 2)},
     )
 
@@ -210,7 +198,7 @@ async def three_instances(server_url: str, workdir: Path, count: int = 60_000) -
         f"{rate(three):,} timers/s with 3 vs {rate(one):,} with 1 (x{rate(three) / max(rate(one), 1):.2f})",
         "throughput scales, 0 lost, 0 duplicates",
         rate(three) > rate(one) and three.lost == 0 and three.duplicates == 0,
-        _correct(three),
+        correctness(three),
         {"one": one.summary(), "three": three.summary()},
     )
 
@@ -248,13 +236,9 @@ async def isolation(server_url: str, workdir: Path, seconds: int = 10, rate: int
         f"other host: p50 {s['lateness_p50_ms']} / p99 {s['lateness_p99_ms']} / max {s['lateness_max_ms']} ms",
         "the other host's timers meet the lateness target",
         s["lateness_p50_ms"] <= 5 and s["lateness_p99_ms"] <= 50 and s["lateness_max_ms"] <= 250,
-        _correct(delivered),
+        correctness(delivered),
         s,
     )
-
-
-def _correct(delivered: Delivered) -> str:
-    return f"lost {delivered.lost}, duplicates {delivered.duplicates}, early {delivered.early}"
 
 
 QUICK = {
@@ -272,4 +256,5 @@ FULL = {
     "recovery": recovery,
     "isolation": isolation,
     "three_instances": three_instances,
+    "scale": scale,
 }
