@@ -120,3 +120,29 @@ async def test_stale_idempotency_keys_are_dropped(
     finally:
         await conn.close()
     assert keys == {"fresh"}
+
+
+async def test_slow_gauge_counts_are_spaced_out(
+    make_settings: Callable[..., Settings], database_url: str, monkeypatch: Any
+) -> None:
+    """Counting pending timers is linear in the table (seconds at 10,000,000 rows): the next count
+    waits 50 times as long as a slow one took, so the gauges never cost more than ~2 %."""
+    settings = make_settings(stats_interval_seconds=0.01, retention_interval_seconds=3600)
+    engine = create_engine(database_url, pool_size=1)
+    keeper = Housekeeper(engine=engine, settings=settings)
+    counts = 0
+    real_refresh = keeper.refresh_gauges
+
+    async def slow_refresh() -> float:
+        nonlocal counts
+        counts += 1
+        return await real_refresh() + 0.2  # the real count, as if it had taken 200 ms more
+
+    monkeypatch.setattr(keeper, "refresh_gauges", slow_refresh)
+    await keeper.start()
+    try:
+        await asyncio.sleep(1.5)  # every 10 ms without the spacing; one count with it (next in 10 s)
+    finally:
+        await keeper.stop()
+        await engine.dispose()
+    assert counts == 1

@@ -674,6 +674,8 @@ FROM timers WHERE status = 'pending'
 
 
 async def pending_stats(conn: AsyncConnection) -> tuple[int, int]:
-    """(pending timers, pending timers already due): read from the partial index."""
+    """(pending timers, pending timers already due): read from the partial index, on one core
+    (a parallel scan of a big table would take both from the claims and the API)."""
+    await conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     row = (await conn.execute(_PENDING_STATS)).one()
     return int(row.pending), int(row.overdue)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +17,8 @@ from task_scheduler.timers import repository
 
 logger = logging.getLogger(__name__)
 
+_GAUGE_COST_FACTOR = 50
+_SLOW_COUNT_SECONDS = 0.1  # about a million pending timers
 _MAX_BATCHES_PER_RUN = 100
 
 
@@ -36,9 +39,16 @@ class Housekeeper:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_retention = loop.time() + self._settings.retention_interval_seconds
+        next_gauges = loop.time()
         while True:
             try:
-                await self.refresh_gauges()
+                if loop.time() >= next_gauges:
+                    started = loop.time()
+                    took = await self.refresh_gauges()
+                    # Counting is linear in the pending timers (about 2 s at 10,000,000): once it
+                    # is slow, wait long enough that it takes at most ~2 % of the time.
+                    spacing = _GAUGE_COST_FACTOR * took if took > _SLOW_COUNT_SECONDS else 0.0
+                    next_gauges = started + max(self._settings.stats_interval_seconds, spacing)
                 if loop.time() >= next_retention:
                     await self.apply_retention()
                     next_retention = loop.time() + self._settings.retention_interval_seconds
@@ -46,11 +56,15 @@ class Housekeeper:
                 log_event(logger, "housekeeping.failed", logging.WARNING, error=repr(exc))
             await asyncio.sleep(self._settings.stats_interval_seconds)
 
-    async def refresh_gauges(self) -> None:
+    async def refresh_gauges(self) -> float:
+        """Set the pending and overdue gauges; returns the seconds the count took."""
         async with self._engine.connect() as conn:
+            started = time.perf_counter()
             pending, overdue = await repository.pending_stats(conn)
+            took = time.perf_counter() - started
         metrics.PENDING.set(pending)
         metrics.OVERDUE.set(overdue)
+        return took
 
     async def apply_retention(self) -> int:
         """Delete finished timers older than the retention period; returns how many."""
