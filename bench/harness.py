@@ -1,5 +1,5 @@
 """Building blocks of the benchmarks: PostgreSQL, service processes, receiver processes, SQL
-loading, open-loop load, and statistics."""
+loading, open- and closed-loop load (on bench.loadgen), and statistics."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 from sqlalchemy import make_url
 
+from bench.loadgen import FAILURES, Client, Response
 from task_scheduler.db import asyncpg_dsn
 from tests.support.processes import ServiceProcess, free_port
 
@@ -94,16 +95,16 @@ class Receiver:
         assert self.process.stdout is not None
         self.process.stdout.readline()  # "ready"
 
-    async def count(self, session: aiohttp.ClientSession) -> int:
-        async with session.get(f"http://127.0.0.1:{self.port}/count") as response:
-            return int(await response.text())
+    async def count(self, client: Client) -> int:
+        response = await client.request(client.encode(method="GET", path="/count"))
+        return int(response.body)
 
     async def wait_for(self, count: int, within: float) -> float:
         """Wait until `count` requests arrived (polling); returns the seconds waited."""
         started = time.monotonic()
-        async with aiohttp.ClientSession() as session:
+        async with Client(self.url, timeout=10.0) as client:
             while time.monotonic() - started < within:
-                if await self.count(session) >= count:
+                if await self.count(client) >= count:
                     break
                 await asyncio.sleep(0.05)
         return time.monotonic() - started
@@ -189,43 +190,50 @@ class Delivered:
         }
 
 
+def _outcome(future: asyncio.Future[Response]) -> int | str:
+    """The status of an answer, or the name of the failure."""
+    failure = future.exception()
+    return type(failure).__name__ if failure else future.result().status
+
+
 async def open_loop(
-    url: str, rate: float, seconds: float, body: dict[str, Any], max_outstanding: int = 4000
+    url: str,
+    rate: float,
+    seconds: float,
+    body: dict[str, Any],
+    max_outstanding: int = 1024,
+    request_timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Send `rate` requests per second for `seconds` on a fixed schedule, whatever the answers;
-    each latency counts from the request's scheduled time (no coordinated omission)."""
+    each latency counts from the request's scheduled time (no coordinated omission). Each request
+    waits on its own connection, at most `max_outstanding` of them. Times are perf_counter's:
+    uvloop's loop.time() moves in whole milliseconds."""
     latencies: list[float] = []
     statuses: Counter[int | str] = Counter()
-    payload = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=512)
-    loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        outstanding: set[asyncio.Task[None]] = set()
+    pending: set[asyncio.Future[Response]] = set()
 
-        async def one(scheduled: float) -> None:
-            try:
-                async with session.post(url, data=payload, headers=headers) as response:
-                    await response.read()
-                    statuses[response.status] += 1
-            except aiohttp.ClientError as exc:
-                statuses[type(exc).__name__] += 1
-            latencies.append((loop.time() - scheduled) * 1000)
+    def answered(scheduled: float, future: asyncio.Future[Response]) -> None:
+        pending.discard(future)
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        statuses[_outcome(future)] += 1
 
-        start = loop.time() + 0.1
+    async with Client(url, max_connections=max_outstanding, timeout=request_timeout) as client:
+        payload = client.encode(json.dumps(body).encode())
+        start = time.perf_counter() + 0.1
         total = int(rate * seconds)
         for i in range(total):
             scheduled = start + i / rate
-            delay = scheduled - loop.time()
+            delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if len(outstanding) >= max_outstanding:
+            future = client.submit(payload)
+            if future is None:
                 statuses["dropped"] += 1  # the generator itself would block: count, never wait
                 continue
-            task = asyncio.create_task(one(scheduled))
-            outstanding.add(task)
-            task.add_done_callback(outstanding.discard)
-        await asyncio.gather(*outstanding)
+            pending.add(future)
+            future.add_done_callback(partial(answered, scheduled))
+        if pending:
+            await asyncio.wait(pending)
     return {
         "requests": total,
         "p50_ms": round(percentile(latencies, 0.5), 2),
@@ -236,24 +244,30 @@ async def open_loop(
     }
 
 
-async def closed_loop(url: str, concurrency: int, seconds: float, body: dict[str, Any]) -> dict[str, Any]:
-    """As many requests as `concurrency` clients can send back to back: the peak rate."""
-    payload = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
+async def closed_loop(
+    url: str, concurrency: int, seconds: float, body: dict[str, Any], request_timeout: float = 30.0
+) -> dict[str, Any]:
+    """As many requests as `concurrency` clients can send back to back: the peak rate. `requests`
+    counts answers; `errors` counts answers >= 300 and failed requests."""
     done = 0
     errors = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    async with Client(url, max_connections=concurrency, timeout=request_timeout) as client:
+        payload = client.encode(json.dumps(body).encode())
         stop = time.monotonic() + seconds
 
-        async def client() -> None:
+        async def one_client() -> None:
             nonlocal done, errors
             while time.monotonic() < stop:
-                async with session.post(url, data=payload, headers=headers) as response:
-                    await response.read()
-                    done += 1
-                    errors += response.status >= 300
+                try:
+                    response = await client.request(payload)
+                except FAILURES:
+                    errors += 1
+                    await asyncio.sleep(0.01)  # a refused connection fails at once: do not spin
+                    continue
+                done += 1
+                errors += response.status >= 300
 
         started = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
     return {"requests": done, "per_second": round(done / elapsed), "errors": errors}

@@ -1,6 +1,7 @@
-"""A fast webhook receiver in its own process: records (timer id, arrival time, webhook-id) of
-every request and answers 200 (after --delay seconds). `GET /count` returns how many arrived;
-SIGTERM writes every record as JSON lines to --out and exits.
+"""A lean webhook receiver in its own process (asyncio Protocols, httptools): records (timer id,
+arrival time, webhook-id) of every request and answers 200 "ok" (after --delay seconds, without
+holding up other connections). `GET /count` returns how many arrived; SIGTERM writes every record
+as JSON lines to --out and exits.
 
     python -m bench.receiver --port 9100 --out /tmp/arrivals.jsonl [--delay 10]
 """
@@ -13,33 +14,99 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import cast
 
+import httptools
 import uvloop
-from aiohttp import web
+
+Record = tuple[int, float, str]  # timer id (X-Timer-Id, -1 without), time.time() on arrival, webhook-id
+
+
+def _response(body: bytes, keep_alive: bool) -> bytes:
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        close,
+        body,
+    )
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection, requests answered in order; also the httptools parser's callback
+    target."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, records: list[Record], delay: float) -> None:
+        self.records = records
+        self.delay = delay
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.timer_id = b"-1"
+        self.webhook_id = b""
+        self.counting = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, unregistered
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.timer_id = b"-1"
+        self.webhook_id = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"x-timer-id":
+            self.timer_id = value
+        elif name == b"webhook-id":
+            self.webhook_id = value
+
+    def on_headers_complete(self) -> None:
+        self.counting = self.parser.get_method() == b"GET" and self.url.partition(b"?")[0] == b"/count"
+        if not self.counting:
+            self.records.append((int(self.timer_id), time.time(), self.webhook_id.decode()))
+
+    def on_message_complete(self) -> None:
+        keep_alive = self.parser.should_keep_alive()
+        if self.counting:
+            self.answer(str(len(self.records)).encode(), keep_alive)
+        elif self.delay:
+            asyncio.get_running_loop().call_later(self.delay, self.answer, b"ok", keep_alive)
+        else:
+            self.answer(b"ok", keep_alive)
+
+    def answer(self, body: bytes, keep_alive: bool) -> None:
+        if self.transport.is_closing():  # the client gave up while we waited
+            return
+        self.transport.write(_response(body, keep_alive))
+        if not keep_alive:
+            self.transport.close()
+
+
+async def listen(port: int, delay: float = 0.0) -> tuple[asyncio.Server, list[Record]]:
+    """Listen on 127.0.0.1:`port` (0: any free port); the records grow as requests arrive."""
+    records: list[Record] = []
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Connection(records, delay), "127.0.0.1", port, backlog=4096)
+    return server, records
 
 
 async def serve(port: int, out: str, delay: float) -> None:
-    records: list[tuple[int, float, str]] = []
-
-    async def handle(request: web.BaseRequest) -> web.Response:
-        arrived = time.time()
-        if request.path == "/count":
-            return web.Response(text=str(len(records)))
-        timer_id = int(request.headers.get("X-Timer-Id", "-1"))
-        records.append((timer_id, arrived, request.headers.get("webhook-id", "")))
-        await request.read()
-        if delay:
-            await asyncio.sleep(delay)
-        return web.Response(text="ok")
-
-    server = web.Server(handle, access_log=None)
-    loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, "127.0.0.1", port, backlog=4096)
+    server, records = await listen(port, delay)
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
     await stop.wait()
-    listener.close()
+    server.close()
     text = "".join(json.dumps(record) + "\n" for record in records)
     await asyncio.to_thread(Path(out).write_text, text)
 
