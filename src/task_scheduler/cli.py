@@ -43,6 +43,7 @@ def serve(settings: Settings) -> None:
         "port": settings.port,
         "loop": "uvloop",
         "http": "httptools",
+        "ws": "none",  # no WebSocket routes: nothing to load
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 5,

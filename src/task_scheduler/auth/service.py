@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -193,6 +194,7 @@ def require_role(principal: Principal, role: Role) -> None:
         raise Forbidden(f"this API key's role ({principal.role}) does not allow this; it needs {role}")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_loopback(host: str | None) -> bool:
     try:
         return host is not None and ipaddress.ip_address(host).is_loopback
