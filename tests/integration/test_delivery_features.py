@@ -320,6 +320,26 @@ async def test_cancel_racing_the_dispatcher_never_both(
     assert all(n == 1 for n in receiver.counts().values())
 
 
+async def test_a_slow_hosts_backlog_does_not_stop_other_hosts_timers_being_claimed(
+    service: ServiceFactory, receiver: Receiver, header_receiver: HeaderReceiver
+) -> None:
+    """30 timers for a host that answers in 8 s, 2 at a time, fill a budget of 10 held timers
+    three times over; the fast host's timers, due a moment later, are still claimed and sent."""
+    header_receiver.delay_seconds = 8.0
+    slow_url = header_receiver.url.replace("127.0.0.1", "localhost")
+    limits = {"max_in_flight": 10, "claim_batch_size": 10, "max_concurrent_per_host": 2}
+    async with service(**limits, request_timeout_seconds=10, lease_seconds=30) as client:
+        slow = {"timers": [{"url": slow_url} for _ in range(30)]}
+        assert (await client.post("/timers/batch", json=slow)).status_code == 201
+        assert await header_receiver.wait_for(lambda: len(header_receiver.deliveries) >= 2, 5.0)
+        fast = {"timers": [{"url": receiver.url, "seconds": 1} for _ in range(10)]}
+        assert (await client.post("/timers/batch", json=fast)).status_code == 201
+        # Without parking, the slow host's 28 waiting timers hold the whole budget until its
+        # requests end (8 s each, 2 at a time): the fast host's timers would wait minutes.
+        assert await receiver.wait_for(lambda: len(receiver.deliveries) == 10, 6.0)
+        assert len(header_receiver.deliveries) == 2
+
+
 async def test_a_slow_host_does_not_hold_up_other_hosts(
     service: ServiceFactory, receiver: Receiver, header_receiver: HeaderReceiver
 ) -> None:

@@ -23,9 +23,9 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from urllib.parse import urlsplit
 
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 _HEARTBEATS_PER_LEASE = 3
 _MAX_WRITE_BATCH = 1000
 _TIMER_SLACK_SECONDS = 0.0005
+# Held timers, parked ones included, stay below this many times max_in_flight (memory bound).
+_MAX_HELD_FACTOR = 5
 LISTEN_APPLICATION_NAME = "task-scheduler-listen"
 
 
@@ -97,7 +99,8 @@ class Dispatcher:
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
-        self._host_slots = HostSlots(settings.max_concurrent_per_host)
+        self._host_slots = HostSlots(settings.max_concurrent_per_host, on_wait=self._room_freed)
+        self._short_of_room = False
         self._outcomes: asyncio.Queue[_Pending] = asyncio.Queue()
         self._unwritten: set[int] = set()  # timers whose outcome is queued or being written
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -157,8 +160,15 @@ class Dispatcher:
                 if not failures and loop.time() >= next_expiry_check:
                     await self._expire_leases()
                     next_expiry_check = loop.time() + settings.poll_interval_seconds
-                room = settings.max_in_flight - len(self._held)
+                # Timers parked behind a full host do not count against max_in_flight; all held
+                # timers together stay below _MAX_HELD_FACTOR times it.
+                active = len(self._held) - self._host_slots.waiting
+                room = min(
+                    settings.max_in_flight - active,
+                    settings.max_in_flight * _MAX_HELD_FACTOR - len(self._held),
+                )
                 asked = min(room, settings.claim_batch_size)
+                self._short_of_room = asked <= 0
                 got = await self._claim(asked) if asked > 0 else 0
                 if failures:
                     log_event(logger, "dispatcher.recovered", instance=self.owner)
@@ -207,15 +217,18 @@ class Dispatcher:
                 lease_seconds=settings.lease_seconds,
                 limit=limit,
             )
-            # Each db_now was read before the rows arrived: mapping it to `received` can only make
-            # a timer late (by the rows' transfer), never early. Taken before the commit, whose
-            # fsync would otherwise make every held timer late by its duration; nothing is sent
-            # before the commit, the tasks start after it.
+            # The database's clock, read after the claimed rows were in: mapping it to
+            # `received` can only make a timer late (by this one small query's answer), never
+            # early. Not the claim's now() (its transaction's start) and before the commit: both
+            # would make every held timer late by milliseconds (by the claim statement, the rows'
+            # decoding, the commit's fsync). Nothing is sent before the commit: the tasks start
+            # after it.
+            db_now = await repository.database_clock(conn)
             received = time.monotonic()
         lease_valid_until = asked_at + settings.lease_seconds
         for timer in claimed:
-            fire_at = received + max(0.0, (timer.due_at - timer.db_now).total_seconds())
-            task = asyncio.create_task(self._fire(timer, received, fire_at, lease_valid_until))
+            fire_at = received + max(0.0, (timer.due_at - db_now).total_seconds())
+            task = asyncio.create_task(self._fire(timer, db_now, received, fire_at, lease_valid_until))
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
         if claimed:
@@ -236,8 +249,14 @@ class Dispatcher:
                 timer_id=timer_id,
                 error=repr(task.exception()),
             )
-        if len(self._held) == self._settings.max_in_flight - 1:
-            self._wake.set()  # a slot is free again
+        self._room_freed()
+
+    def _room_freed(self) -> None:
+        """A held timer finished or parked behind a full host: claim again if the loop was out
+        of room."""
+        if self._short_of_room:
+            self._short_of_room = False
+            self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
         settings = self._settings
@@ -265,7 +284,12 @@ class Dispatcher:
     # -- firing -----------------------------------------------------------------------------
 
     async def _fire(
-        self, timer: ClaimedTimer, received: float, fire_at: float, claim_lease_until: float
+        self,
+        timer: ClaimedTimer,
+        claimed_db_now: datetime,
+        received: float,
+        fire_at: float,
+        claim_lease_until: float,
     ) -> None:
         timeout = timer.timeout_seconds or self._settings.request_timeout_seconds
         sent = False
@@ -278,7 +302,7 @@ class Dispatcher:
             # own slots and waits there, without taking the slots other hosts' timers need.
             async with self._host_slots.slot(timer.url), self._send_slots:
                 # The database's now, estimated from the claim: errs early by the round trip.
-                db_now = timer.db_now + timedelta(seconds=time.monotonic() - received)
+                db_now = claimed_db_now + timedelta(seconds=time.monotonic() - received)
                 if timer.deliver_before is not None and db_now > timer.deliver_before:
                     sent = True  # nothing goes out, but the outcome is decided
                     self._expire(timer, (db_now - timer.deliver_before).total_seconds())
@@ -496,13 +520,20 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 class HostSlots:
-    """At most `per_host` requests in flight to one host (by URL host name)."""
+    """At most `per_host` requests in flight to one host (by URL host name).
 
-    def __init__(self, per_host: int) -> None:
+    Timers waiting for a full host are counted in `waiting`: the claim loop does not charge them
+    to the instance's budget of held timers, so a slow host's growing backlog cannot stop other
+    hosts' timers from being claimed (it did: with one host answering in 10 s, the backlog filled
+    the budget within seconds and the other hosts' timers waited for its slots)."""
+
+    def __init__(self, per_host: int, on_wait: Callable[[], None] | None = None) -> None:
         self._per_host = per_host
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._on_wait = on_wait
+        self.waiting = 0
 
-    def slot(self, url: str) -> asyncio.Semaphore:
+    def _semaphore(self, url: str) -> asyncio.Semaphore:
         host = urlsplit(url).hostname or ""
         slot = self._slots.get(host)
         if slot is None:
@@ -510,3 +541,21 @@ class HostSlots:
                 self._slots = {h: s for h, s in self._slots.items() if s.locked()}
             slot = self._slots[host] = asyncio.Semaphore(self._per_host)
         return slot
+
+    @contextlib.asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        semaphore = self._semaphore(url)
+        if semaphore.locked():
+            self.waiting += 1
+            if self._on_wait is not None:
+                self._on_wait()
+            try:
+                await semaphore.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await semaphore.acquire()
+        try:
+            yield
+        finally:
+            semaphore.release()

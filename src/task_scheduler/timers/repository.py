@@ -1,9 +1,10 @@
 """Persistence of timers: explicit SQL, one named function per state change.
 
 The database's clock (`now()`) decides when a timer is due; every query that a caller needs to
-compare against returns the database's `now()` as `db_now`. The claim returns `clock_timestamp()`
-instead: the dispatcher maps due times onto its own clock from it, and `now()` (the transaction's
-start, a round trip and the statement earlier) would make every held timer late by that much.
+compare against returns the database's `now()` as `db_now`. The dispatcher reads the database's
+clock after its claim instead (`database_clock`): it maps due times onto its own clock from that
+reading, and `now()` (the transaction's start, a round trip and the claim statement earlier)
+would make every held timer late by that much.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class ClaimedTimer:
     attempt: int
     delivery_id: uuid.UUID
     lease_expires_at: datetime
-    db_now: datetime
     method: str = "POST"
     headers: dict[str, str] = field(default_factory=dict)
     body: JsonValue = None
@@ -435,10 +435,19 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, clock_timestamp() AS db_now, method,
+RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, method,
           headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,
           backoff_cap_seconds, timeout_seconds, attempts_before_redrive, tenant
 """)
+
+
+_CLOCK = text("SELECT clock_timestamp()")
+
+
+async def database_clock(conn: AsyncConnection) -> datetime:
+    """The database's clock now (`clock_timestamp()`, not the transaction's `now()`)."""
+    now: datetime = (await conn.execute(_CLOCK)).scalar_one()
+    return now
 
 
 async def claim_due(
@@ -467,7 +476,6 @@ async def claim_due(
             attempt=r.attempts,
             delivery_id=r.delivery_id,
             lease_expires_at=r.lease_expires_at,
-            db_now=r.db_now,
             method=r.method,
             headers=r.headers,
             body=r.body,
