@@ -19,6 +19,8 @@ once and a burst of thousands costs a handful of statements.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import contextlib
 import functools
 import logging
@@ -47,8 +49,10 @@ logger = logging.getLogger(__name__)
 _HEARTBEATS_PER_LEASE = 3
 _MAX_WRITE_BATCH = 1000
 _TIMER_SLACK_SECONDS = 0.0005
-# Held timers, parked ones included, stay below this many times max_in_flight (memory bound).
+# Held timers, stuck ones included, stay below this many times max_in_flight (memory bound).
 _MAX_HELD_FACTOR = 5
+# A timer waiting this long for its host's slots no longer counts against max_in_flight.
+_STUCK_SECONDS = 1.0
 LISTEN_APPLICATION_NAME = "task-scheduler-listen"
 
 
@@ -99,7 +103,7 @@ class Dispatcher:
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
-        self._host_slots = HostSlots(settings.max_concurrent_per_host, on_wait=self._room_freed)
+        self._host_slots = HostSlots(settings.max_concurrent_per_host)
         self._short_of_room = False
         self._outcomes: asyncio.Queue[_Pending] = asyncio.Queue()
         self._unwritten: set[int] = set()  # timers whose outcome is queued or being written
@@ -160,9 +164,9 @@ class Dispatcher:
                 if not failures and loop.time() >= next_expiry_check:
                     await self._expire_leases()
                     next_expiry_check = loop.time() + settings.poll_interval_seconds
-                # Timers parked behind a full host do not count against max_in_flight; all held
-                # timers together stay below _MAX_HELD_FACTOR times it.
-                active = len(self._held) - self._host_slots.waiting
+                # Timers stuck behind a full host for over a second do not count against
+                # max_in_flight; all held timers together stay below _MAX_HELD_FACTOR times it.
+                active = len(self._held) - self._host_slots.waiting_longer_than(_STUCK_SECONDS)
                 room = min(
                     settings.max_in_flight - active,
                     settings.max_in_flight * _MAX_HELD_FACTOR - len(self._held),
@@ -252,8 +256,7 @@ class Dispatcher:
         self._room_freed()
 
     def _room_freed(self) -> None:
-        """A held timer finished or parked behind a full host: claim again if the loop was out
-        of room."""
+        """A held timer finished: claim again if the loop was out of room."""
         if self._short_of_room:
             self._short_of_room = False
             self._wake.set()
@@ -522,19 +525,20 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 class HostSlots:
     """At most `per_host` requests in flight to one host (by URL host name).
 
-    Timers waiting for a full host are counted in `waiting`: the claim loop does not charge them
-    to the instance's budget of held timers, so a slow host's growing backlog cannot stop other
-    hosts' timers from being claimed (it did: with one host answering in 10 s, the backlog filled
-    the budget within seconds and the other hosts' timers waited for its slots)."""
+    Timers waiting for a full host are counted, with the time each began to wait: the claim loop
+    does not charge the instance's budget of held timers for those that have waited longer than
+    a second, so a slow host's growing backlog cannot stop other hosts' timers from being claimed
+    (it did: with one host answering in 10 s, the backlog filled the budget within seconds and
+    the other hosts' timers waited for its slots). A busy but fast host's queue turns over within
+    the second and stays charged, which keeps the memory of a plain burst where it was."""
 
-    def __init__(self, per_host: int, on_wait: Callable[[], None] | None = None) -> None:
+    def __init__(self, per_host: int) -> None:
         self._per_host = per_host
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._on_wait = on_wait
-        self.waiting = 0
+        # Per host, when each waiting timer began to wait (oldest first, as the semaphore wakes).
+        self._waiting: dict[str, collections.deque[float]] = {}
 
-    def _semaphore(self, url: str) -> asyncio.Semaphore:
-        host = urlsplit(url).hostname or ""
+    def _semaphore(self, host: str) -> asyncio.Semaphore:
         slot = self._slots.get(host)
         if slot is None:
             if len(self._slots) >= 10_000:  # forget hosts that are not at their limit
@@ -544,18 +548,26 @@ class HostSlots:
 
     @contextlib.asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
-        semaphore = self._semaphore(url)
+        host = urlsplit(url).hostname or ""
+        semaphore = self._semaphore(host)
         if semaphore.locked():
-            self.waiting += 1
-            if self._on_wait is not None:
-                self._on_wait()
+            queue = self._waiting.setdefault(host, collections.deque())
+            queue.append(time.monotonic())
             try:
                 await semaphore.acquire()
             finally:
-                self.waiting -= 1
+                queue.popleft()
+                if not queue:
+                    del self._waiting[host]
         else:
             await semaphore.acquire()
         try:
             yield
         finally:
             semaphore.release()
+
+    def waiting_longer_than(self, seconds: float) -> int:
+        """How many timers have waited for a full host for more than `seconds`."""
+        since = time.monotonic() - seconds
+        # Each queue is in ascending order (the oldest time leaves first, whichever timer left).
+        return sum(bisect.bisect_right(queue, since) for queue in self._waiting.values())
