@@ -203,8 +203,10 @@ async def three_instances(server_url: str, workdir: Path, count: int = 60_000) -
     )
 
 
-async def isolation(server_url: str, workdir: Path, seconds: int = 10, rate: int = 200) -> Row:
-    """One receiver host answers after 10 s; another host's timers must stay on time."""
+async def isolation(server_url: str, workdir: Path, seconds: int = 30, rate: int = 200) -> Row:
+    """One receiver host answers after 10 s; another host's timers must stay on time. 30 s: long
+    enough for the slow host's backlog to outgrow the instance's budget of held timers (a 10-s
+    run hid that it then starved the other host)."""
     database_url = await fresh_database(server_url)
     slow = Receiver(workdir, delay=10.0)
     fast = Receiver(workdir)
