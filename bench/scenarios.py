@@ -84,12 +84,19 @@ async def batch_create(server_url: str, workdir: Path, seconds: float = 10.0) ->
 
 
 async def _fire(
-    server_url: str, workdir: Path, name: str, count: int, start_in: float, spread: float, instances: int = 1
+    server_url: str,
+    workdir: Path,
+    name: str,
+    count: int,
+    start_in: float,
+    spread: float,
+    instances: int = 1,
+    **env: str,
 ) -> tuple[Delivered, float, list[Any]]:
     database_url = await fresh_database(server_url)
     receiver = Receiver(workdir)
     receiver.start()
-    procs = [start_service(database_url, workdir, f"{name}-{i}") for i in range(instances)]
+    procs = [start_service(database_url, workdir, f"{name}-{i}", **env) for i in range(instances)]
     try:
         for proc in procs:
             await proc.wait_ready()
@@ -109,12 +116,14 @@ async def _fire(
     return Delivered.check(records, due), inserted, procs
 
 
-async def fire_throughput(server_url: str, workdir: Path, count: int = 30_000) -> Row:
-    delivered, _, _ = await _fire(server_url, workdir, "fire", count, start_in=3.0, spread=0.0)
+async def fire_throughput(server_url: str, workdir: Path, count: int = 30_000, workers: int = 1) -> Row:
+    delivered, _, _ = await _fire(
+        server_url, workdir, "fire", count, start_in=3.0, spread=0.0, **_workers_env(workers)
+    )
     span = delivered.last_arrival - delivered.first_arrival
     rate = round(count / span) if span > 0 else 0
     return Row(
-        f"fire: {count:,} due at once, delivery rate (claim -> POST -> record)",
+        f"fire: {count:,} due at once, delivery rate (claim -> POST -> record){_workers_label(workers)}",
         f"{rate:,} timers/s",
         ">= 5,000 timers/s",
         rate >= 5000,
@@ -136,12 +145,22 @@ async def lateness_steady(server_url: str, workdir: Path, rate: int = 1000, seco
     )
 
 
-async def burst(server_url: str, workdir: Path, count: int = 100_000) -> Row:
-    delivered, _, _ = await _fire(server_url, workdir, "burst", count, start_in=5.0, spread=0.0)
+def _workers_env(workers: int) -> dict[str, str]:
+    return {"SCHEDULER_WORKERS": str(workers)} if workers > 1 else {}
+
+
+def _workers_label(workers: int) -> str:
+    return f", one instance of {workers} processes (SCHEDULER_WORKERS={workers})" if workers > 1 else ""
+
+
+async def burst(server_url: str, workdir: Path, count: int = 100_000, workers: int = 1) -> Row:
+    delivered, _, _ = await _fire(
+        server_url, workdir, "burst", count, start_in=5.0, spread=0.0, **_workers_env(workers)
+    )
     s = delivered.summary()
     all_in = s["lateness_max_ms"] / 1000
     return Row(
-        f"burst: {count:,} timers due in the same second",
+        f"burst: {count:,} timers due in the same second{_workers_label(workers)}",
         f"all delivered {all_in:.1f} s after due",
         "all within 20 s",
         all_in <= 20,
@@ -150,7 +169,7 @@ async def burst(server_url: str, workdir: Path, count: int = 100_000) -> Row:
     )
 
 
-async def recovery(server_url: str, workdir: Path, count: int = 100_000) -> Row:
+async def recovery(server_url: str, workdir: Path, count: int = 100_000, workers: int = 1) -> Row:
     database_url = await fresh_database(server_url)
     receiver = Receiver(workdir)
     receiver.start()
@@ -162,7 +181,7 @@ async def recovery(server_url: str, workdir: Path, count: int = 100_000) -> Row:
     try:
         await insert_due(conn, receiver.url, count, start_in=-60.0, spread=30.0)
         started = time.time()
-        proc = start_service(database_url, workdir, "recovery")
+        proc = start_service(database_url, workdir, "recovery", **_workers_env(workers))
         await proc.wait_ready()
         ready = time.time()
         await receiver.wait_for(count, within=180)
@@ -176,7 +195,7 @@ async def recovery(server_url: str, workdir: Path, count: int = 100_000) -> Row:
     first = delivered.first_arrival - started
     last = delivered.last_arrival - started
     return Row(
-        f"recovery: start with {count:,} overdue timers",
+        f"recovery: start with {count:,} overdue timers{_workers_label(workers)}",
         f"first delivery {first:.1f} s after start ({ready - started:.1f} s to ready), all in {last:.1f} s",
         "first within 2 s of start, all within 20 s",
         first <= 2 and last <= 20,
@@ -258,5 +277,8 @@ FULL = {
     "recovery": recovery,
     "isolation": isolation,
     "three_instances": three_instances,
+    "fire_2_workers": lambda s, w: fire_throughput(s, w, workers=2),
+    "burst_2_workers": lambda s, w: burst(s, w, workers=2),
+    "recovery_2_workers": lambda s, w: recovery(s, w, workers=2),
     "scale": scale,
 }
