@@ -46,7 +46,7 @@ docker-check: install ## static checks of Dockerfile and compose.yaml (no Docker
 bench: install ## quick benchmarks (a few minutes): table on stdout, JSON in bench/results/
 	$(PY) -m bench
 
-bench-full: install ## also 100,000-timer bursts and recovery, slow-host isolation, three instances, 10M-row scale
+bench-full: install ## also 100,000-timer bursts and recovery (1 and 2 processes), slow-host isolation, three instances, 10M-row scale (~25 min)
 	$(PY) -m bench --full
 
 fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) per operation

@@ -1,6 +1,7 @@
-"""`make bench` (quick, a few minutes) and `make bench-full` (100,000-timer bursts, isolation,
-three instances, scale: 10,000,000 pending timers, BENCH_SCALE_ROWS to change): real processes on
-this machine, a Markdown table on stdout, JSON in bench/results/latest.json.
+"""`make bench` (quick, a few minutes) and `make bench-full` (100,000-timer bursts and recovery
+with one and two processes, isolation, three instances, scale: 10,000,000 pending timers,
+BENCH_SCALE_ROWS to change): real processes on this machine, a Markdown table on stdout, JSON in
+bench/results/latest.json.
 
     python -m bench [--full] [--only NAME ...]
 """
