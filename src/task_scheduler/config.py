@@ -162,7 +162,10 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=100_000, description="Timers deleted per short transaction."
     )
     stats_interval_seconds: float = Field(
-        default=15.0, gt=0, description="How often the pending and overdue gauges are refreshed."
+        default=15.0,
+        gt=0,
+        description="How often the pending and overdue gauges are refreshed (less often once over "
+        "a million timers are pending: each count then waits 50 times its own duration).",
     )
     max_concurrent_per_host: int = Field(
         default=100, ge=1, description="Most webhook requests one instance sends to one host at once."
