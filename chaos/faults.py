@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,18 @@ async def sleep_until(wall: float) -> None:
     await asyncio.sleep(max(0.0, wall - time.time()))
 
 
+async def random_ticks(ctx: Context, every: tuple[float, float], rng: random.Random) -> AsyncIterator[None]:
+    """From t0, a tick every `every` seconds (uniform), the last a second before the last timer
+    is due (at most _MAX_EVENTS)."""
+    await sleep_until(ctx.t0)
+    for _ in range(_MAX_EVENTS):
+        wait = rng.uniform(*every)
+        if time.time() + wait > ctx.last_due - 1:
+            return
+        await asyncio.sleep(wait)
+        yield
+
+
 async def no_faults(_ctx: Context) -> None:
     return None
 
@@ -70,12 +82,7 @@ def kill_instances(every: tuple[float, float], seed: int = 1) -> Injector:
 
     async def run(ctx: Context) -> None:
         rng = random.Random(seed)
-        await sleep_until(ctx.t0)
-        for _ in range(_MAX_EVENTS):
-            wait = rng.uniform(*every)
-            if time.time() + wait > ctx.last_due - 1:
-                break
-            await asyncio.sleep(wait)
+        async for _ in random_ticks(ctx, every, rng):
             ready = [slot for slot in ctx.cluster.slots if slot.ready]
             if not ready:
                 continue
@@ -155,13 +162,7 @@ def terminate_connections(every: tuple[float, float], seed: int = 3) -> Injector
     """Every `every` seconds, the server ends every other session on the scenario's database."""
 
     async def run(ctx: Context) -> None:
-        rng = random.Random(seed)
-        await sleep_until(ctx.t0)
-        for _ in range(_MAX_EVENTS):
-            wait = rng.uniform(*every)
-            if time.time() + wait > ctx.last_due - 1:
-                break
-            await asyncio.sleep(wait)
+        async for _ in random_ticks(ctx, every, random.Random(seed)):
             conn = await asyncpg.connect(asyncpg_dsn(ctx.database_url))
             try:
                 at = time.time()

@@ -46,7 +46,7 @@ async def get_auth_service(request: Request) -> AuthService:
 
 def _require(role: Role) -> object:
     async def principal(request: Request) -> Principal:
-        auth: AuthService = request.app.state.auth_service
+        auth = await get_auth_service(request)
         client = request.client.host if request.client is not None else None
         found = await auth.authenticate(presented_key(request.headers), client)
         require_role(found, role)

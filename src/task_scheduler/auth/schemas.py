@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from task_scheduler.auth.models import Role
 
@@ -22,21 +23,18 @@ class KeyCreate(BaseModel):
     role: Role = Field(description="admin, writer or reader.")
 
 
+_KEY_EXAMPLE: JsonDict = {
+    "key_id": "3f9a1c0b7d2e",
+    "name": "billing service",
+    "tenant": "acme",
+    "role": "writer",
+    "created_at": "2026-11-29T09:00:00Z",
+    "revoked_at": None,
+}
+
+
 class KeyView(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "key_id": "3f9a1c0b7d2e",
-                    "name": "billing service",
-                    "tenant": "acme",
-                    "role": "writer",
-                    "created_at": "2026-11-29T09:00:00Z",
-                    "revoked_at": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_KEY_EXAMPLE]})
 
     key_id: str = Field(description="Public identifier of the key (part of the key).")
     name: str
@@ -50,15 +48,7 @@ class KeyCreated(KeyView):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {
-                    "key_id": "3f9a1c0b7d2e",
-                    "name": "billing service",
-                    "tenant": "acme",
-                    "role": "writer",
-                    "created_at": "2026-11-29T09:00:00Z",
-                    "revoked_at": None,
-                    "api_key": "tsk_3f9a1c0b7d2e_Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5",
-                }
+                {**_KEY_EXAMPLE, "api_key": "tsk_3f9a1c0b7d2e_Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5"}
             ]
         }
     )

@@ -253,11 +253,7 @@ class Dispatcher:
                 timer_id=timer_id,
                 error=repr(task.exception()),
             )
-        self._room_freed()
-
-    def _room_freed(self) -> None:
-        """A held timer finished: claim again if the loop was out of room."""
-        if self._short_of_room:
+        if self._short_of_room:  # the claim loop waits for room: there is some again
             self._short_of_room = False
             self._wake.set()
 
