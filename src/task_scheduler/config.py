@@ -130,9 +130,9 @@ class Settings(BaseSettings):
         description="How long a key lookup is cached (a revocation takes this long).",
     )
     rate_limit_per_second: float = Field(
-        default=1000.0,
+        default=0.0,
         ge=0,
-        description="Requests per second per API key and instance; 0 turns limiting off.",
+        description="Requests per second per API key and instance; 0 (off) lets the owner go full speed.",
     )
     rate_limit_burst: float = Field(
         default=0.0, ge=0, description="Requests a key may send at once; 0 means twice the per-second rate."

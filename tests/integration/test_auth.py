@@ -216,6 +216,7 @@ async def test_rate_limit_per_key(secured: Callable[..., Any]) -> None:
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
     assert limited.json()["error"]["code"] == "too_many_requests"
+    assert "SCHEDULER_RATE_LIMIT_PER_SECOND" in limited.json()["error"]["message"]
 
 
 async def test_pending_cap_per_tenant(secured: Callable[..., Any]) -> None:
@@ -233,6 +234,8 @@ async def test_pending_cap_per_tenant(secured: Callable[..., Any]) -> None:
         )
     assert [a.status_code for a in answers] == [201, 201, 201, 429]
     assert "limit is 3" in answers[3].json()["error"]["message"]
+    assert "SCHEDULER_MAX_PENDING_PER_TENANT" in answers[3].json()["error"]["message"]
+    assert int(answers[3].headers["retry-after"]) >= 1
     assert batch.status_code == 201
     assert too_big.status_code == 429
 

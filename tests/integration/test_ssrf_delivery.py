@@ -56,6 +56,7 @@ async def test_literal_internal_addresses_are_refused_at_creation(
     assert error["field"] == "url"
     assert "blocked destination" in error["message"]
     assert reason in error["message"]
+    assert "SCHEDULER_WEBHOOK_ALLOWED_NETWORKS" in error["message"]  # the setting that opens it
     assert batch.status_code == 422
     assert batch.json()["error"]["field"] == "timers.1.url"
     assert listed == []

@@ -23,3 +23,25 @@ from task_scheduler.auth.dependencies import presented_key
 )
 def test_presented_key(headers: dict[str, str], key: str | None) -> None:
     assert presented_key(headers) == key
+
+
+def test_the_default_settings_never_rate_limit_the_owner() -> None:
+    """As installed, one busy backend (or every loopback client, which share one principal) is
+    not throttled: 20,000 requests at once pass; the same burst with a limit on is refused."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from task_scheduler.auth.service import AuthService
+    from task_scheduler.config import Settings
+    from task_scheduler.errors import TooManyRequests
+
+    engine = create_async_engine("postgresql+asyncpg://unused@127.0.0.1:1/none")  # never connected
+    defaults = AuthService(engine=engine, settings=Settings(database_url="postgresql://x@127.0.0.1/x"))
+    for _ in range(20_000):
+        defaults._rate_limit("loopback")
+    limited = AuthService(
+        engine=engine,
+        settings=Settings(database_url="postgresql://x@127.0.0.1/x", rate_limit_per_second=1000),
+    )
+    with pytest.raises(TooManyRequests, match="SCHEDULER_RATE_LIMIT_PER_SECOND"):
+        for _ in range(20_000):
+            limited._rate_limit("loopback")

@@ -123,7 +123,7 @@ class AuthService:
         wait = bucket.take()
         if wait > 0:
             raise TooManyRequests(
-                f"rate limit of {rate:g} requests/s for this key exceeded",
+                f"rate limit of {rate:g} requests/s for this key exceeded (SCHEDULER_RATE_LIMIT_PER_SECOND)",
                 retry_after_seconds=max(1, math.ceil(wait)),
             )
 

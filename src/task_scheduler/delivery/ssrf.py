@@ -84,6 +84,10 @@ _OCTAL_DIGITS = frozenset(string.octdigits)
 _HEX_DIGITS = frozenset(string.hexdigits)
 
 
+# Said with every refusal: the setting that opens a blocked network (loopback for local testing).
+ALLOW_NETWORKS_HINT = "the operator can allow it with SCHEDULER_WEBHOOK_ALLOWED_NETWORKS (e.g. 127.0.0.0/8)"
+
+
 class BlockedDestination(aiohttp.ClientConnectionError):
     """The destination is not allowed; `reason` says why, e.g. '127.0.0.1 is loopback (127.0.0.0/8)'.
 

@@ -48,7 +48,8 @@ class PendingCap:
             self._refresh(tenant)  # in the background; this request uses the last count
         if count.pending + adding > self._cap:
             raise TooManyRequests(
-                f"tenant {tenant} has {count.pending} pending timers; the limit is {self._cap}",
+                f"tenant {tenant} has {count.pending} pending timers; the limit is {self._cap}"
+                " (SCHEDULER_MAX_PENDING_PER_TENANT)",
                 retry_after_seconds=max(1, round(self._ttl)),
             )
         count.pending += adding

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
-from task_scheduler.delivery.ssrf import AddressPolicy
+from task_scheduler.delivery.ssrf import ALLOW_NETWORKS_HINT, AddressPolicy
 from task_scheduler.errors import (
     Conflict,
     NotFoundError,
@@ -233,7 +233,9 @@ class TimerService:
         url = getattr(fields, "url", None)
         blocked = None if url is None else self._address_policy.literal_host_reason(url)
         if blocked is not None:
-            raise ValidationFailed(f"{prefix}url: blocked destination: {blocked}", field=f"{prefix}url")
+            raise ValidationFailed(
+                f"{prefix}url: blocked destination: {blocked}; {ALLOW_NETWORKS_HINT}", field=f"{prefix}url"
+            )
         if fields.body is not None and _body_size(fields.body) > settings.max_webhook_body_bytes:
             raise ValidationFailed(
                 f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
