@@ -1,5 +1,10 @@
 """Persistence of timers: explicit SQL, one named function per state change.
 
+Statements that pick rows with `LIMIT ... FOR UPDATE SKIP LOCKED` take them as
+`id = ANY(ARRAY(SELECT ...))`: the subquery runs once. As `id IN (SELECT ...)`, a plan cached
+while the table was empty (a nested-loop semi join) re-ran it for every row: quadratic, and a
+claim of 500 took all 10,000 due timers (each re-run locked a new set).
+
 The database's clock (`now()`) decides when a timer is due; every query that a caller needs to
 compare against returns the database's `now()` as `db_now`. The dispatcher reads the database's
 clock after its claim instead (`database_clock`): it maps due times onto its own clock from that
@@ -427,14 +432,14 @@ SET status = 'firing',
     lease_owner = :owner,
     lease_expires_at = greatest(due_at, now()) + make_interval(secs => CAST(:lease_seconds AS double precision)),
     updated_at = now()
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM timers
     WHERE status = 'pending'
       AND due_at <= now() + make_interval(secs => CAST(:lookahead_seconds AS double precision))
     ORDER BY due_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-)
+))
 RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, method,
           headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,
           backoff_cap_seconds, timeout_seconds, attempts_before_redrive, tenant
@@ -624,12 +629,12 @@ _EXPIRE_LEASES = text("""
 UPDATE timers
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
     last_error = 'lease expired: the instance firing it stopped before finishing'
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM timers
     WHERE status = 'firing' AND lease_expires_at < now()
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-)
+))
 """)
 
 
@@ -641,14 +646,14 @@ async def expire_leases(conn: AsyncConnection, *, limit: int) -> int:
 
 _DELETE_FINISHED = text("""
 DELETE FROM timers
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM timers
     WHERE status IN ('delivered', 'failed', 'expired', 'cancelled')
       AND updated_at < now() - make_interval(secs => CAST(:age AS double precision))
     ORDER BY updated_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-)
+))
 """)
 
 
