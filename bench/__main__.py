@@ -1,4 +1,5 @@
-"""`make bench` (quick, a few minutes) and `make bench-full` (100,000-timer bursts and recovery
+"""`make bench` (quick, a few minutes; the service runs with its defaults, as `make run` starts it,
+except rows that say "tuned") and `make bench-full` (100,000-timer bursts and recovery
 with one and two processes, isolation, three instances, scale: 10,000,000 pending timers,
 BENCH_SCALE_ROWS to change): real processes on this machine, a Markdown table on stdout, JSON in
 bench/results/latest.json.

@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.common import BODY, Row, correctness
 from bench.harness import (
+    TUNED_ENV,
     Delivered,
     Receiver,
     closed_loop,
@@ -18,6 +19,7 @@ from bench.harness import (
     fresh_database,
     insert_due,
     open_loop,
+    ordinary_closed_loop,
     start_service,
 )
 from bench.scale import scale
@@ -30,15 +32,16 @@ async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any
     return database_url, proc
 
 
-async def create_peak(server_url: str, workdir: Path, seconds: float = 10.0) -> Row:
-    _, proc = await _service(server_url, workdir, "create-peak")
+async def create_peak(server_url: str, workdir: Path, seconds: float = 10.0, tuned: bool = False) -> Row:
+    """The lean load generator (bench.loadgen) at 64 connections; `tuned`: logging at WARNING."""
+    _, proc = await _service(server_url, workdir, "create-peak", **(TUNED_ENV if tuned else {}))
     try:
         await closed_loop(f"{proc.base_url}/timer", 64, 2.0, BODY)  # warm up
         result = await closed_loop(f"{proc.base_url}/timer", 64, seconds, BODY)
     finally:
         proc.terminate()
     return Row(
-        "create: peak POST /timer rate (64 clients, closed loop)",
+        "create: peak POST /timer rate (64 clients, closed loop)" + (", tuned: log WARNING" if tuned else ""),
         f"{result['per_second']} requests/s",
         ">= 3,000 requests/s",
         result["per_second"] >= 3000,
@@ -262,8 +265,68 @@ async def isolation(server_url: str, workdir: Path, seconds: int = 30, rate: int
     )
 
 
+async def create_as_installed(server_url: str, workdir: Path, seconds: float = 10.0) -> Row:
+    """`make run` defaults and an ordinary aiohttp client with 64 connections (not the lean
+    load generator): what a user's own backend gets."""
+    _, proc = await _service(server_url, workdir, "create-installed")
+    try:
+        await ordinary_closed_loop(f"{proc.base_url}/timer", 64, 2.0, BODY)  # warm up
+        result = await ordinary_closed_loop(f"{proc.base_url}/timer", 64, seconds, BODY)
+    finally:
+        proc.terminate()
+    result.pop("ids")
+    return Row(
+        "create as installed: defaults, one aiohttp client, 64 connections",
+        f"{result['per_second']:,} creates/s",
+        ">= 5,000 creates/s, no 429",
+        result["per_second"] >= 5000 and result["errors"] == 0,
+        f"errors {result['errors']} {result['statuses']}",
+        result,
+    )
+
+
+async def api_burst(server_url: str, workdir: Path, count: int = 10_000) -> Row:
+    """A new deployment's first burst: a fresh database, `count` timers created through the API
+    (16 aiohttp connections) all due at the same second, into a table whose statistics still say
+    it is empty (the bench's other bursts insert straight into the table and never met the stale
+    plans that stalled this one for 35 s)."""
+    database_url, proc = await _service(server_url, workdir, "api-burst")
+    receiver = Receiver(workdir)
+    receiver.start()
+    try:
+        fire_at = time.time() + 4.0 + count / 2000  # every create has landed by then
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(fire_at)) + "Z"
+        body = {"fire_at": iso, "url": receiver.url}
+        created = await ordinary_closed_loop(
+            f"{proc.base_url}/timer", 16, count / 200, body, stop_after=count
+        )
+        await receiver.wait_for(created["created"], within=max(0.0, fire_at - time.time()) + 120)
+        await asyncio.sleep(1.0)
+        conn = await connect(database_url)
+        try:
+            due = await due_times(conn)
+        finally:
+            await conn.close()
+    finally:
+        proc.terminate()
+        records = receiver.stop()
+    delivered = Delivered.check(records, due)
+    s = delivered.summary()
+    return Row(
+        f"burst through the API into a new table: {count:,} created by 16 connections, due at once",
+        f"p99 {s['lateness_p99_ms']:,} / max {s['lateness_max_ms']:,} ms after due",
+        "all within 10 s, none lost",
+        s["lateness_max_ms"] <= 10_000 and delivered.lost == 0 and created["created"] == count,
+        correctness(delivered),
+        {**s, "created": created["created"], "create_errors": created["errors"]},
+    )
+
+
 QUICK = {
+    "create_installed": create_as_installed,
+    "api_burst": api_burst,
     "create_peak": create_peak,
+    "create_peak_tuned": lambda s, w: create_peak(s, w, tuned=True),
     "create_latency": create_latency,
     "batch": batch_create,
     "fire": fire_throughput,
