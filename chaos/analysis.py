@@ -103,11 +103,15 @@ def timer_row(r: Any) -> TimerRow:
         first_due = created + timedelta(seconds=int(labels["secs"]))
     else:
         first_due = r["due_at"]
+    try:
+        first_due_wall = first_due.timestamp()
+    except (ValueError, OverflowError):  # a row no API should have stored (-infinity reads as year 1)
+        first_due_wall = created.timestamp()
     return TimerRow(
         id=r["id"],
         status=r["status"],
         created_at=created.timestamp(),
-        first_due=first_due.timestamp(),
+        first_due=first_due_wall,
         webhook_id="msg_" + r["delivery_id"].replace("-", ""),
         attempts=r["attempts"],
     )
@@ -146,6 +150,7 @@ class Result:
     webhook_id_mismatch: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)  # requests for timers not stored
     state_mismatch: list[tuple[int, str]] = field(default_factory=list)  # 2xx but row not delivered
+    hostile_problems: list[str] = field(default_factory=list)  # see chaos.hostile.check
     lateness_ms: list[float] = field(default_factory=list)
     recoveries: list[Recovery] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -165,6 +170,7 @@ class Result:
             or self.webhook_id_mismatch
             or self.unknown
             or self.state_mismatch
+            or self.hostile_problems
         )
 
 

@@ -28,6 +28,8 @@ from chaos.faults import (
     restart_postgres,
     terminate_connections,
 )
+from chaos.hostile import HostileLoad, HostileProcess, hostile_traffic
+from chaos.hostile import check as check_hostile
 from chaos.postgres import OwnPostgres
 from chaos.workload import Creator, feed, spread_due_times
 from task_scheduler.db import asyncpg_dsn
@@ -48,6 +50,7 @@ class Scenario:
     clocks: tuple[str, ...] = ("", "", "")
     burst: float = 0.0  # share of the workload due at one instant, mid-spread
     own_postgres: bool = False  # stops and starts the server: needs the suite's own
+    hostile: int = 0  # timers sent to a receiver that answers badly, beside poison creates
 
 
 def full_suite() -> list[Scenario]:
@@ -91,6 +94,13 @@ def full_suite() -> list[Scenario]:
             flood_of_creates(at=0.42, seconds=10.0, batches=20, batch_size=500, singles=3000),
             burst=0.25,
         ),
+        Scenario(
+            "hostile",
+            "300 timers to a receiver answering badly (NUL, gzip, invalid HTTP, resets, drips) and"
+            " boundary-value creates, beside the workload",
+            no_faults,
+            hostile=300,
+        ),
     ]
 
 
@@ -130,9 +140,13 @@ async def run_scenario(
     cluster = Cluster(database_url=database_url, workdir=workdir, clocks=scenario.clocks)
     tasks: list[asyncio.Task[None]] = []
     ctx: Context | None = None
+    hostile = HostileProcess(workdir)
+    load = HostileLoad()
     try:
         receiver.start()
         await receiver.wait_ready()
+        if scenario.hostile:
+            hostile.start()
         await cluster.start()
         t0 = time.time() + LEAD_SECONDS
         due = spread_due_times(timers, start=t0, spread=spread, burst=scenario.burst)
@@ -147,6 +161,9 @@ async def run_scenario(
                 asyncio.create_task(feed(creator, receiver.url, due)),
                 asyncio.create_task(scenario.inject(ctx)),
             ]
+            if scenario.hostile:
+                traffic = hostile_traffic(load, hostile.url, timers=scenario.hostile, poison_rounds=5)
+                tasks.append(asyncio.create_task(traffic(ctx)))
             await asyncio.gather(*tasks)
             restarts = await asyncio.gather(*ctx.background, return_exceptions=True)
         log.info("%s: workload and faults done, waiting for every timer to finish", scenario.name)
@@ -154,6 +171,10 @@ async def run_scenario(
         await asyncio.sleep(STRAGGLERS_SECONDS)
         await receiver.flush()
         rows, attempts = await read_database(database_url)
+        hostile_ids = set(load.timer_ids)
+        hostile_rows = {r.id: r.status for r in rows if r.id in hostile_ids}
+        rows = [r for r in rows if r.id not in hostile_ids]
+        attempts = [a for a in attempts if a.timer_id not in hostile_ids]
         records = read_records(receiver.records_path)
         result = analyse(
             scenario=scenario.name,
@@ -165,6 +186,12 @@ async def run_scenario(
             max_attempts=MAX_ATTEMPTS,
             workload_end=t0 + spread,
         )
+        if scenario.hostile:
+            result.hostile_problems = await check_hostile(load, cluster.ready_urls()[0], hostile_rows)
+            result.notes.append(
+                f"hostile receiver: {len(load.timer_ids)} timers, final {dict(Counter(hostile_rows.values()))};"
+                f" poison creates answered {dict(load.poison_statuses)}"
+            )
         if still_open:
             result.notes.append(
                 f"{still_open} timers still pending or firing {QUIET_WITHIN:g} s after the last due time"
@@ -187,6 +214,7 @@ async def run_scenario(
         await asyncio.gather(*tasks, *(ctx.background if ctx else []), return_exceptions=True)
         cluster.stop()
         receiver.stop()
+        hostile.stop()
         if postgres is not None and not postgres.running():
             postgres.start()  # an outage cut short by a failure
 
