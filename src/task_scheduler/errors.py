@@ -9,7 +9,8 @@
     ├── PreconditionFailed     412 precondition_failed (If-Match did not match)
     ├── PayloadTooLarge        413 payload_too_large
     ├── TooManyRequests        429 too_many_requests (with Retry-After)
-    └── DatabaseUnavailable    503 database_unavailable
+    ├── DatabaseUnavailable    503 database_unavailable
+    └── ServiceUnavailable     503 service_unavailable (shutting down; with Retry-After)
 
 Envelope: {"error": {"code": str, "message": str, "field": str | null}}
 """
@@ -87,6 +88,15 @@ class PayloadTooLarge(ServiceError):
 class DatabaseUnavailable(ServiceError):
     status_code = 503
     code = "database_unavailable"
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": "1"}
 
 
 class ErrorDetail(BaseModel):

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from task_scheduler import metrics
 from task_scheduler.errors import ServiceError, error_body
 from task_scheduler.logs import bind_request_id, log_event, reset_request_id
+from task_scheduler.timers.storable import printable
 
 logger = logging.getLogger("task_scheduler.http")
 
@@ -50,7 +51,7 @@ def _field_of(loc: tuple[Any, ...]) -> str | None:
     """("body", "retry", "timeout_seconds") → "retry.timeout_seconds": the first part only says
     where the input came from (and a field may itself be called "body")."""
     parts = loc[1:] if loc and loc[0] in ("body", "path", "query", "header") else loc
-    return ".".join(str(p) for p in parts) or None
+    return printable(".".join(str(p) for p in parts)) or None
 
 
 def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:
@@ -68,7 +69,7 @@ def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:
         return field, f"{field}: unknown field"
     if kind == "model_attributes_type" or (kind.endswith("_type") and field is None):
         return field, "request body must be a JSON object"
-    msg = str(err.get("msg", "invalid value"))
+    msg = printable(str(err.get("msg", "invalid value")))
     msg = msg.removeprefix("Value error, ")
     return field, f"{field}: {msg}" if field else msg
 
@@ -103,7 +104,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     return JSONResponse(
-        error_body(exc.code, exc.message, exc.field), status_code=exc.status_code, headers=exc.headers or None
+        error_body(exc.code, printable(exc.message), exc.field and printable(exc.field)),
+        status_code=exc.status_code,
+        headers=exc.headers or None,
     )
 
 

@@ -443,3 +443,30 @@ def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]
 )
 def test_parse_duration(text: str, fields: tuple[int, int, int]) -> None:
     assert parse_duration(text) == dict(zip(("hours", "minutes", "seconds"), fields, strict=True))
+
+
+POISON_LINES = [
+    ('{"minutes": 5, "url": "http://example.com/", "body": {"x": NaN}}', "body: contains NaN or Infinity"),
+    (
+        '{"minutes": 5, "url": "http://example.com/", "labels": {"k": "\\ud800"}}',
+        "labels: label k contains a lone",
+    ),
+    ('{"fire_at": "0001-01-01T00:00:00Z", "url": "http://example.com/"}', "fire_at: is before 1970"),
+    ('{"minutes": 5, "url": "http://127..0.1/"}', "url: host '127..0.1' is not a canonical IPv4"),
+]
+
+
+async def test_import_refuses_a_poison_line_by_its_line_number(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, api: aiohttp.ClientSession
+) -> None:
+    """Issue 11: the import goes through the API, so the one definition of what may be stored applies;
+    a poison line is a 422 naming its line (its batch is all or none), never a 500 or a stored row."""
+    good = json.dumps({"minutes": 5, "url": "http://example.com/", "labels": {"run": "poison"}})
+    for poison, reason in POISON_LINES:
+        source = tmp_path / "poison.jsonl"
+        source.write_text(f"{good}\n{poison}\n{good}\n")
+        code, out, err = await run(capsys, "import", str(source))
+        assert code == 1
+        assert out.startswith("created 0, failed 3 in "), out
+        assert f"lines 1-3 not created: 422 validation_error: line 2: {reason}" in err, err
+    assert await count_timers(api, "run:poison") == 0

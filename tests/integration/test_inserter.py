@@ -10,7 +10,7 @@ import pytest
 
 from task_scheduler.db import asyncpg_dsn, create_engine
 from task_scheduler.timers.inserter import BatchInserter
-from task_scheduler.timers.repository import NewTimer
+from task_scheduler.timers.repository import CreatedTimer, NewTimer
 
 
 async def test_concurrent_inserts_share_commits(database_url: str) -> None:
@@ -88,3 +88,57 @@ async def test_stop_writes_what_is_queued(database_url: str, count: int) -> None
     rows = await asyncio.gather(*pending)
     await engine.dispose()
     assert len({r.id for r in rows}) == count
+
+
+async def _insert_blocked_by_a_table_lock(
+    database_url: str, inserter: BatchInserter
+) -> tuple[asyncpg.Connection, list[asyncio.Task[CreatedTimer]]]:
+    """One create in a flush that waits on a table lock, one taken by the batching task and waiting
+    for the only flush slot; the caller releases the lock by closing the returned connection."""
+    locker = await asyncpg.connect(asyncpg_dsn(database_url))
+    await locker.execute("BEGIN; LOCK TABLE timers IN ACCESS EXCLUSIVE MODE")
+    first = asyncio.create_task(inserter.insert(NewTimer(url="http://example.com/a", delay_seconds=60)))
+    await asyncio.sleep(0.2)  # the flush holds the only slot, blocked on the lock
+    second = asyncio.create_task(inserter.insert(NewTimer(url="http://example.com/b", delay_seconds=60)))
+    await asyncio.sleep(0.1)  # taken from the queue, waiting for the slot
+    return locker, [first, second]
+
+
+async def test_a_create_taken_by_the_inserter_is_answered_at_shutdown(database_url: str) -> None:
+    """Issue 11: stop() cancelled the batching task while it held a create waiting for a flush
+    slot; that create was never written nor answered (its request hung)."""
+    engine = create_engine(database_url, pool_size=3)
+    inserter = BatchInserter(engine=engine, notify_within=1.0, concurrent_batches=1)
+    await inserter.start()
+    locker, creates = await _insert_blocked_by_a_table_lock(database_url, inserter)
+    stopping = asyncio.create_task(inserter.stop())
+    await asyncio.sleep(0.2)
+    await locker.close()  # releases the lock
+    try:
+        async with asyncio.timeout(10):
+            rows = await asyncio.gather(*creates)
+            await stopping
+    finally:
+        await engine.dispose()
+    assert len({row.id for row in rows}) == 2
+
+
+async def test_a_create_that_cannot_be_written_at_shutdown_gets_an_error_not_silence(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, pool_size=3)
+    inserter = BatchInserter(engine=engine, notify_within=1.0, concurrent_batches=1)
+    await inserter.start()
+    locker, creates = await _insert_blocked_by_a_table_lock(database_url, inserter)
+    await locker.execute("ALTER TABLE timers ADD CONSTRAINT no_inserts CHECK (false) NOT VALID")
+    stopping = asyncio.create_task(inserter.stop())
+    await asyncio.sleep(0.2)
+    await locker.execute("COMMIT")
+    try:
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(*creates, return_exceptions=True)
+            await stopping
+    finally:
+        await locker.close()
+        await engine.dispose()
+    assert all(isinstance(r, Exception) for r in results), results

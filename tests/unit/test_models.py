@@ -70,8 +70,9 @@ def test_every_status_is_reachable_from_pending() -> None:
 
 
 def test_model_check_constraint_lists_exactly_the_statuses() -> None:
-    (check,) = [c for c in timers.constraints if isinstance(c, CheckConstraint)]
-    assert check.name == "ck_timers_status"
+    (check,) = [
+        c for c in timers.constraints if isinstance(c, CheckConstraint) and c.name == "ck_timers_status"
+    ]
     assert _in_list(str(check.sqltext)) == STATUSES
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from task_scheduler.auth.models import Role
+from task_scheduler.timers import storable
 
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
@@ -21,6 +22,14 @@ class KeyCreate(BaseModel):
     name: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$", description="What the key is for.")
     tenant: str = Field(pattern=TENANT_PATTERN, description="The tenant whose timers the key works on.")
     role: Role = Field(description="admin, writer or reader.")
+
+    @field_validator("name")
+    @classmethod
+    def _storable_name(cls, value: str) -> str:
+        problem = storable.text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 _KEY_EXAMPLE: JsonDict = {

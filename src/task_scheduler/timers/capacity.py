@@ -54,6 +54,12 @@ class PendingCap:
             )
         count.pending += adding
 
+    def release(self, tenant: str, unused: int) -> None:
+        """Give back `unused` reserved timers that were not created after all."""
+        count = self._counts.get(tenant)
+        if count is not None:
+            count.pending = max(0, count.pending - unused)
+
     def _refresh(self, tenant: str) -> asyncio.Task[None]:
         task = self._refreshing.get(tenant)
         if task is None:

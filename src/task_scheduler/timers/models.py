@@ -106,6 +106,14 @@ timers = Table(
     # The tenant of the API key that created it; other tenants cannot see it.
     Column("tenant", Text, nullable=False, server_default=text("'default'")),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
+    # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
+    CheckConstraint(
+        "isfinite(due_at) AND due_at >= '1970-01-01 00:00:00+00'", name="ck_timers_due_at_storable"
+    ),
+    CheckConstraint(
+        "deliver_before IS NULL OR (isfinite(deliver_before) AND deliver_before >= '1970-01-01 00:00:00+00')",
+        name="ck_timers_deliver_before_storable",
+    ),
     # The claim query reads only this index: pending timers in due order.
     Index("ix_timers_pending_due", "due_at", "id", postgresql_where=text("status = 'pending'")),
     # Lease expiry scans only timers being fired.

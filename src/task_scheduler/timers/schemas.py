@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from task_scheduler.timers import storable
 
 MAX_URL_LENGTH = 2048
 # Per-field ceiling so arithmetic stays small; the horizon setting is the real limit.
@@ -85,32 +85,41 @@ def _representable_in_utc(value: datetime) -> datetime:
     return value
 
 
-StrictAwareDatetime = Annotated[
+def _storable_time(value: datetime) -> datetime:
+    problem = storable.time_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# For query parameters: any aware RFC 3339 time, but still representable in UTC.
+UtcRepresentableDatetime = Annotated[
     AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_representable_in_utc)
 ]
-# For query parameters: any aware ISO time, but still representable in UTC.
-UtcRepresentableDatetime = StrictAwareDatetime
+# For what is stored: also not before 1970 (the upper bound, the horizon, is the service's).
+StrictAwareDatetime = Annotated[UtcRepresentableDatetime, AfterValidator(_storable_time)]
 
 
 def validate_webhook_url(value: str) -> str:
-    if value.isascii():  # the usual case, checked without a Python loop over the characters
-        unfit = " " in value or not value.isprintable()
-    else:
-        unfit = any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value)
-    if unfit:
-        raise ValueError("must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises ValueError for a port outside 0-65535
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL ({exc})") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError("must be an absolute http:// or https:// URL")
-    if not parts.hostname:
-        raise ValueError("must include a host")
-    if port == 0:
-        raise ValueError("port 0 is not a valid destination")
+    problem = storable.url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
+
+
+def _header_value_problem(value: str) -> str | None:
+    if len(value) > 8192:
+        return "must be at most 8192 characters"
+    if value.isascii():  # the usual case: no Python loop over the characters
+        if not value.replace("\t", " ").isprintable():
+            return "must not contain control characters"
+        return None
+    problem = storable.text_problem(value)
+    if problem is not None:
+        return problem
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in value):
+        return "must not contain control characters"
+    return None
 
 
 def validate_headers(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -130,12 +139,9 @@ def validate_headers(value: dict[str, str] | None) -> dict[str, str] | None:
         if lower in seen:
             raise ValueError(f"{name} is given twice")
         seen.add(lower)
-        if len(header_value) > 8192 or any(
-            unicodedata.category(ch) == "Cc" and ch != "\t" for ch in header_value
-        ):
-            raise ValueError(
-                f"the value of {name} must be at most 8192 characters without control characters"
-            )
+        problem = _header_value_problem(header_value)
+        if problem is not None:
+            raise ValueError(f"the value of {name} {problem}")
     return value
 
 
@@ -151,8 +157,9 @@ def validate_labels(value: dict[str, str] | None) -> dict[str, str] | None:
             )
         if len(label) > 255:
             raise ValueError(f"label {key} is longer than 255 characters")
-        if "\x00" in label:
-            raise ValueError(f"label {key} contains a NUL character")
+        problem = storable.text_problem(label)
+        if problem is not None:
+            raise ValueError(f"label {key} {problem}")
     return value
 
 
@@ -248,9 +255,10 @@ class _TimerFields(BaseModel):
 
     @field_validator("body")
     @classmethod
-    def _body_without_nul(cls, value: JsonValue) -> JsonValue:
-        if value is not None and "\\u0000" in json.dumps(value):
-            raise ValueError("must not contain NUL characters")
+    def _storable_body(cls, value: JsonValue) -> JsonValue:
+        problem = None if value is None else storable.json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

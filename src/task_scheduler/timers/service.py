@@ -25,12 +25,13 @@ from task_scheduler.errors import (
     ValidationFailed,
 )
 from task_scheduler.logs import log_event
-from task_scheduler.timers import repository
+from task_scheduler.timers import repository, storable
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.repository import CreatedTimer, NewTimer, TimerRow
 from task_scheduler.timers.schemas import (
+    MAX_LATENESS_SECONDS,
     AttemptList,
     AttemptView,
     EffectiveRetryPolicy,
@@ -137,25 +138,36 @@ class TimerService:
         """Create one timer; returns (answer, replayed) where replayed means the Idempotency-Key
         named an earlier identical request and nothing new was created."""
         timer = self._new_timer(new, tenant=tenant, prefix="")
-        await self._pending_cap.reserve(tenant, 1)
         if idempotency_key is None:
+            await self._pending_cap.reserve(tenant, 1)
             row = await self._inserter.insert(timer)
-            metrics.TIMERS_CREATED.inc()
-            log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
-            return _created(row, new), False
-        async with self._engine.begin() as conn:
-            replay = await self._replay(conn, tenant, idempotency_key, new)
+            created = _created(row, new)
+        else:
+            problem = storable.text_problem(idempotency_key)
+            if problem is not None:
+                raise ValidationFailed(f"Idempotency-Key {problem}", field="Idempotency-Key")
+            # A replay creates nothing, so it must not be charged to (or refused by) the pending
+            # cap: look first, and reserve (outside any transaction) only for a new timer.
+            async with self._engine.connect() as conn:
+                replay = await self._replay(conn, tenant, idempotency_key, new)
             if replay is not None:
                 return replay, True
-            (row,) = await repository.insert_timers(
-                conn, timers=[timer], notify_within=self._settings.lookahead_seconds
-            )
-            await repository.save_idempotency_key(
-                conn, tenant=tenant, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
-            )
+            await self._pending_cap.reserve(tenant, 1)
+            async with self._engine.begin() as conn:
+                replay = await self._replay(conn, tenant, idempotency_key, new)
+                if replay is not None:  # a concurrent request with the same key created it
+                    self._pending_cap.release(tenant, 1)
+                    return replay, True
+                (row,) = await repository.insert_timers(
+                    conn, timers=[timer], notify_within=self._settings.lookahead_seconds
+                )
+                await repository.save_idempotency_key(
+                    conn, tenant=tenant, key=idempotency_key, request_hash=_request_hash(new), timer_id=row.id
+                )
+                created = _created(row, new)  # before the commit: an answer that fails stores nothing
         metrics.TIMERS_CREATED.inc()
         log_event(logger, "timer.created", timer_id=row.id, due_at=row.due_at.isoformat())
-        return _created(row, new), False
+        return created, False
 
     async def _replay(
         self, conn: AsyncConnection, tenant: str, key: str, new: TimerCreate
@@ -185,11 +197,14 @@ class TimerService:
             rows = await repository.insert_timers(
                 conn, timers=timers, notify_within=self._settings.lookahead_seconds
             )
+            # The answer is shaped before the commit: if that fails, nothing is stored, so a
+            # client retrying the error cannot create the batch twice.
+            # One validation of plain dicts (in pydantic-core) instead of 1,000 model constructions.
+            answers = [_created_fields(r, t) for r, t in zip(rows, batch.timers, strict=True)]
+            created = TimerBatchCreated.model_validate({"timers": answers})
         metrics.TIMERS_CREATED.inc(len(rows))
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
-        # One validation of plain dicts (in pydantic-core) instead of 1,000 model constructions.
-        answers = [_created_fields(r, t) for r, t in zip(rows, batch.timers, strict=True)]
-        return TimerBatchCreated.model_validate({"timers": answers})
+        return created
 
     def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
         self._check(new, prefix=prefix)
@@ -230,6 +245,13 @@ class TimerService:
                 f"maximum of {horizon} seconds",
                 field=unit,
             )
+        if fields.deliver_before is not None:
+            latest = horizon + MAX_LATENESS_SECONDS  # as far as fire_at + max_lateness_seconds reach
+            if (fields.deliver_before - datetime.now(UTC)).total_seconds() > latest:
+                raise ValidationFailed(
+                    f"{prefix}deliver_before: more than the maximum of {latest} seconds ahead",
+                    field=f"{prefix}deliver_before",
+                )
         url = getattr(fields, "url", None)
         blocked = None if url is None else self._address_policy.literal_host_reason(url)
         if blocked is not None:
