@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-10
+Create Date: 2026-12-01
 
 The database as the last line behind the API's checks (timers/storable.py): asyncpg stored a
 year-1 time as -infinity, which the dispatcher cannot handle. Rows that would violate the new
