@@ -19,17 +19,14 @@ once and a burst of thousands costs a handful of statements.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import collections
 import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from urllib.parse import urlsplit
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +35,7 @@ from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.backoff import retry_delay
 from task_scheduler.delivery.client import DeliveryResult, WebhookClient, WebhookRequest
+from task_scheduler.delivery.host_slots import HostSlots
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
@@ -516,54 +514,3 @@ class Dispatcher:
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-class HostSlots:
-    """At most `per_host` requests in flight to one host (by URL host name).
-
-    Timers waiting for a full host are counted, with the time each began to wait: the claim loop
-    does not charge the instance's budget of held timers for those that have waited longer than
-    a second, so a slow host's growing backlog cannot stop other hosts' timers from being claimed
-    (it did: with one host answering in 10 s, the backlog filled the budget within seconds and
-    the other hosts' timers waited for its slots). A busy but fast host's queue turns over within
-    the second and stays charged, which keeps the memory of a plain burst where it was."""
-
-    def __init__(self, per_host: int) -> None:
-        self._per_host = per_host
-        self._slots: dict[str, asyncio.Semaphore] = {}
-        # Per host, when each waiting timer began to wait (oldest first, as the semaphore wakes).
-        self._waiting: dict[str, collections.deque[float]] = {}
-
-    def _semaphore(self, host: str) -> asyncio.Semaphore:
-        slot = self._slots.get(host)
-        if slot is None:
-            if len(self._slots) >= 10_000:  # forget hosts that are not at their limit
-                self._slots = {h: s for h, s in self._slots.items() if s.locked()}
-            slot = self._slots[host] = asyncio.Semaphore(self._per_host)
-        return slot
-
-    @contextlib.asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        host = urlsplit(url).hostname or ""
-        semaphore = self._semaphore(host)
-        if semaphore.locked():
-            queue = self._waiting.setdefault(host, collections.deque())
-            queue.append(time.monotonic())
-            try:
-                await semaphore.acquire()
-            finally:
-                queue.popleft()
-                if not queue:
-                    del self._waiting[host]
-        else:
-            await semaphore.acquire()
-        try:
-            yield
-        finally:
-            semaphore.release()
-
-    def waiting_longer_than(self, seconds: float) -> int:
-        """How many timers have waited for a full host for more than `seconds`."""
-        since = time.monotonic() - seconds
-        # Each queue is in ascending order (the oldest time leaves first, whichever timer left).
-        return sum(bisect.bisect_right(queue, since) for queue in self._waiting.values())
