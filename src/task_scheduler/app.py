@@ -29,6 +29,7 @@ from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy
 from task_scheduler.logs import configure_logging
+from task_scheduler.supervision import Supervisor
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
 from task_scheduler.timers.router import router as timers_router
@@ -76,8 +77,10 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             if bootstrap_key is not None:
                 await auth.bootstrap(bootstrap_key)
             app.state.dispatcher = None
+            app.state.supervisor = supervisor = Supervisor()
+            stack.push_async_callback(supervisor.stop)  # whatever the components left running
             if run_dispatcher:
-                housekeeper = Housekeeper(engine=engine, settings=settings)
+                housekeeper = Housekeeper(engine=engine, settings=settings, supervisor=supervisor)
                 await housekeeper.start()
                 stack.push_async_callback(housekeeper.stop)
                 client = WebhookClient(
@@ -105,6 +108,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                     settings=settings,
                     listen_dsn=asyncpg_dsn(url),
                     signers=signers,
+                    supervisor=supervisor,
                 )
                 await dispatcher.start()
                 stack.push_async_callback(dispatcher.stop)

@@ -167,9 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         serve(settings)
         return 0
-    if args.command == "keys":
-        return asyncio.run(_keys(settings, args))
-    return asyncio.run(_migrate(settings))
+    from task_scheduler.db import DatabaseUnusable
+
+    try:
+        if args.command == "keys":
+            return asyncio.run(_keys(settings, args))
+        return asyncio.run(_migrate(settings))
+    except DatabaseUnusable as exc:
+        print(f"task-scheduler: {exc}", file=sys.stderr)
+        return 2
 
 
 def _tenant(value: str) -> str:

@@ -170,6 +170,18 @@ class Settings(BaseSettings):
     max_concurrent_per_host: int = Field(
         default=100, ge=1, description="Most webhook requests one instance sends to one host at once."
     )
+    max_lease_expiries: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="A timer whose lease lapsed this many times (its instances crashed or stalled) is failed.",
+    )
+    readiness_stall_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="/readyz answers 503 when an outcome waits this long to be written, or no claim "
+        "succeeds for this long plus the poll interval.",
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per instance.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import asyncpg
 from sqlalchemy import Connection, make_url, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from task_scheduler.delivery.backoff import RetryBackoff
 from task_scheduler.logs import log_event
 
 if TYPE_CHECKING:
@@ -142,19 +145,85 @@ async def schema_is_current(engine: AsyncEngine) -> bool:
         return await _schema_version(conn) == {SCHEMA_HEAD}
 
 
+# SQLSTATE classes of errors that go away by themselves: connection exception, transaction
+# rollback (serialization, deadlock), insufficient resources, operator intervention (a shutdown or
+# restart; a query cancelled by a timeout is not: the same statement would time out again),
+# system error.
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_NOT_TRANSIENT = frozenset({"57014"})
+# The server answered, and no wait will change its answer: a wrong user, password or database.
+_REFUSED_FOR_GOOD = (
+    asyncpg.InvalidAuthorizationSpecificationError,  # unknown role, or pg_hba refuses; InvalidPassword too
+    asyncpg.InvalidCatalogNameError,  # no such database
+)
+
+
+class DatabaseUnusable(RuntimeError):
+    """The database server refuses the configured credentials or database for good."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is a lost or refused connection (or another error that passes if retried),
+    as opposed to the database refusing what was sent."""
+    for cause in _causes(exc):
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        if isinstance(cause, OSError | TimeoutError | asyncpg.InterfaceError | sa_exc.TimeoutError):
+            return True
+        if isinstance(cause, asyncpg.PostgresError):
+            state = str(getattr(cause, "sqlstate", "") or "")
+            return state[:2] in _TRANSIENT_CLASSES and state not in _NOT_TRANSIENT
+    return False
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """A short plain description: the PostgreSQL error class and SQLSTATE when there is one (never
+    the error's text, which may quote the data that could not be stored)."""
+    for cause in _causes(exc):
+        if isinstance(cause, asyncpg.PostgresError):
+            return f"{type(cause).__name__} (SQLSTATE {getattr(cause, 'sqlstate', '?')})"
+    return type(exc).__name__
+
+
+def _refused_for_good(exc: BaseException) -> asyncpg.PostgresError | None:
+    for cause in _causes(exc):
+        if isinstance(cause, _REFUSED_FOR_GOOD):
+            return cause
+    return None
+
+
 async def wait_for_database(engine: AsyncEngine, *, within_seconds: float) -> None:
-    """Retry the first connection for a while: a database container may still be starting."""
+    """Retry the first connection for a while when it is refused or times out: a database
+    container may still be starting. Any other answer fails at once (waiting cannot change it);
+    a refused user, password or database as DatabaseUnusable, naming the problem."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_seconds
-    delay = 0.2
+    backoff = RetryBackoff(first=0.2, cap=2.0)
     while True:
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return
-        except (OSError, Exception) as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                refused = _refused_for_good(exc)
+                if refused is not None:
+                    url = engine.url.render_as_string(hide_password=True)
+                    raise DatabaseUnusable(
+                        f"the database server refuses {url}: {refused} (check DATABASE_URL)"
+                    ) from exc
+                raise
+            delay = backoff.failed()
             if loop.time() + delay > deadline:
                 raise
             log_event(logger, "db.waiting", level=logging.WARNING, error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)

@@ -11,6 +11,7 @@ from task_scheduler import metrics
 from task_scheduler.db import schema_is_current
 from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.errors import ErrorResponse, error_body
+from task_scheduler.supervision import Supervisor
 
 router = APIRouter(tags=["health"])
 
@@ -27,20 +28,25 @@ async def metrics_endpoint() -> PlainTextResponse:
 
 @router.get(
     "/readyz",
-    summary="Database reachable, schema current, dispatcher running",
+    summary="Database reachable, schema current, every background task running and making progress",
     responses={503: {"model": ErrorResponse, "description": "Not ready; the error says why."}},
 )
 async def readyz(request: Request) -> JSONResponse:
     engine: AsyncEngine = request.app.state.engine
     dispatcher: Dispatcher | None = request.app.state.dispatcher
+    supervisor: Supervisor | None = getattr(request.app.state, "supervisor", None)
     try:
         current = await schema_is_current(engine)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         return _not_ready(f"database unreachable: {type(exc).__name__}")
     if not current:
         return _not_ready("database schema is not at the latest migration")
-    if dispatcher is not None and not dispatcher.running:
-        return _not_ready("dispatcher is not running")
+    problems = [
+        *(supervisor.problems() if supervisor is not None else ()),
+        *(dispatcher.problems() if dispatcher is not None else ()),
+    ]
+    if problems:
+        return _not_ready("; ".join(problems))
     return JSONResponse({"status": "ready"})
 
 

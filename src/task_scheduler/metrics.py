@@ -21,7 +21,8 @@ _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 TIMERS_CREATED = Counter("scheduler_timers_created_total", "Timers created through the API.")
 DELIVERIES = Counter(
     "scheduler_deliveries_total",
-    "Attempt outcomes recorded: delivered, retry, failed, expired, returned (handed back), lease_lost.",
+    "Attempt outcomes recorded: delivered, retry, failed, expired, returned (handed back), lease_lost,"
+    " dropped (unstorable even in a safe form: left to lease expiry).",
     ["outcome"],
 )
 WEBHOOK_REQUESTS = Counter(
@@ -56,6 +57,11 @@ HTTP_DURATION = Histogram(
     "HTTP request latency.",
     ["method", "route"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BACKGROUND_TASK_RESTARTS = Counter(
+    "scheduler_background_task_restarts_total",
+    "Background tasks (claim, writer, heartbeat, listen, signers, retention, gauges) restarted after a crash.",
+    ["task"],
 )
 RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
 

@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import pytest
+from sqlalchemy import make_url
 
 from task_scheduler.cli import main
 from task_scheduler.db import asyncpg_dsn
@@ -37,3 +38,12 @@ async def test_migrate_creates_the_schema(database_url: str, monkeypatch: pytest
         assert await conn.fetchval("SELECT count(*) FROM timers") == 0
     finally:
         await conn.close()
+
+
+def test_migrate_against_a_database_that_does_not_exist_exits_2_at_once(
+    pg_server_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = make_url(pg_server_url).set(database="no_such_database_here").render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["migrate"]) == 2
+    assert 'database "no_such_database_here" does not exist' in capsys.readouterr().err

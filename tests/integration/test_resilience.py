@@ -10,11 +10,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import make_url
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from task_scheduler.db import asyncpg_dsn, create_engine, wait_for_database
-from task_scheduler.delivery.dispatcher import LISTEN_APPLICATION_NAME
+from task_scheduler.db import DatabaseUnusable, asyncpg_dsn, create_engine, wait_for_database
+from task_scheduler.delivery.listener import LISTEN_APPLICATION_NAME
 from tests.integration.conftest import running_app
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver
@@ -87,6 +88,27 @@ async def test_wait_for_database_gives_up_on_an_unreachable_server() -> None:
             await wait_for_database(engine, within_seconds=0.5)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"database": "no_such_database_here"}, 'database "no_such_database_here" does not exist'),
+        ({"username": "no_such_role_here"}, 'role "no_such_role_here" does not exist'),
+    ],
+)
+async def test_wait_for_database_fails_at_once_on_a_wrong_database_or_user(
+    pg_server_url: str, change: dict[str, str], problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a wrong name, user or password was retried for 60 s at start."""
+    url = make_url(pg_server_url).set(**change).render_as_string(hide_password=False)
+    engine = create_engine(url, pool_size=1)
+    try:
+        with pytest.raises(DatabaseUnusable, match=problem):
+            await wait_for_database(engine, within_seconds=60)
+    finally:
+        await engine.dispose()
+    assert not [r for r in caplog.records if getattr(r, "action", "") == "db.waiting"]
 
 
 async def test_embedded_postgres_when_database_url_is_unset(

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from task_scheduler.delivery.backoff import backoff_ceiling, retry_delay
+from task_scheduler.delivery.backoff import RetryBackoff, backoff_ceiling, retry_delay
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,12 @@ def test_default_rand_stays_within_bounds_and_varies() -> None:
     # Full jitter, not equal jitter: both halves of the range are used.
     assert min(delays) < 1.0
     assert max(delays) > 3.0
+
+
+def test_retry_backoff_doubles_to_the_cap_and_starts_over_after_a_success() -> None:
+    backoff = RetryBackoff(first=0.2, cap=1.0)
+    assert [backoff.failed() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    assert backoff.failures == 5
+    backoff.succeeded()
+    assert backoff.failures == 0
+    assert backoff.failed() == 0.2

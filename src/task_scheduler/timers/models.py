@@ -8,6 +8,8 @@ timer follows.
     firing    delivered   mark_delivered                      the webhook answered 2xx
     firing    pending     schedule_retry                      attempt failed, attempts remain
     firing    failed      mark_failed                         attempt failed, none remain (or 410 Gone)
+    firing    failed      quarantine                          claimed row the dispatcher cannot handle
+    firing    failed      expire_leases                       its lease lapsed max_lease_expiries times
     firing    expired     mark_expired                        delivery would start after deliver_before
     firing    pending     release_leases / expire_leases      not sent (shutdown) / owner died
     firing    firing      extend_leases                       the owner's heartbeat (lease only)

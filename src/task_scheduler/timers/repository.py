@@ -18,10 +18,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import JsonValue
-from sqlalchemy import RowMapping, TextClause, text
+from sqlalchemy import Row, RowMapping, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 NOTIFY_CHANNEL = "task_scheduler_due"
@@ -185,8 +186,18 @@ async def get_timer(conn: AsyncConnection, *, timer_id: int, tenant: str | None)
     return None if row is None else _timer_row(row._mapping)
 
 
+# Columns that may hold a time written from outside; asyncpg reads ±infinity back as a naive
+# datetime.min / datetime.max, which no aware datetime can be compared with.
+_OUTSIDE_TIMES = ("due_at", "deliver_before")
+
+
 def _timer_row(m: RowMapping) -> TimerRow:
-    return TimerRow(**{name: m[name] for name in _TIMER_FIELDS}, db_now=m["db_now"])
+    values = {name: m[name] for name in _TIMER_FIELDS}
+    for name in _OUTSIDE_TIMES:
+        value = values[name]
+        if value is not None and value.tzinfo is None:  # ±infinity: shown as the extreme instant
+            values[name] = value.replace(tzinfo=UTC)
+    return TimerRow(**values, db_now=m["db_now"])
 
 
 # Columns PATCH may set directly (the names are fixed here, never taken from input).
@@ -455,6 +466,52 @@ async def database_clock(conn: AsyncConnection) -> datetime:
     return now
 
 
+@dataclass(frozen=True, slots=True)
+class Unprocessable:
+    """A claimed row that could not be made a ClaimedTimer, and why."""
+
+    timer_id: int
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    timers: list[ClaimedTimer]  # earliest due first
+    unprocessable: list[Unprocessable]  # to be quarantined in the claim's transaction
+
+
+def _finite_time(value: object, column: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{column} is not a finite time with a time zone: {value!r}")
+    return value
+
+
+def _claimed_timer(r: Row[Any]) -> ClaimedTimer:
+    """The row as a ClaimedTimer; raises on values the dispatcher cannot handle."""
+    if not isinstance(r.headers, dict) or not isinstance(r.labels, dict):
+        raise ValueError("headers and labels must be JSON objects")
+    return ClaimedTimer(
+        id=r.id,
+        url=r.url,
+        due_at=_finite_time(r.due_at, "due_at"),
+        attempt=r.attempts,
+        delivery_id=r.delivery_id,
+        lease_expires_at=_finite_time(r.lease_expires_at, "lease_expires_at"),
+        method=r.method,
+        headers=r.headers,
+        body=r.body,
+        labels=r.labels,
+        deliver_before=None if r.deliver_before is None else _finite_time(r.deliver_before, "deliver_before"),
+        max_attempts=r.max_attempts,
+        backoff_base_seconds=r.backoff_base_seconds,
+        backoff_cap_seconds=r.backoff_cap_seconds,
+        timeout_seconds=r.timeout_seconds,
+        attempts_before_redrive=r.attempts_before_redrive,
+        tenant=r.tenant,
+    )
+
+
 async def claim_due(
     conn: AsyncConnection,
     *,
@@ -462,8 +519,10 @@ async def claim_due(
     lookahead_seconds: float,
     lease_seconds: float,
     limit: int,
-) -> list[ClaimedTimer]:
-    """pending → firing for timers due within the lookahead, leased to `owner`, earliest first."""
+) -> Claim:
+    """pending → firing for timers due within the lookahead, leased to `owner`, earliest first.
+    A row that cannot be made a ClaimedTimer is returned apart, for `quarantine`; it never fails
+    the others."""
     result = await conn.execute(
         _CLAIM_DUE,
         {
@@ -473,30 +532,15 @@ async def claim_due(
             "limit": limit,
         },
     )
-    claimed = [
-        ClaimedTimer(
-            id=r.id,
-            url=r.url,
-            due_at=r.due_at,
-            attempt=r.attempts,
-            delivery_id=r.delivery_id,
-            lease_expires_at=r.lease_expires_at,
-            method=r.method,
-            headers=r.headers,
-            body=r.body,
-            labels=r.labels,
-            deliver_before=r.deliver_before,
-            max_attempts=r.max_attempts,
-            backoff_base_seconds=r.backoff_base_seconds,
-            backoff_cap_seconds=r.backoff_cap_seconds,
-            timeout_seconds=r.timeout_seconds,
-            attempts_before_redrive=r.attempts_before_redrive,
-            tenant=r.tenant,
-        )
-        for r in result
-    ]
+    claimed: list[ClaimedTimer] = []
+    unprocessable: list[Unprocessable] = []
+    for row in result:
+        try:
+            claimed.append(_claimed_timer(row))
+        except Exception as exc:  # noqa: BLE001 - one bad row fails only itself
+            unprocessable.append(Unprocessable(row.id, row.attempts, f"cannot be claimed: {exc!r}"))
     claimed.sort(key=lambda c: (c.due_at, c.id))
-    return claimed
+    return Claim(claimed, unprocessable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,6 +620,15 @@ async def mark_failed(conn: AsyncConnection, *, owner: str, outcomes: Sequence[O
     return await _finish(conn, _MARK_FAILED, owner=owner, outcomes=outcomes)
 
 
+async def quarantine(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → failed for claimed timers the dispatcher cannot handle, with their attempt records
+    (error class `unprocessable`); returns the ids whose lease held."""
+    kept = await _finish(conn, _MARK_FAILED, owner=owner, outcomes=outcomes)
+    records = [o.record for o in outcomes if o.record is not None and o.timer_id in kept]
+    await insert_attempts(conn, records=records)
+    return kept
+
+
 _MARK_EXPIRED = text(f"""
 UPDATE timers AS t
 SET status = 'expired', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
@@ -625,6 +678,25 @@ async def extend_leases(
     return result.rowcount
 
 
+# A lapsed lease is an attempt without an attempt record (every written outcome has one, and a
+# returned lease undoes its attempt): lapses since the last redrive = attempts - records.
+_LAPSES = """(t.attempts - t.attempts_before_redrive - (
+        SELECT count(*) FROM timer_attempts AS a
+        WHERE a.timer_id = t.id AND a.attempt > t.attempts_before_redrive))"""
+
+_FAIL_LAPSED_LEASES = text(f"""
+UPDATE timers
+SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    last_error = 'unprocessable: lease_expired: the lease lapsed ' || CAST(:max_lapses AS integer)
+                 || ' times (each instance firing it crashed or stalled)'
+WHERE id IN (
+    SELECT id FROM timers AS t
+    WHERE t.status = 'firing' AND t.lease_expires_at < now() AND {_LAPSES} >= CAST(:max_lapses AS integer)
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+""")
+
 _EXPIRE_LEASES = text("""
 UPDATE timers
 SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
@@ -638,10 +710,20 @@ WHERE id = ANY(ARRAY(
 """)
 
 
-async def expire_leases(conn: AsyncConnection, *, limit: int) -> int:
-    """firing → pending for timers whose owner let the lease lapse (crashed); they fire again."""
-    result = await conn.execute(_EXPIRE_LEASES, {"limit": limit})
-    return result.rowcount
+@dataclass(frozen=True, slots=True)
+class LapsedLeases:
+    returned: int  # firing → pending: they fire again
+    failed: int  # firing → failed: lapsed `max_lapses` times
+
+
+async def expire_leases(conn: AsyncConnection, *, limit: int, max_lapses: int) -> LapsedLeases:
+    """firing → pending for timers whose owner let the lease lapse (crashed); they fire again,
+    unless this was their `max_lapses`-th lapse: firing → failed, so a timer that crashes or
+    stalls every instance firing it is not claimed forever."""
+    params = {"limit": limit, "max_lapses": max_lapses}
+    failed = (await conn.execute(_FAIL_LAPSED_LEASES, params)).rowcount
+    returned = (await conn.execute(_EXPIRE_LEASES, {"limit": limit})).rowcount
+    return LapsedLeases(returned=returned, failed=failed)
 
 
 _DELETE_FINISHED = text("""

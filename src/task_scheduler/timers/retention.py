@@ -1,6 +1,6 @@
-"""Housekeeping loop of each instance: deletes finished timers after the retention period in
+"""Housekeeping loops of each instance: retention deletes finished timers after the retention period in
 small batches (short transactions, no long locks; SKIP LOCKED lets instances share the work),
-drops expired idempotency keys, and refreshes the pending/overdue gauges."""
+drops expired idempotency keys; gauges refreshes the pending/overdue gauges."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.logs import log_event
+from task_scheduler.supervision import Supervisor
 from task_scheduler.timers import repository
 
 logger = logging.getLogger(__name__)
@@ -22,40 +23,46 @@ _MAX_BATCHES_PER_RUN = 100
 
 
 class Housekeeper:
-    def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
+    """Two supervised loops: `retention` and `gauges`."""
+
+    def __init__(
+        self, *, engine: AsyncEngine, settings: Settings, supervisor: Supervisor | None = None
+    ) -> None:
         self._engine = engine
         self._settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor or Supervisor()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="housekeeper")
+        self._supervisor.start("retention", self._retention_loop)
+        self._supervisor.start("gauges", self._gauges_loop)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._supervisor.stop("retention", "gauges")
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_retention = loop.time() + self._settings.retention_interval_seconds
-        next_gauges = loop.time()
+    async def _retention_loop(self) -> None:
         while True:
+            await asyncio.sleep(self._settings.retention_interval_seconds)
             try:
-                if loop.time() >= next_gauges:
-                    started = loop.time()
-                    pending = await self.refresh_gauges()
-                    took = loop.time() - started
-                    # Counting is linear in the pending timers (about 1.2 s at 10,000,000): over a
-                    # million, wait long enough that it takes at most ~2 % of the time. (Not
-                    # judged by time alone: a small table's first count can be slow, cold.)
-                    spacing = _GAUGE_COST_FACTOR * took if pending >= _MANY_PENDING else 0.0
-                    next_gauges = started + max(self._settings.stats_interval_seconds, spacing)
-                if loop.time() >= next_retention:
-                    await self.apply_retention()
-                    next_retention = loop.time() + self._settings.retention_interval_seconds
-            except Exception as exc:  # noqa: BLE001 - housekeeping retries at the next turn
-                log_event(logger, "housekeeping.failed", logging.WARNING, error=repr(exc))
-            await asyncio.sleep(self._settings.stats_interval_seconds)
+                await self.apply_retention()
+            except Exception as exc:  # noqa: BLE001 - retried at the next turn
+                log_event(logger, "housekeeping.failed", logging.WARNING, task="retention", error=repr(exc))
+
+    async def _gauges_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            spacing = 0.0
+            try:
+                pending = await self.refresh_gauges()
+                # Counting is linear in the pending timers (about 1.2 s at 10,000,000): over a
+                # million, wait long enough that it takes at most ~2 % of the time. (Not judged
+                # by time alone: a small table's first count can be slow, cold.)
+                if pending >= _MANY_PENDING:
+                    spacing = _GAUGE_COST_FACTOR * (loop.time() - started)
+            except Exception as exc:  # noqa: BLE001 - retried at the next turn
+                log_event(logger, "housekeeping.failed", logging.WARNING, task="gauges", error=repr(exc))
+            next_run = started + max(self._settings.stats_interval_seconds, spacing)
+            await asyncio.sleep(max(0.0, next_run - loop.time()))
 
     async def refresh_gauges(self) -> int:
         """Set the pending and overdue gauges; returns the pending timers."""
