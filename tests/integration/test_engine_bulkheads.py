@@ -111,10 +111,12 @@ async def test_the_writer_splits_a_refused_batch_and_writes_the_culprit_in_a_saf
 
 
 async def insert_poison_row(database_url: str, url: str) -> int:
-    """A timer with due_at = -infinity, written past the API (as the year-1 fire_at bug did; once
-    a CHECK constraint forbids it, this helper is what to adapt)."""
+    """A timer with due_at = -infinity, written past the API as the year-1 fire_at bug did. The
+    CHECK constraint of migration 0006 forbids it now: dropped here, as in a database restored
+    from before it, so the claim's own bulkhead is still what is tested."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
+        await conn.execute("ALTER TABLE timers DROP CONSTRAINT ck_timers_due_at_storable")
         timer_id: int = await conn.fetchval(
             "INSERT INTO timers (url, due_at) VALUES ($1, '-infinity') RETURNING id", url
         )

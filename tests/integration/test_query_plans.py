@@ -31,7 +31,7 @@ async def _warm_up_on_empty_table(conn: AsyncConnection) -> None:
     """Run every hot statement more than five times while the table is empty and analysed."""
     for _ in range(8):
         await repository.claim_due(conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT)
-        await repository.expire_leases(conn, limit=LIMIT)
+        await repository.expire_leases(conn, limit=LIMIT, max_lapses=5)
         await repository.extend_leases(conn, owner=OWNER, timer_ids=[1, 2], lease_seconds=60)
         await repository.mark_delivered(conn, owner=OWNER, outcomes=[Outcome(1, 1)])
         await repository.schedule_retry(conn, owner=OWNER, outcomes=[Outcome(1, 1, "e", 1.0)])
@@ -80,12 +80,14 @@ async def test_the_service_never_runs_a_generic_plan(young_table: str) -> None:
         async with engine.connect() as conn:
             await _warm_up_on_empty_table(conn)
             await _load_without_analyze(conn)
-            claimed = await repository.claim_due(
-                conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
-            )
+            claimed = (
+                await repository.claim_due(
+                    conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
+                )
+            ).timers
             assert len(claimed) == LIMIT
-            expired = await repository.expire_leases(conn, limit=LIMIT)
-            assert expired == 0  # the leases just taken run for a minute
+            expired = await repository.expire_leases(conn, limit=LIMIT, max_lapses=5)
+            assert expired.returned == expired.failed == 0  # the leases just taken run for a minute
             await conn.commit()
             plans = (
                 await conn.execute(
@@ -104,6 +106,8 @@ async def test_the_service_never_runs_a_generic_plan(young_table: str) -> None:
             assert claim < 20 * LIMIT, claim
             expire = await _buffers(conn, repository._EXPIRE_LEASES, {"limit": LIMIT})
             assert expire < 200, expire
+            lapsed = await _buffers(conn, repository._FAIL_LAPSED_LEASES, {"limit": LIMIT, "max_lapses": 5})
+            assert lapsed < 200, lapsed
             ids = [t.id for t in claimed]
             finish = await _buffers(
                 conn,
@@ -127,9 +131,11 @@ async def test_a_cached_generic_plan_still_claims_exactly_the_limit(young_table:
         async with engine.connect() as conn:
             await _warm_up_on_empty_table(conn)
             await _load_without_analyze(conn)
-            claimed = await repository.claim_due(
-                conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
-            )
+            claimed = (
+                await repository.claim_due(
+                    conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
+                )
+            ).timers
             await conn.commit()
             assert len(claimed) == LIMIT
             firing = (
@@ -137,7 +143,8 @@ async def test_a_cached_generic_plan_still_claims_exactly_the_limit(young_table:
             ).scalar()
             assert firing == LIMIT
             await conn.execute(text("UPDATE timers SET lease_expires_at = now() - interval '1 s'"))
-            assert await repository.expire_leases(conn, limit=LIMIT) == LIMIT
+            lapsed = await repository.expire_leases(conn, limit=LIMIT, max_lapses=5)
+            assert lapsed.returned == LIMIT
             await conn.commit()
     finally:
         await engine.dispose()

@@ -689,12 +689,12 @@ UPDATE timers
 SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
     last_error = 'unprocessable: lease_expired: the lease lapsed ' || CAST(:max_lapses AS integer)
                  || ' times (each instance firing it crashed or stalled)'
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM timers AS t
     WHERE t.status = 'firing' AND t.lease_expires_at < now() AND {_LAPSES} >= CAST(:max_lapses AS integer)
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-)
+))
 """)
 
 _EXPIRE_LEASES = text("""
