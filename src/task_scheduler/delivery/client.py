@@ -253,9 +253,10 @@ async def _read_excerpt(response: aiohttp.ClientResponse, *, timeout_seconds: fl
             raw += chunk
     except Exception as exc:  # noqa: BLE001 - a body that breaks off does not undo the status
         failure = classify(exc)
-        note = f" [body cut short: {describe(exc, failure, timeout_seconds=timeout_seconds)}]"[:_NOTE_CHARS]
+        note = f" [body cut short: {describe(exc, failure, timeout_seconds=timeout_seconds)[:_NOTE_CHARS]}]"
     # A character cut in two by the limit is dropped rather than shown as U+FFFD.
-    text = _decoder().decode(bytes(raw), final=len(raw) < RESPONSE_BODY_LIMIT)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(bytes(raw), final=len(raw) < RESPONSE_BODY_LIMIT)
     return storable_text(text[: RESPONSE_BODY_LIMIT - len(note)] + note, limit=RESPONSE_BODY_LIMIT)
 
 
@@ -285,7 +286,3 @@ def judge(answer: _Answer, *, duration_ms: float, started_at: datetime) -> Deliv
         response_body=answer.excerpt,
         retry_after_seconds=retry_after,
     )
-
-
-def _decoder() -> codecs.IncrementalDecoder:
-    return codecs.getincrementaldecoder("utf-8")(errors="replace")
