@@ -253,11 +253,13 @@ async def _read_excerpt(response: aiohttp.ClientResponse, *, timeout_seconds: fl
             raw += chunk
     except Exception as exc:  # noqa: BLE001 - a body that breaks off does not undo the status
         failure = classify(exc)
-        note = f" [body cut short: {describe(exc, failure, timeout_seconds=timeout_seconds)[:_NOTE_CHARS]}]"
+        note = f"[body cut short: {describe(exc, failure, timeout_seconds=timeout_seconds)[:_NOTE_CHARS]}]"
     # A character cut in two by the limit is dropped rather than shown as U+FFFD.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(bytes(raw), final=len(raw) < RESPONSE_BODY_LIMIT)
-    return storable_text(text[: RESPONSE_BODY_LIMIT - len(note)] + note, limit=RESPONSE_BODY_LIMIT)
+    if note:
+        text = f"{text[: RESPONSE_BODY_LIMIT - len(note) - 1]} {note}".lstrip()
+    return storable_text(text, limit=RESPONSE_BODY_LIMIT)
 
 
 def judge(answer: _Answer, *, duration_ms: float, started_at: datetime) -> DeliveryResult:
