@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -10,16 +13,24 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from multidict import CIMultiDict
 from pydantic import JsonValue
 from yarl import URL
 
 from task_scheduler import __version__
+from task_scheduler.delivery.failures import ERROR_MESSAGE_LIMIT, UNEXPECTED, classify, describe
 from task_scheduler.delivery.signing import WebhookSigner
-from task_scheduler.delivery.ssrf import AddressPolicy, BlockedDestination, GuardedResolver
+from task_scheduler.delivery.ssrf import AddressPolicy, GuardedResolver
+from task_scheduler.delivery.storable import storable_text
+from task_scheduler.logs import log_event
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT = f"task-scheduler/{__version__} (+webhook timer service)"
 RESPONSE_BODY_LIMIT = 1024
 _ERROR_BODY_CHARS = 200
+_HEADER_CHARS = 200  # of a reply's Location, Retry-After or Content-Encoding
+_NOTE_CHARS = 300
 # Statuses whose Retry-After header says when to come back.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -79,11 +90,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # str.isdigit() also accepts '²' and other scripts
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
@@ -127,6 +139,8 @@ class WebhookClient:
             timeout=aiohttp.ClientTimeout(total=self._total_timeout, connect=self._connect_timeout),
             auto_decompress=False,
             trust_env=False,
+            # A receiver's cookies are never sent back, nor to other tenants' timers of its host.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
@@ -136,43 +150,17 @@ class WebhookClient:
         await self._resolver.close()
 
     async def send(self, request: WebhookRequest) -> DeliveryResult:
+        """One attempt; never raises (but for cancellation): every failure becomes a result whose
+        text fields are storable as they are."""
         if self._session is None:
             raise RuntimeError("WebhookClient.start() was not called")
-        body, content_type = encode_body(request)
-        msg_id = delivery_header_id(request.delivery_id)
-        headers = {"Content-Type": content_type, **request.headers, "User-Agent": USER_AGENT}
-        signer = request.signer or self._signer
-        headers.update(signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
-        headers["X-Timer-Id"] = str(request.timer_id)
-        headers["X-Timer-Attempt"] = str(request.attempt)
         total = request.timeout_seconds or self._total_timeout
         timeout = aiohttp.ClientTimeout(total=total, connect=min(self._connect_timeout, total))
         started_at = datetime.now(UTC)
         started = time.perf_counter()
-
-        def result(
-            *,
-            ok: bool,
-            status_code: int | None,
-            error: str | None,
-            retryable: bool,
-            error_class: str | None = None,
-            response_body: str | None = None,
-            retry_after_seconds: float | None = None,
-        ) -> DeliveryResult:
-            return DeliveryResult(
-                ok=ok,
-                status_code=status_code,
-                error=error,
-                retryable=retryable,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                started_at=started_at,
-                error_class=error_class,
-                response_body=response_body,
-                retry_after_seconds=retry_after_seconds,
-            )
-
+        answer: _Answer | None = None
         try:
+            body, headers = self._build(request)
             self._policy.check_url(request.url)  # IP literals never reach the resolver
             if self._proxy:
                 url = URL(request.url)
@@ -186,62 +174,117 @@ class WebhookClient:
                 timeout=timeout,
                 proxy=self._proxy,
             ) as response:
-                status = response.status
-                raw = await response.content.read(RESPONSE_BODY_LIMIT)
-                text = raw.decode("utf-8", errors="replace")
-                if 200 <= status < 300:
-                    return result(
-                        ok=True, status_code=status, error=None, retryable=False, response_body=text
+                answer = await _read_answer(response, timeout_seconds=total)
+        except Exception as exc:  # noqa: BLE001 - the table classifies; one reply fails only itself
+            if answer is None:  # else the answer was complete and only closing the connection failed
+                failure = classify(exc)
+                if failure is UNEXPECTED:
+                    log_event(
+                        logger,
+                        "webhook.unexpected_error",
+                        logging.WARNING,
+                        timer_id=request.timer_id,
+                        attempt=request.attempt,
+                        error=repr(exc)[:ERROR_MESSAGE_LIMIT],
                     )
-                if 300 <= status < 400:
-                    location = response.headers.get("Location", "")
-                    return result(
-                        ok=False,
-                        status_code=status,
-                        error=f"HTTP {status}: redirect to {location[:200]!r} not followed",
-                        retryable=True,
-                        error_class="redirect",
-                        response_body=text,
-                    )
-                retry_after = (
-                    parse_retry_after(response.headers.get("Retry-After"))
-                    if status in _RETRY_AFTER_STATUSES
-                    else None
-                )
-                snippet = text[:_ERROR_BODY_CHARS]
-                return result(
+                return DeliveryResult(
                     ok=False,
-                    status_code=status,
-                    error=f"HTTP {status}: {snippet}".rstrip(": "),
-                    retryable=status != 410,  # 410 Gone: the receiver says never again
-                    error_class="http_status",
-                    response_body=text,
-                    retry_after_seconds=retry_after,
+                    status_code=None,
+                    error=describe(exc, failure, timeout_seconds=total),
+                    retryable=failure.retryable,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    started_at=started_at,
+                    error_class=failure.error_class,
                 )
-        except TimeoutError:
-            return result(
-                ok=False,
-                status_code=None,
-                error=f"timeout: no complete answer within {total}s",
-                retryable=True,
-                error_class="timeout",
-            )
-        except BlockedDestination as exc:
-            return result(
-                ok=False,
-                status_code=None,
-                error=f"blocked destination: {exc.reason}",
-                retryable=False,
-                error_class="blocked_destination",
-            )
-        except aiohttp.InvalidURL as exc:
-            return result(
-                ok=False,
-                status_code=None,
-                error=f"invalid url: {exc}",
-                retryable=False,
-                error_class="invalid_url",
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return result(ok=False, status_code=None, error=message, retryable=True, error_class="connection")
+        assert answer is not None  # the request returned or raised
+        return judge(answer, duration_ms=(time.perf_counter() - started) * 1000, started_at=started_at)
+
+    def _build(self, request: WebhookRequest) -> tuple[bytes, CIMultiDict[str]]:
+        """The body and headers to send: the timer's headers, then the service's own on top."""
+        body, content_type = encode_body(request)
+        msg_id = delivery_header_id(request.delivery_id)
+        headers: CIMultiDict[str] = CIMultiDict(request.headers)
+        headers.setdefault("Content-Type", content_type)
+        # Only a 1 KiB excerpt of the reply is kept, so compression buys nothing; unasked, the
+        # receiver sends plain text, with no decoder (nor zip bomb) to guard. A timer may still ask.
+        headers.setdefault("Accept-Encoding", "identity")
+        headers["User-Agent"] = USER_AGENT
+        signer = request.signer or self._signer
+        headers.update(signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
+        headers["X-Timer-Id"] = str(request.timer_id)
+        headers["X-Timer-Attempt"] = str(request.attempt)
+        return body, headers
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What the client keeps of an HTTP answer, every text already storable."""
+
+    status: int
+    location: str | None
+    retry_after: str | None
+    excerpt: str
+
+
+async def _read_answer(response: aiohttp.ClientResponse, *, timeout_seconds: float) -> _Answer:
+    """The status and headers arrived: whatever happens reading the body, this is an answer."""
+    return _Answer(
+        status=response.status,
+        location=storable_text(response.headers.get("Location"), limit=_HEADER_CHARS),
+        retry_after=storable_text(response.headers.get("Retry-After"), limit=_HEADER_CHARS),
+        excerpt=await _read_excerpt(response, timeout_seconds=timeout_seconds),
+    )
+
+
+async def _read_excerpt(response: aiohttp.ClientResponse, *, timeout_seconds: float) -> str:
+    """The first RESPONSE_BODY_LIMIT bytes of the body as storable text, or a note saying why not."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        return storable_text(
+            f"[{encoding[:_HEADER_CHARS]}-encoded body, not decoded]", limit=RESPONSE_BODY_LIMIT
+        )
+    raw = bytearray()
+    note = ""
+    try:
+        while len(raw) < RESPONSE_BODY_LIMIT:
+            chunk = await response.content.read(RESPONSE_BODY_LIMIT - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+    except Exception as exc:  # noqa: BLE001 - a body that breaks off does not undo the status
+        failure = classify(exc)
+        note = f"[body cut short: {describe(exc, failure, timeout_seconds=timeout_seconds)[:_NOTE_CHARS]}]"
+    # A character cut in two by the limit is dropped rather than shown as U+FFFD.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(bytes(raw), final=len(raw) < RESPONSE_BODY_LIMIT)
+    if note:
+        text = f"{text[: RESPONSE_BODY_LIMIT - len(note) - 1]} {note}".lstrip()
+    return storable_text(text, limit=RESPONSE_BODY_LIMIT)
+
+
+def judge(answer: _Answer, *, duration_ms: float, started_at: datetime) -> DeliveryResult:
+    """The verdict on an HTTP answer: 2xx delivered, 3xx a redirect not followed, else a failure."""
+    status = answer.status
+    ok = 200 <= status < 300
+    error: str | None = None
+    error_class: str | None = None
+    retry_after: float | None = None
+    if 300 <= status < 400:
+        error_class = "redirect"
+        error = f"HTTP {status}: redirect to {(answer.location or '')[:200]!r} not followed"
+    elif not ok:
+        error_class = "http_status"
+        error = f"HTTP {status}: {answer.excerpt[:_ERROR_BODY_CHARS]}".rstrip(": ")
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(answer.retry_after)
+    return DeliveryResult(
+        ok=ok,
+        status_code=status,
+        error=storable_text(error, limit=ERROR_MESSAGE_LIMIT),
+        retryable=not ok and status != 410,  # 410 Gone: the receiver says never again
+        duration_ms=duration_ms,
+        started_at=started_at,
+        error_class=error_class,
+        response_body=answer.excerpt,
+        retry_after_seconds=retry_after,
+    )

@@ -1,0 +1,141 @@
+"""Hostile receivers beside ordinary ones: the whole service (dispatcher included) on a real
+PostgreSQL. Per example, one timer targets a receiver that answers as drawn (tests/support/
+hostile_receiver.py: any status, broken or huge headers, NUL and invalid UTF-8, compressed or
+lying bodies, megabytes, slow drips, resets, half-closed connections, garbage) while ordinary
+timers target the ordinary receiver. Invariants: every ordinary timer is delivered once and on
+time; the hostile one ends delivered or failed with a readable stored error; the API reads it;
+/readyz answers 200.
+
+HOSTILE_EXAMPLES=N draws N replies (default 20, well under 90 s); `make chaos` runs a long one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from task_scheduler.delivery.storable import storable_text
+from task_scheduler.timers.models import ALLOWED_TRANSITIONS, TimerStatus
+from tests.support.hostile_receiver import HostileReceiver, Reply, http_reply, replies
+from tests.support.polling import wait_for_status
+from tests.support.receiver import Receiver
+
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "20"))
+ORDINARY_TIMERS = 3
+# Generous: these bound waiting on a noisy machine, they do not measure speed.
+ON_TIME_SECONDS = 3.0
+WAIT = 20.0
+# Any stored text is kept whole by the sanitiser: it is storable as it is.
+_NO_LIMIT = 1 << 20
+
+ServiceFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileReceiver]:
+    receiver = HostileReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+async def api(service: ServiceFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """One service for all examples of a test: quick attempts, few of them, short backoff."""
+    async with service(
+        max_attempts=2,
+        request_timeout_seconds=1.0,
+        connect_timeout_seconds=0.5,
+        lease_seconds=3.0,
+        backoff_base_seconds=0.05,
+        backoff_cap_seconds=0.2,
+    ) as client:
+        yield client
+
+
+async def create(api: httpx.AsyncClient, url: str, fire_at: datetime) -> int:
+    response = await api.post("/timer", json={"url": url, "fire_at": fire_at.isoformat()})
+    assert response.status_code == 201, response.text
+    timer_id: int = response.json()["timer_id"]
+    return timer_id
+
+
+async def settled(api: httpx.AsyncClient, timer_id: int) -> dict[str, Any]:
+    """The timer's view once delivered or failed, or after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        view: dict[str, Any] = (await api.get(f"/timer/{timer_id}")).json()
+        if view.get("status") in ("delivered", "failed") or time.monotonic() > deadline:
+            return view
+        await asyncio.sleep(0.05)
+
+
+def assert_storable(value: str | None) -> None:
+    assert storable_text(value, limit=_NO_LIMIT) == value
+
+
+async def check_round(
+    api: httpx.AsyncClient, receiver: Receiver, hostile: HostileReceiver, reply: Reply
+) -> int:
+    """One hostile timer beside ordinary ones, every invariant checked; the hostile timer's id."""
+    now = datetime.now(UTC)
+    hostile_id = await create(api, hostile.url_for(reply), now)
+    ordinary = [await create(api, receiver.url, now + timedelta(seconds=0.3)) for _ in range(ORDINARY_TIMERS)]
+
+    assert await receiver.wait_for(lambda: all(receiver.counts()[i] >= 1 for i in ordinary), WAIT)
+    for timer_id in ordinary:
+        view = await wait_for_status(api, timer_id, "delivered", WAIT)
+        assert view["status"] == "delivered", view
+        assert view["attempts"] == 1
+        late = datetime.fromisoformat(view["delivered_at"]) - datetime.fromisoformat(view["due_at"])
+        assert late < timedelta(seconds=ON_TIME_SECONDS), view
+        assert sum(1 for d in receiver.deliveries if d.timer_id == timer_id) == 1
+
+    view = await settled(api, hostile_id)
+    # An attempt's outcome is a move out of `firing`; with 2 attempts it ends in one of these.
+    assert TimerStatus(view["status"]) in ALLOWED_TRANSITIONS[TimerStatus.FIRING], view
+    assert view["status"] in ("delivered", "failed"), view
+    assert_storable(view["last_error"])
+    if view["status"] == "failed":
+        assert view["last_error"], view
+    attempts = await api.get(f"/timer/{hostile_id}/attempts")
+    assert attempts.status_code == 200, attempts.text
+    for attempt in attempts.json()["attempts"]:
+        for name in ("error_class", "error_message", "response_body"):
+            assert_storable(attempt[name])
+    assert (await api.get("/readyz")).status_code == 200
+    return hostile_id
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_a_nul_in_a_reply_is_stored_and_blocks_no_outcome(
+    api: httpx.AsyncClient, receiver: Receiver, hostile: HostileReceiver, status: int
+) -> None:
+    """Defect 2: the outcome write of `abc\\x00def` failed and jammed every later outcome."""
+    hostile_id = await check_round(api, receiver, hostile, http_reply(status, body=b"abc\x00def"))
+    attempts = (await api.get(f"/timer/{hostile_id}/attempts")).json()["attempts"]
+    assert attempts[0]["response_body"] == "abc\ufffddef"
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(reply=replies())
+async def test_a_hostile_receiver_fails_only_its_own_timer(
+    api: httpx.AsyncClient, receiver: Receiver, hostile: HostileReceiver, reply: Reply
+) -> None:
+    await check_round(api, receiver, hostile, reply)
