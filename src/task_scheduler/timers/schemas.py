@@ -471,7 +471,8 @@ class AttemptView(BaseModel):
     duration_ms: float = Field(description="How long it took.")
     status_code: int | None = Field(description="The HTTP status, if an answer came.")
     error_class: str | None = Field(
-        description="http_status, redirect, timeout, connection, invalid_url, or null on success."
+        description="http_status, redirect, timeout, connection, invalid_response, invalid_url, "
+        "blocked_destination, unexpected, unprocessable, or null on success."
     )
     error_message: str | None = Field(description="What went wrong.")
     response_body: str | None = Field(description="The first 1 KiB of the answer's body.")
