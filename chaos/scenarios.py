@@ -51,6 +51,7 @@ class Scenario:
     burst: float = 0.0  # share of the workload due at one instant, mid-spread
     own_postgres: bool = False  # stops and starts the server: needs the suite's own
     hostile: int = 0  # timers sent to a receiver that answers badly, beside poison creates
+    poison_rounds: int = 5  # rounds of every poison create (chaos.hostile.POISON_BODIES)
 
 
 def full_suite() -> list[Scenario]:
@@ -121,6 +122,13 @@ def short_suite() -> list[Scenario]:
                 Misbehave("reset", at=0.55, seconds=2.0),
             ),
         ),
+        Scenario(
+            "hostile",
+            "60 timers to a receiver answering badly, boundary-value creates",
+            no_faults,
+            hostile=60,
+            poison_rounds=2,
+        ),
     ]
 
 
@@ -162,7 +170,9 @@ async def run_scenario(
                 asyncio.create_task(scenario.inject(ctx)),
             ]
             if scenario.hostile:
-                traffic = hostile_traffic(load, hostile.url, timers=scenario.hostile, poison_rounds=5)
+                traffic = hostile_traffic(
+                    load, hostile.url, timers=scenario.hostile, poison_rounds=scenario.poison_rounds
+                )
                 tasks.append(asyncio.create_task(traffic(ctx)))
             await asyncio.gather(*tasks)
             restarts = await asyncio.gather(*ctx.background, return_exceptions=True)

@@ -1,6 +1,7 @@
 """The chaos suite, short (`make chaos` is the long one): three real instances, a real receiver
-process and ~2,000 timers due over 15 s, under kill -9, server-side connection terminations and a
-receiver that answers 503 and resets connections. No speed is asserted, only the invariants."""
+process and ~2,000 timers due over 15 s, under kill -9, server-side connection terminations, a
+receiver that answers 503 and resets connections, and hostile data (a receiver answering every
+request badly, boundary-value creates). No speed is asserted, only the invariants."""
 
 from __future__ import annotations
 
@@ -32,4 +33,5 @@ async def test_chaos_short(scenario: Scenario, database_url: str, tmp_path: Path
     assert result.webhook_id_mismatch == [], f"a timer delivered under two webhook-ids\n{report}"
     assert result.unknown == [], f"deliveries of timers never stored\n{report}"
     assert result.state_mismatch == [], f"a 2xx answered, the row not delivered\n{report}"
+    assert result.hostile_problems == [], f"hostile data got through\n{report}"
     assert result.passed
