@@ -143,6 +143,9 @@ class Result:
     early: list[tuple[int, float]] = field(default_factory=list)  # (timer id, ms before due)
     dup_outside: list[int] = field(default_factory=list)
     dup_inside: list[int] = field(default_factory=list)
+    # the first 2xx reached the receiver after the service's request timeout: to the service that
+    # attempt failed, so it was retried (at least once for a receiver slower than the timeout)
+    dup_after_timeout: list[int] = field(default_factory=list)
     sent_before_kill: int = 0
     redelivered_after: list[float] = field(default_factory=list)  # seconds from 1st to 2nd 2xx
     dup_causes: Counter[str] = field(default_factory=Counter)
@@ -202,6 +205,11 @@ def _justified_failure(
             return False, []
         by_window.append(log.error_class)
     return True, by_window
+
+
+def _timed_out(attempt: AttemptRow | None) -> bool:
+    """The service recorded this attempt as a timeout (it never saw the receiver's answer)."""
+    return attempt is not None and attempt.error_class == "timeout"
 
 
 def _duplicate_cause(oks: list[Record], faults: list[Fault]) -> str:
@@ -264,6 +272,8 @@ def analyse(
         if len(oks) > 1:
             if tid in held:
                 result.dup_inside.append(tid)
+            elif _timed_out(attempt_log[tid].get(oks[0].attempt)):
+                result.dup_after_timeout.append(tid)
             else:
                 result.dup_outside.append(tid)
                 result.dup_causes[_duplicate_cause(oks, faults)] += 1

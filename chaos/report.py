@@ -97,6 +97,7 @@ def details(result: Result) -> str:
         ("early", [t for t, _ in result.early]),
         ("duplicated outside crash windows", result.dup_outside),
         ("duplicated inside crash windows", result.dup_inside),
+        ("duplicated after a request timeout (the 2xx came too late)", result.dup_after_timeout),
         ("webhook-id mismatch", result.webhook_id_mismatch),
         ("2xx received but row not delivered", [t for t, _ in result.state_mismatch]),
         ("requests for timers not stored", result.unknown),

@@ -255,7 +255,7 @@ async def read_database(database_url: str) -> tuple[list[TimerRow], list[Attempt
         )
         attempts = await conn.fetch(
             "SELECT timer_id, attempt, started_at, status_code, error_class FROM timer_attempts"
-            " WHERE timer_id IN (SELECT id FROM timers WHERE status <> 'delivered')"
+            " WHERE timer_id IN (SELECT id FROM timers WHERE status <> 'delivered') OR error_class = 'timeout'"
         )
     finally:
         await conn.close()
