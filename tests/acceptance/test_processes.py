@@ -78,8 +78,15 @@ async def test_timers_due_while_down_fire_once_on_restart(
 async def test_three_instances_two_thousand_due_in_one_second(
     spawn: Callable[..., ServiceProcess], receiver: Receiver, database_url: str
 ) -> None:
-    # Leases long enough that a heartbeat delayed by a loaded machine does not look like a crash.
-    procs = [spawn(SCHEDULER_DB_POOL_SIZE="5", SCHEDULER_LEASE_SECONDS="15") for _ in range(3)]
+    # Leases long enough that a heartbeat delayed by a loaded machine does not look like a crash,
+    # and a request timeout a receiver starved of CPU can meet (at 1 s, 2,000 requests at once on
+    # a machine loaded to 6 per core used up all 5 attempts of a third of the timers).
+    procs = [
+        spawn(
+            SCHEDULER_DB_POOL_SIZE="5", SCHEDULER_LEASE_SECONDS="15", SCHEDULER_REQUEST_TIMEOUT_SECONDS="10"
+        )
+        for _ in range(3)
+    ]
     for proc in procs:
         await proc.wait_ready()
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
