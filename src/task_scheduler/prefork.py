@@ -207,11 +207,7 @@ def _child(
 ) -> int:
     """Build and serve the app in a forked child; returns its exit code (never raises)."""
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, _after_graceful_shutdown)
         _stop_with_parent(parent_pid)
-        gc.unfreeze()
         return _serve_child(settings, options, sock, ready_fd)
     except SystemExit as exc:  # uvicorn's sys.exit(STARTUP_FAILURE) when the lifespan fails
         return exc.code if isinstance(exc.code, int) else 1
@@ -240,12 +236,18 @@ def _serve_child(settings: Settings, options: dict[str, Any], sock: socket.socke
                 os.write(ready_fd, b"1")
             os.close(ready_fd)
 
-    _Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[sock])
+    server = _Server(uvicorn.Config(create_app(settings), **options))
+
+    def stop(_signum: int, _frame: object) -> None:
+        """Before uvicorn's own handlers: stop as soon as started. After: uvicorn re-raises the
+        stop signal once it has shut down gracefully, and the process exits 0, not "killed"."""
+        server.should_exit = True
+
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)  # blocked in the parent since before the fork
+    server.run(sockets=[sock])
     return 0
-
-
-def _after_graceful_shutdown(_signum: int, _frame: object) -> None:
-    """uvicorn re-raises the stop signal after its graceful shutdown: exit 0, not "killed"."""
 
 
 def _stop_with_parent(parent_pid: int) -> None:
