@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -28,7 +27,6 @@ from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy
-from task_scheduler.logs import configure_logging
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
@@ -145,13 +143,3 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app
-
-
-def create_app_from_env() -> FastAPI:
-    """The factory each worker process calls (`SCHEDULER_WORKERS` > 1): settings and logging
-    come from the environment the parent prepared."""
-    settings = Settings()
-    # Leases are fenced by owner: every process needs its own, even under one configured name.
-    settings = settings.model_copy(update={"instance_id": f"{settings.instance_id}-{os.getpid()}"})
-    configure_logging(settings.log_level, settings.log_format, settings.instance_id)
-    return create_app(settings)

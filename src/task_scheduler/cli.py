@@ -29,15 +29,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.model_validate({**settings.model_dump(), **given}) if given else settings
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
     import uvicorn
 
-    from task_scheduler.app import create_app
-
-    # uvicorn re-raises the stop signal after its graceful shutdown, so the process would end
-    # "killed by SIGTERM"; a no-op handler underneath makes a graceful stop exit 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _after_graceful_shutdown)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -48,32 +42,37 @@ def serve(settings: Settings) -> None:
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 5,
     }
-    if settings.workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
-        return
-    _serve_workers(settings, options)
+    workers = settings.worker_count
+    if workers > 1:
+        return _serve_workers(settings, options, workers)
+    from task_scheduler.app import create_app
+
+    # uvicorn re-raises the stop signal after its graceful shutdown, so the process would end
+    # "killed by SIGTERM"; a no-op handler underneath makes a graceful stop exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _after_graceful_shutdown)
+    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+    return 0
 
 
-def _serve_workers(settings: Settings, options: dict[str, Any]) -> None:
-    """Several processes on one port, each with its own dispatcher (there is no leader anyway).
-    The embedded database, if any, is started once here and shared; metrics are summed across
-    the processes through a shared PROMETHEUS_MULTIPROC_DIR."""
+def _serve_workers(settings: Settings, options: dict[str, Any], workers: int) -> int:
+    """Several processes on one port, each with its own dispatcher (there is no leader anyway),
+    forked from this one (see prefork). The embedded database, if any, is started once here and
+    shared; metrics are summed across the processes through a shared PROMETHEUS_MULTIPROC_DIR."""
     import tempfile
-
-    import uvicorn
 
     from task_scheduler.db import EmbeddedPostgres
 
     embedded = None
     if settings.database_url is None:
         embedded = EmbeddedPostgres(settings.data_dir)
-        os.environ["DATABASE_URL"] = embedded.start()
+        settings = settings.model_copy(update={"database_url": embedded.start()})
     with tempfile.TemporaryDirectory(prefix="task-scheduler-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        from task_scheduler.prefork import serve_forked  # imports metrics: after the line above
+
         try:
-            uvicorn.run(
-                "task_scheduler.app:create_app_from_env", factory=True, workers=settings.workers, **options
-            )
+            return serve_forked(settings, options, workers=workers)
         finally:
             if embedded is not None:
                 embedded.stop()
@@ -165,8 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format, settings.instance_id)
     if args.command == "serve":
-        serve(settings)
-        return 0
+        return serve(settings)
     from task_scheduler.db import DatabaseUnusable
 
     try:

@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including leap days
 # Due times must stay inside what PostgreSQL intervals and Python datetimes can hold.
 MAX_HORIZON_LIMIT = 1000 * 366 * 24 * 3600
+MAX_WORKERS = 64
 
 
 def _default_instance_id() -> str:
@@ -45,8 +46,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PORT", "port"),
         description="Port the HTTP server listens on.",
     )
-    workers: int = Field(
-        default=1, ge=1, le=64, description="Server processes on this port, each with its own dispatcher."
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = Field(
+        default=1,
+        description="Server processes on this port, each with its own dispatcher; auto: one per usable CPU.",
     )
     data_dir: Path = Field(default=Path(".data"), description="Directory of the embedded PostgreSQL's data.")
     instance_id: str = Field(
@@ -197,6 +199,13 @@ class Settings(BaseSettings):
             except OSError as exc:
                 raise ValueError(f"cannot read SCHEDULER_ADMIN_API_KEY_FILE: {exc.strerror}") from None
         return None
+
+    @property
+    def worker_count(self) -> int:
+        """`workers` as a number: auto is the CPUs this process may run on."""
+        if self.workers == "auto":
+            return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+        return self.workers
 
     @property
     def cors_origin_list(self) -> list[str]:

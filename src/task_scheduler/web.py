@@ -211,21 +211,21 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-# Request ids: unique, not secret. A random per-process prefix and a counter, 32 hex digits like a
-# UUID; uuid4() per request read the kernel's random source each time (2 % of a create here).
-_REQUEST_ID_PREFIX = os.urandom(8).hex()
-_request_counter = itertools.count()
-
-
-def _new_request_id() -> str:
-    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):016x}"
-
-
 class RequestLogMiddleware:
-    """One `http.request` log line per request with its id, status and duration."""
+    """One `http.request` log line per request with its id, status and duration.
+
+    Request ids: unique, not secret. A random per-app prefix and a counter, 32 hex digits like a
+    UUID; uuid4() per request read the kernel's random source each time (2 % of a create here).
+    Per app, not per module: forked server processes share the module's state.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._request_id_prefix = os.urandom(8).hex()
+        self._request_counter = itertools.count()
+
+    def _new_request_id(self) -> str:
+        return f"{self._request_id_prefix}{next(self._request_counter):016x}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -235,7 +235,7 @@ class RequestLogMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:100]
-        request_id = request_id or _new_request_id()
+        request_id = request_id or self._new_request_id()
         started = time.perf_counter()
         status = 500
 

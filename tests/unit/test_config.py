@@ -144,3 +144,18 @@ def test_boundary_values_are_accepted(values: dict[str, Any]) -> None:
     settings = Settings.model_validate(values)
     for name, value in values.items():
         assert getattr(settings, name) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "count"), [("1", 1), ("2", 2), ("auto", len(os.sched_getaffinity(0))), ("64", 64)]
+)
+def test_workers_is_a_number_or_auto(monkeypatch: pytest.MonkeyPatch, value: str, count: int) -> None:
+    monkeypatch.setenv("SCHEDULER_WORKERS", value)
+    assert Settings().worker_count == count
+
+
+@pytest.mark.parametrize("value", ["0", "65", "many", "-1"])
+def test_workers_refuses_other_values(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SCHEDULER_WORKERS", value)
+    with pytest.raises(ValidationError):
+        Settings()
