@@ -212,6 +212,20 @@ async def test_a_killed_background_task_is_restarted_and_counted(
         assert 'scheduler_background_task_restarts_total{task="writer"}' in text
 
 
+async def test_a_graceful_stop_is_not_counted_as_a_crash(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """Regression: stop() told the claim loop to stop before cancelling it; the loop returned on
+    its own first, and its supervisor logged, counted and restarted it as a crash."""
+    names = ("claim", "listen", "writer", "heartbeat", "signers", "retention", "gauges")
+    before = {name: restarts(name) for name in names}
+    for _ in range(3):
+        async with running_app(create_app(make_settings())) as client:
+            created = await client.post("/timer", json={"seconds": 0, "url": receiver.url})
+            await wait_for_status(client, created.json()["timer_id"], "delivered", WAIT)
+    assert {name: restarts(name) - before[name] for name in names} == dict.fromkeys(names, 0)
+
+
 async def readiness(client: httpx.AsyncClient, *, status: int) -> httpx.Response:
     """Poll /readyz (bounded) until it answers `status`."""
     deadline = time.monotonic() + WAIT

@@ -107,9 +107,10 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop claiming, let requests in flight finish (grace period), hand back the rest."""
-        self._stopping.set()
-        self._wake.set()
+        # Cancelled first, then told to stop: a claim loop that saw the flag and returned on its
+        # own would look like a crash to its supervisor (logged, counted and restarted).
         await self._supervisor.stop("listen", "claim")
+        self._stopping.set()
         waiting = [tid for tid in self._held if tid not in self._sending]
         for tid in waiting:
             self._held[tid].cancel()  # each hands its timer back on the way out
