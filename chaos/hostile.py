@@ -19,6 +19,8 @@ import contextlib
 import gzip
 import json
 import logging
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from chaos.cluster import stop_process
 from chaos.faults import Context, Fault, sleep_until
 from tests.support.processes import free_port
 
@@ -89,9 +92,6 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tu
         if then == "reset":
             sock = writer.get_extra_info("socket")
             if sock is not None:
-                import socket
-                import struct
-
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await writer.drain()
     except (ConnectionError, OSError):
@@ -123,22 +123,17 @@ class HostileProcess:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chaos.hostile", "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=self.log_path.open("ab"),
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chaos.hostile", "--port", str(self.port)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
         assert self.process.stdout is not None
         self.process.stdout.readline()  # "ready"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 # Creates at the edges of what the schema admits, as raw JSON text (NaN and lone surrogates

@@ -12,7 +12,6 @@ HOSTILE_EXAMPLES=N draws N replies (default 20, well under 90 s); `make chaos` r
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -20,15 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from task_scheduler.delivery.storable import storable_text
 from task_scheduler.timers.models import ALLOWED_TRANSITIONS, TimerStatus
-from tests.support.hostile_receiver import HostileReceiver, Reply, http_reply, replies
+from tests.support.hostile_receiver import HostileReceiver, Reply, hostile_settings, http_reply, replies
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver
 
-EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "20"))
 ORDINARY_TIMERS = 3
 # Generous: these bound waiting on a noisy machine, they do not measure speed.
 ON_TIME_SECONDS = 3.0
@@ -125,15 +123,7 @@ async def test_a_nul_in_a_reply_is_stored_and_blocks_no_outcome(
     assert attempts[0]["response_body"] == "abc\ufffddef"
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@hostile_settings(default_examples=20)
 @given(reply=replies())
 async def test_a_hostile_receiver_fails_only_its_own_timer(
     api: httpx.AsyncClient, receiver: Receiver, hostile: HostileReceiver, reply: Reply

@@ -6,13 +6,12 @@ HOSTILE_EXAMPLES=N runs N drawn replies in the property test (default 40)."""
 from __future__ import annotations
 
 import gzip
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 
 from task_scheduler.delivery.client import RESPONSE_BODY_LIMIT, DeliveryResult, WebhookClient, WebhookRequest
 from task_scheduler.delivery.failures import ERROR_MESSAGE_LIMIT
@@ -24,6 +23,7 @@ from tests.support.hostile_receiver import (
     Reset,
     Send,
     Wait,
+    hostile_settings,
     http_head,
     http_reply,
     replies,
@@ -32,7 +32,6 @@ from tests.support.hostile_receiver import (
 TIMEOUT = 1.0
 # Closing the connection and the event loop's own delays: generous, the machine is noisy.
 SLACK = 1.5
-EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "40"))
 
 
 @pytest.fixture
@@ -178,15 +177,7 @@ async def test_a_retry_after_in_other_digits_is_ignored(
     assert result.retry_after_seconds is None
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@hostile_settings(default_examples=40)
 @given(reply=replies())
 async def test_any_reply_gives_a_storable_result_within_the_timeout(
     client: WebhookClient, hostile: HostileReceiver, reply: Reply

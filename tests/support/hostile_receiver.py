@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gzip
 import itertools
+import os
 import socket
 import string
 import struct
@@ -22,6 +23,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 _MAX_REQUEST_HEAD = 64 * 1024
@@ -319,4 +321,18 @@ def replies() -> st.SearchStrategy[Reply]:
                 "200 with Content-Length 100, then stall",
             )
         ),
+    )
+
+
+def hostile_settings(default_examples: int) -> settings:
+    """The property suites' settings: HOSTILE_EXAMPLES drawn replies (a long run in `make chaos`),
+    no deadline, and no complaint about slow examples or big replies (both are the point)."""
+    return settings(
+        max_examples=int(os.environ.get("HOSTILE_EXAMPLES", str(default_examples))),
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
     )
