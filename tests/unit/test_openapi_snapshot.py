@@ -1,0 +1,32 @@
+"""The OpenAPI document is part of the public API: a refactor must leave it byte-identical.
+
+A deliberate change to the API regenerates the snapshot: `UPDATE_OPENAPI_SNAPSHOT=1 make test`
+(then review the diff of tests/data/openapi.json like any other change).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from task_scheduler.app import create_app
+from task_scheduler.config import Settings
+
+SNAPSHOT = Path(__file__).parent.parent / "data" / "openapi.json"
+
+
+def _served_document() -> str:
+    # The same dict FastAPI serves at /openapi.json, rendered with a stable layout.
+    spec = create_app(Settings.model_construct()).openapi()
+    return json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_the_openapi_document_is_unchanged() -> None:
+    document = _served_document()
+    if os.environ.get("UPDATE_OPENAPI_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(document, encoding="utf-8")
+    assert SNAPSHOT.read_text(encoding="utf-8") == document, (
+        "the OpenAPI document changed; if that is intended, regenerate tests/data/openapi.json "
+        "with UPDATE_OPENAPI_SNAPSHOT=1"
+    )
