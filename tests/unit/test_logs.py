@@ -138,3 +138,22 @@ def test_log_event_respects_the_level(
     assert stream.getvalue() == ""
     log_event(logger, "timer.failed", logging.ERROR, timer_id=1)
     assert [e["action"] for e in _json_lines(stream)] == ["timer.failed"]
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 0.5, 1.0009, 1764583200.0, 1764583200.9994, 1764583259.25, 1764583260.001, 4102444799.999],
+)
+def test_json_timestamp_is_the_record_time_in_utc_to_the_millisecond(
+    stream_logger: tuple[logging.Logger, io.StringIO, logging.Handler], created: float
+) -> None:
+    logger, stream, handler = stream_logger
+    handler.setFormatter(JsonFormatter())
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "tick", (), None)
+    record.created = created
+    logger.handle(record)
+    expected = datetime.fromtimestamp(created, UTC)
+    written = datetime.fromisoformat(str(_json_lines(stream)[0]["ts"]))
+    assert written.utcoffset() is not None
+    assert abs((written - expected).total_seconds()) < 0.001
+    assert written.replace(microsecond=0) == expected.replace(microsecond=0)
