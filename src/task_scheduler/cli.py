@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from task_scheduler.client_cli import add_timers_commands, run_timers
+from task_scheduler.client import add_timers_commands, run_timers
 from task_scheduler.config import Settings
 from task_scheduler.logs import configure_logging
 

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from task_scheduler.cli import main
-from task_scheduler.client_cli import parse_duration
+from task_scheduler.client import parse_duration
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.receiver import Receiver, always
 

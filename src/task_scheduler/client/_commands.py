@@ -1,0 +1,194 @@
+"""`task-scheduler timers create | get | list | cancel | retry | import`: the sub-commands, each a
+builder of its arguments and a coroutine that runs it against the API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from task_scheduler.client._api import LIST_MAX_PAGE, ApiClient, TimerCreateBody, TimerFilter
+from task_scheduler.client._arguments import (
+    IMPORT_DESCRIPTION,
+    add_create_arguments,
+    add_import_arguments,
+    add_list_arguments,
+    add_timer_id_argument,
+    common_arguments,
+)
+from task_scheduler.client._errors import ClientError
+from task_scheduler.client._importer import run_import
+from task_scheduler.client._output import (
+    print_answer,
+    print_pairs,
+    print_result,
+    print_timer_table,
+    time_left,
+    when,
+)
+from task_scheduler.timers.schemas import TimerCreated, TimerView
+
+
+def add_timers_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Registers `timers ...` on the main parser's subcommands."""
+    timers_cmd = commands.add_parser("timers", help="create, inspect and import timers on a running service")
+    timers = timers_cmd.add_subparsers(dest="timers_command", required=True)
+    common = common_arguments()
+    for name, command in _SUBCOMMANDS.items():
+        parser = timers.add_parser(name, parents=[common], help=command.help, description=command.description)
+        command.add_arguments(parser)
+
+
+def run_timers(args: argparse.Namespace) -> int:
+    """Runs a parsed `timers` command; returns the exit code."""
+    try:
+        return asyncio.run(_run(args))
+    except ClientError as exc:
+        print(f"task-scheduler: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("task-scheduler: interrupted", file=sys.stderr)
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    async with ApiClient(base_url=args.url, api_key=args.api_key) as api:
+        return await _SUBCOMMANDS[args.timers_command].run(api, args)
+
+
+async def _create(api: ApiClient, args: argparse.Namespace) -> int:
+    timer = TimerCreateBody(url=args.webhook)
+    if args.delay:
+        timer.update(args.delay)  # hours, minutes and seconds, zeros included
+    else:
+        timer["fire_at"] = args.fire_at
+    if args.method:
+        timer["method"] = args.method
+    if args.headers:
+        timer["headers"] = dict(args.headers)
+    if args.body is not None:
+        try:
+            timer["body"] = json.loads(args.body)
+        except ValueError:
+            timer["body"] = args.body
+    if args.labels:
+        timer["labels"] = dict(args.labels)
+    if args.max_lateness is not None:
+        timer["max_lateness_seconds"] = args.max_lateness
+    response = await api.create_timer(timer=timer, idempotency_key=args.idempotency_key)
+    replayed = response.status == HTTPStatus.OK
+    print_answer(args, response, lambda created: _print_created(created, replayed=replayed))
+    return 0
+
+
+def _print_created(created: TimerCreated, *, replayed: bool) -> None:
+    rows = [("timer_id", str(created.timer_id)), ("time_left", time_left(created.time_left))]
+    if created.note:
+        rows.append(("note", created.note))
+    if replayed:
+        rows.append(("note", "idempotent replay: the timer created earlier with this key"))
+    print_pairs(rows)
+
+
+async def _get(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.get_timer(timer_id=args.timer_id), _print_timer)
+    return 0
+
+
+def _print_timer(view: TimerView) -> None:
+    retry = view.retry
+    print_pairs(
+        [
+            ("timer_id", str(view.timer_id)),
+            ("status", view.status),
+            ("due_at", view.due_at.isoformat()),
+            ("time_left", time_left(view.time_left)),
+            ("attempts", str(view.attempts)),
+            ("url", view.url),
+            ("method", view.method),
+            ("headers", "; ".join(f"{k}: {v}" for k, v in sorted(view.headers.items())) or "-"),
+            ("body", "- (the default JSON body)" if view.body is None else json.dumps(view.body)),
+            ("labels", ", ".join(f"{k}={v}" for k, v in sorted(view.labels.items())) or "-"),
+            ("created_at", view.created_at.isoformat()),
+            ("updated_at", view.updated_at.isoformat()),
+            ("delivered_at", view.delivered_at.isoformat() if view.delivered_at else "-"),
+            ("deliver_before", view.deliver_before.isoformat() if view.deliver_before else "-"),
+            ("last_error", view.last_error or "-"),
+            ("delivery_id", view.delivery_id),
+            (
+                "retry",
+                f"{retry.max_attempts} attempts, backoff {retry.backoff_base_seconds:g}-"
+                f"{retry.backoff_cap_seconds:g} s, timeout {retry.timeout_seconds:g} s",
+            ),
+        ]
+    )
+
+
+async def _cancel(api: ApiClient, args: argparse.Namespace) -> int:
+    response = await api.cancel_timer(timer_id=args.timer_id)
+    print_answer(args, response, lambda view: print(f"timer {view.timer_id} is {view.status}"))
+    return 0
+
+
+async def _retry(api: ApiClient, args: argparse.Namespace) -> int:
+    response = await api.retry_timer(timer_id=args.timer_id)
+    print_answer(
+        args,
+        response,
+        lambda view: print(f"timer {view.timer_id} is {view.status} again, due {when(view.due_at)}"),
+    )
+    return 0
+
+
+async def _list(api: ApiClient, args: argparse.Namespace) -> int:
+    where = TimerFilter(
+        status=args.status, labels=dict(args.labels), due_after=args.due_after, due_before=args.due_before
+    )
+    if not args.all:
+        response = await api.list_timers(where=where, limit=args.limit, cursor=args.cursor)
+        page = response.parse()  # checked even for --json, as with --all
+        print_answer(args, response, lambda listed: print_timer_table(listed.timers))
+        if page.next_cursor is not None and not args.json:
+            print(f"task-scheduler: more timers: use --all, or --cursor {page.next_cursor}", file=sys.stderr)
+        return 0
+    views: list[TimerView] = []
+    raw: list[object] = []
+    cursor = args.cursor
+    async for response in api.iter_timer_pages(
+        where=where, page_size=args.limit or LIST_MAX_PAGE, cursor=args.cursor, max_timers=args.max
+    ):
+        page = response.parse()
+        views.extend(page.timers)
+        if args.json:
+            raw.extend(json.loads(response.text)["timers"])
+        cursor = page.next_cursor
+    document = json.dumps({"timers": raw, "next_cursor": cursor}, separators=(",", ":"))
+    print_result(args, document=document, render=lambda: print_timer_table(views))
+    if cursor is not None:
+        print(f"task-scheduler: stopped at --max {args.max}, or --cursor {cursor}", file=sys.stderr)
+    return 0
+
+
+@dataclass(frozen=True)
+class _Subcommand:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[ApiClient, argparse.Namespace], Awaitable[int]]
+    description: str | None = None
+
+
+# In the order `timers --help` lists them.
+_SUBCOMMANDS = {
+    "create": _Subcommand("create a timer", add_create_arguments, _create),
+    "get": _Subcommand("show a timer", add_timer_id_argument, _get),
+    "cancel": _Subcommand("cancel a pending timer", add_timer_id_argument, _cancel),
+    "retry": _Subcommand("send a failed or expired timer again", add_timer_id_argument, _retry),
+    "list": _Subcommand("list timers, by due time", add_list_arguments, _list),
+    "import": _Subcommand(
+        "create timers from JSON lines", add_import_arguments, run_import, description=IMPORT_DESCRIPTION
+    ),
+}
