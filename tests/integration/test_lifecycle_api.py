@@ -23,15 +23,21 @@ import asyncpg
 import httpx
 import pytest
 
-from task_scheduler.app import create_app
-from task_scheduler.config import Settings
-from task_scheduler.db import asyncpg_dsn
 from task_scheduler.timers.service import PAST_FIRE_AT_NOTE, REDACTED, etag_of
-from tests.integration.conftest import running_app
-from tests.integration.test_api import SharedApp, app_on_own_database, assert_envelope
+from tests.support.api import (
+    SHORT_HORIZON,
+    TEST_RETRY_DEFAULTS,
+    URL,
+    assert_envelope,
+    create,
+    in_seconds,
+    view,
+    when,
+    without_time_left,
+)
+from tests.support.app import SharedApp, app_on_own_database
+from tests.support.databases import set_status, timer_count
 
-URL = "http://example.com/webhook"
-SHORT_HORIZON = 3600
 # make_settings' retry and lease values, also given to the module-scoped `own` app.
 FAST_RETRY_SETTINGS = {
     "backoff_base_seconds": 0.05,
@@ -40,42 +46,6 @@ FAST_RETRY_SETTINGS = {
     "request_timeout_seconds": 2.0,
     "lease_seconds": 5.0,
 }
-# What GET shows as the retry policy of a timer that sets none, under those settings.
-TEST_RETRY_DEFAULTS = {
-    "max_attempts": 5,
-    "backoff_base_seconds": 0.05,
-    "backoff_cap_seconds": 0.2,
-    "timeout_seconds": 2.0,
-}
-
-
-def when(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def in_seconds(seconds: float, tz: timezone = UTC) -> str:
-    """An RFC 3339 time `seconds` from now, whole seconds, in `tz`."""
-    moment = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
-    return moment.astimezone(tz).isoformat()
-
-
-async def create(client: httpx.AsyncClient, **fields: Any) -> int:
-    response = await client.post("/timer", json={"url": URL, **fields})
-    assert response.status_code == 201, response.text
-    timer_id: int = response.json()["timer_id"]
-    return timer_id
-
-
-async def view(client: httpx.AsyncClient, timer_id: int) -> dict[str, Any]:
-    response = await client.get(f"/timer/{timer_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def without_time_left(shown: dict[str, Any]) -> dict[str, Any]:
-    """A timer's view minus what changes by itself as time passes."""
-    return {k: v for k, v in shown.items() if k != "time_left"}
 
 
 def cursor_of(value: Any) -> str:
@@ -83,39 +53,6 @@ def cursor_of(value: Any) -> str:
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A plain connection to the `api` fixture's database, for setup and checks."""
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
-    yield connection
-    await connection.close()
-
-
-async def set_status(db: asyncpg.Connection, timer_id: int, status: str) -> None:
-    """What the dispatcher would do, done by hand (nothing fires in these tests)."""
-    await db.execute(
-        "UPDATE timers SET status = $2, updated_at = now(),"
-        " lease_owner = CASE WHEN $2 = 'firing' THEN 'test-instance' END WHERE id = $1",
-        timer_id,
-        status,
-    )
-
-
-async def timer_count(db: asyncpg.Connection) -> int:
-    count: int = await db.fetchval("SELECT count(*) FROM timers")
-    return count
-
-
-@pytest.fixture
-def custom_api(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
-    """`async with custom_api(**settings) as client:` the API (no dispatcher) with overrides."""
-
-    def start(**overrides: Any) -> Any:
-        return running_app(create_app(make_settings(**overrides), run_dispatcher=False))
-
-    return start
 
 
 @pytest.fixture(scope="module")
