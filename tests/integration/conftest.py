@@ -17,13 +17,6 @@ from tests.support.receiver_extras import HeaderReceiver
 
 
 @pytest.fixture
-async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
-    """The API without the dispatcher: nothing fires."""
-    async with running_app(create_app(make_settings(), run_dispatcher=False)) as client:
-        yield client
-
-
-@pytest.fixture
 def custom_api(make_settings: Callable[..., Settings]) -> ServiceFactory:
     """`async with custom_api(**settings) as client:` the API (no dispatcher) with overrides."""
 
@@ -31,6 +24,13 @@ def custom_api(make_settings: Callable[..., Settings]) -> ServiceFactory:
         return running_app(create_app(make_settings(**overrides), run_dispatcher=False))
 
     return start
+
+
+@pytest.fixture
+async def api(custom_api: ServiceFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The API without the dispatcher: nothing fires."""
+    async with custom_api() as client:
+        yield client
 
 
 @pytest.fixture

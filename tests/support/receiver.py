@@ -9,7 +9,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -123,7 +122,7 @@ class _Server(Protocol):
 ServerT = TypeVar("ServerT", bound=_Server)
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def running(server: ServerT) -> AsyncIterator[ServerT]:
     """`server` (a receiver of any kind) listening for the block, stopped after."""
     await server.start()
