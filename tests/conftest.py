@@ -4,20 +4,17 @@ one fresh database per test cloned from a migrated template, and a real webhook 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import make_url
 
 from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn, create_engine, migrate
-from tests.support.receiver import Receiver
-
-TEMPLATE_DB = f"ts_template_{os.getpid()}"
+from tests.support.databases import TEMPLATE_DB, database_from_template, with_database
+from tests.support.receiver import Receiver, running
 
 
 @pytest.fixture(scope="session")
@@ -37,17 +34,13 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.cleanup()
 
 
-def _with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 async def template_url(pg_server_url: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
-        url = _with_database(pg_server_url, TEMPLATE_DB)
+        url = with_database(pg_server_url, TEMPLATE_DB)
         engine = create_engine(url, pool_size=1)
         await migrate(engine)
         await engine.dispose()
@@ -60,14 +53,8 @@ async def template_url(pg_server_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(pg_server_url: str, template_url: str) -> AsyncIterator[str]:
     """A fresh, migrated database for this test alone."""
-    name = f"ts_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-        yield _with_database(pg_server_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with database_from_template(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture
@@ -98,7 +85,5 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
+    async with running(Receiver()) as r:
+        yield r

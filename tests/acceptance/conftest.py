@@ -5,19 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ServiceProcess
-
-# Fast retries and short leases so crash recovery happens within seconds.
-FAST = {
-    "SCHEDULER_BACKOFF_BASE_SECONDS": "0.05",
-    "SCHEDULER_BACKOFF_CAP_SECONDS": "0.2",
-    "SCHEDULER_REQUEST_TIMEOUT_SECONDS": "1",
-    "SCHEDULER_CONNECT_TIMEOUT_SECONDS": "1",
-    "SCHEDULER_LEASE_SECONDS": "2",
-    "SCHEDULER_POLL_INTERVAL_SECONDS": "0.2",
-    "SCHEDULER_LOOKAHEAD_SECONDS": "1",
-    "SCHEDULER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-}
+from tests.support.processes import FAST, ServiceProcess
 
 
 @pytest.fixture

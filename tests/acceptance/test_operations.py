@@ -8,25 +8,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
-from task_scheduler.db import asyncpg_dsn
-from tests.acceptance.conftest import FAST
+from tests.support.databases import statuses
 from tests.support.pg import OwnPostgres
-from tests.support.processes import ServiceProcess
+from tests.support.processes import FAST, ServiceProcess
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.acceptance
-
-
-async def statuses(database_url: str) -> dict[str, int]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        rows = await conn.fetch("SELECT status, count(*) AS n FROM timers GROUP BY status")
-    finally:
-        await conn.close()
-    return {r["status"]: r["n"] for r in rows}
 
 
 async def test_sigterm_finishes_in_flight_and_hands_back_the_rest(

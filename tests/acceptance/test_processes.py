@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from task_scheduler.db import asyncpg_dsn
+from tests.support.databases import statuses
 from tests.support.processes import ServiceProcess
 from tests.support.receiver import Receiver
 
@@ -23,15 +24,6 @@ async def create(session: aiohttp.ClientSession, proc: ServiceProcess, **body: o
         assert response.status == 201, await response.text()
         timer_id: int = (await response.json())["timer_id"]
         return timer_id
-
-
-async def statuses(database_url: str) -> dict[str, int]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        rows = await conn.fetch("SELECT status, count(*) AS n FROM timers GROUP BY status")
-    finally:
-        await conn.close()
-    return {r["status"]: r["n"] for r in rows}
 
 
 async def test_create_fire_get(spawn: Callable[..., ServiceProcess], receiver: Receiver) -> None:

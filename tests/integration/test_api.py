@@ -8,82 +8,20 @@ changes nothing, and such tests check that the number of timers stayed the same
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from unittest.mock import ANY
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy import make_url
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from task_scheduler.db import asyncpg_dsn
-from tests.conftest import TEMPLATE_DB
-from tests.integration.conftest import running_app
+from tests.support.api import SHORT_HORIZON, URL, assert_envelope
+from tests.support.app import SharedApp, app_on_own_database, running_app
 
-URL = "http://example.com/webhook"
 MAX_BIGINT = 2**63 - 1
-SHORT_HORIZON = 3600
-
-
-def assert_envelope(
-    response: httpx.Response, status: int | tuple[int, ...], field: str | None = None
-) -> dict[str, Any]:
-    """The one error envelope; `field` is checked (and must be named in the message) if given."""
-    allowed = status if isinstance(status, tuple) else (status,)
-    assert response.status_code in allowed, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert {"code", "message", "field"} <= set(error)
-    assert isinstance(error["code"], str)
-    assert error["code"]
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert "Traceback" not in response.text
-    if field is not None:
-        assert error["field"] == field
-        assert field in error["message"]
-    return error
-
-
-@dataclass
-class SharedApp:
-    client: httpx.AsyncClient
-    database: asyncpg.Connection
-
-    async def timer_count(self) -> int:
-        count: int = await self.database.fetchval("SELECT count(*) FROM timers")
-        return count
-
-
-@asynccontextmanager
-async def app_on_own_database(pg_server_url: str, **overrides: Any) -> AsyncIterator[SharedApp]:
-    """Like the `api` fixture, for a whole module: its own database cloned from the template."""
-    name = f"ts_test_{uuid.uuid4().hex[:12]}"
-    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-        settings = Settings.model_validate(
-            {"database_url": url, "db_pool_size": 2, "log_format": "console", **overrides}
-        )
-        database = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            async with running_app(create_app(settings, run_dispatcher=False)) as client:
-                yield SharedApp(client, database)
-        finally:
-            await database.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    yield conn
-    await conn.close()
-
-
-async def _add_pending(conn: asyncpg.Connection, tenant: str, count: int) -> None:
-    await conn.execute(
+async def _add_pending(db: asyncpg.Connection, tenant: str, count: int) -> None:
+    await db.execute(
         "INSERT INTO timers (url, due_at, tenant) SELECT 'http://example.com/', now() + interval '1 day', $1"
         " FROM generate_series(1, $2)",
         tenant,
@@ -50,9 +43,9 @@ async def _recounted(cap: PendingCap, tenant: str) -> None:
 
 
 async def test_concurrent_first_requests_share_one_count(
-    engine: AsyncEngine, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _add_pending(conn, "acme", 5)
+    await _add_pending(db, "acme", 5)
     calls = 0
     real_count = repository.count_pending
 
@@ -87,11 +80,11 @@ async def test_a_recount_never_holds_a_request_up(engine: AsyncEngine, database_
 
 
 async def test_the_recount_sees_what_other_instances_added(
-    engine: AsyncEngine, conn: asyncpg.Connection
+    engine: AsyncEngine, db: asyncpg.Connection
 ) -> None:
     cap = PendingCap(engine=engine, cap=10, ttl_seconds=0)
     await cap.reserve("acme", 1)  # counted 0, now 1
-    await _add_pending(conn, "acme", 10)  # another instance filled the tenant up
+    await _add_pending(db, "acme", 10)  # another instance filled the tenant up
     await cap.reserve("acme", 1)  # still judged on the last count; starts a recount
     await _recounted(cap, "acme")
     with pytest.raises(TooManyRequests, match="has 10 pending"):
@@ -100,11 +93,11 @@ async def test_the_recount_sees_what_other_instances_added(
 
 
 async def test_a_failed_first_count_fails_the_request_and_a_failed_recount_keeps_the_last(
-    engine: AsyncEngine, conn: asyncpg.Connection
+    engine: AsyncEngine, db: asyncpg.Connection
 ) -> None:
     cap = PendingCap(engine=engine, cap=10, ttl_seconds=0)
     await cap.reserve("acme", 3)
-    await conn.execute("ALTER TABLE timers RENAME TO timers_away")
+    await db.execute("ALTER TABLE timers RENAME TO timers_away")
     try:
         with pytest.raises(Exception, match="timers"):
             await cap.reserve("globex", 1)  # never counted: the error reaches the caller
@@ -113,5 +106,5 @@ async def test_a_failed_first_count_fails_the_request_and_a_failed_recount_keeps
         with pytest.raises(TooManyRequests, match="has 6 pending"):
             await cap.reserve("acme", 5)
     finally:
-        await conn.execute("ALTER TABLE timers_away RENAME TO timers")
+        await db.execute("ALTER TABLE timers_away RENAME TO timers")
     await cap.close()

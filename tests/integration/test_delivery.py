@@ -4,58 +4,18 @@ POSTing to a real HTTP receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
 
-import httpx
-import pytest
-
-from tests.support.polling import wait_for_status
-from tests.support.receiver import Delivery, Receiver, always
+from tests.support.api import create, settled
+from tests.support.app import ServiceFactory
+from tests.support.polling import WAIT
+from tests.support.processes import free_port
+from tests.support.receiver import Delivery, Receiver, always, headers_of
 from tests.support.receiver_extras import HeaderReceiver
-
-# Generous: the machine is noisy; these bound waiting, they do not measure speed.
-WAIT = 20.0
-
-ServiceFactory = Callable[..., Any]
-
-
-def headers_of(delivery: Delivery) -> dict[str, str]:
-    return {name.lower(): value for name, value in delivery.headers.items()}
 
 
 def deliveries_for(receiver: Receiver, timer_id: int) -> list[Delivery]:
     return [d for d in receiver.deliveries if d.timer_id == timer_id]
-
-
-async def create(client: httpx.AsyncClient, url: str, seconds: int = 1) -> int:
-    response = await client.post("/timer", json={"seconds": seconds, "url": url})
-    assert response.status_code == 201, response.text
-    timer_id: int = response.json()["timer_id"]
-    return timer_id
-
-
-async def settled(client: httpx.AsyncClient, timer_id: int, status: str) -> dict[str, Any]:
-    view = await wait_for_status(client, timer_id, status, WAIT)
-    assert view["status"] == status, view
-    return view
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-async def header_receiver() -> AsyncIterator[HeaderReceiver]:
-    r = HeaderReceiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_webhook_request_shape(service: ServiceFactory, receiver: Receiver) -> None:
@@ -93,7 +53,7 @@ async def test_webhook_request_shape(service: ServiceFactory, receiver: Receiver
 async def test_retries_until_delivered(service: ServiceFactory, receiver: Receiver) -> None:
     receiver.respond = lambda _timer_id, seen: 500 if seen < 3 else 200
     async with service(max_attempts=5) as client:
-        timer_id = await create(client, receiver.url)
+        timer_id = await create(client, receiver.url, seconds=1)
         view = await settled(client, timer_id, "delivered")
 
     assert view["attempts"] == 4
@@ -109,7 +69,7 @@ async def test_retries_until_delivered(service: ServiceFactory, receiver: Receiv
 async def test_always_failing_receiver_fails_the_timer(service: ServiceFactory, receiver: Receiver) -> None:
     receiver.respond = always(500)
     async with service(max_attempts=3) as client:
-        timer_id = await create(client, receiver.url)
+        timer_id = await create(client, receiver.url, seconds=1)
         view = await settled(client, timer_id, "failed")
         # No fourth attempt follows the failure.
         assert not await receiver.wait_for(lambda: len(receiver.deliveries) > 3, 0.5)
@@ -130,7 +90,7 @@ async def test_redirect_is_a_failure_and_not_followed(
     receiver.respond = always(302)
     receiver.respond_headers = lambda _timer_id, _seen: {"Location": redirected}
     async with service(max_attempts=2) as client:
-        timer_id = await create(client, receiver.url)
+        timer_id = await create(client, receiver.url, seconds=1)
         view = await settled(client, timer_id, "failed")
 
     assert view["attempts"] == 2
@@ -148,7 +108,7 @@ async def test_slow_receiver_times_out_and_fails(service: ServiceFactory, receiv
         connect_timeout_seconds=0.5,
         lease_seconds=3.0,
     ) as client:
-        timer_id = await create(client, receiver.url)
+        timer_id = await create(client, receiver.url, seconds=1)
         view = await settled(client, timer_id, "failed")
 
     assert view["attempts"] == 2
@@ -159,9 +119,9 @@ async def test_slow_receiver_times_out_and_fails(service: ServiceFactory, receiv
 
 
 async def test_connection_refused_is_retried_then_fails(service: ServiceFactory) -> None:
-    url = f"http://127.0.0.1:{closed_port()}/hook"
+    url = f"http://127.0.0.1:{free_port()}/hook"
     async with service(max_attempts=2) as client:
-        timer_id = await create(client, url)
+        timer_id = await create(client, url, seconds=1)
         view = await settled(client, timer_id, "failed")
 
     assert view["attempts"] == 2

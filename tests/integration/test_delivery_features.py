@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import httpx
@@ -16,37 +14,10 @@ from standardwebhooks.webhooks import Webhook
 
 from task_scheduler.db import asyncpg_dsn
 from task_scheduler.delivery.signing import generate_secret
-from tests.support.polling import wait_for_status
-from tests.support.receiver import Delivery, Receiver, always
+from tests.support.api import create, settled
+from tests.support.app import ServiceFactory
+from tests.support.receiver import Receiver, always, headers_of
 from tests.support.receiver_extras import HeaderReceiver
-
-WAIT = 20.0
-ServiceFactory = Callable[..., Any]
-
-
-@pytest.fixture
-async def header_receiver() -> AsyncIterator[HeaderReceiver]:
-    r = HeaderReceiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-async def create(client: httpx.AsyncClient, **body: Any) -> int:
-    response = await client.post("/timer", json=body)
-    assert response.status_code == 201, response.text
-    timer_id: int = response.json()["timer_id"]
-    return timer_id
-
-
-async def settled(client: httpx.AsyncClient, timer_id: int, status: str) -> dict[str, Any]:
-    view = await wait_for_status(client, timer_id, status, WAIT)
-    assert view["status"] == status, view
-    return view
-
-
-def lower_headers(delivery: Delivery) -> dict[str, str]:
-    return {k.lower(): v for k, v in delivery.headers.items()}
 
 
 async def test_custom_method_headers_and_json_body(service: ServiceFactory, receiver: Receiver) -> None:
@@ -61,7 +32,7 @@ async def test_custom_method_headers_and_json_body(service: ServiceFactory, rece
         )
         view = await settled(client, timer_id, "delivered")
     (delivery,) = receiver.deliveries
-    headers = lower_headers(delivery)
+    headers = headers_of(delivery)
     assert delivery.method == "PUT"
     assert json.loads(delivery.raw) == {"reminder": "dinner", "n": [1, 2]}
     assert headers["content-type"] == "application/json"
@@ -81,9 +52,9 @@ async def test_string_body_and_custom_content_type(service: ServiceFactory, rece
             await settled(client, timer_id, "delivered")
     by_id = {d.timer_id: d for d in receiver.deliveries}
     assert by_id[plain].raw == b"hello, world"
-    assert lower_headers(by_id[plain])["content-type"] == "text/plain; charset=utf-8"
+    assert headers_of(by_id[plain])["content-type"] == "text/plain; charset=utf-8"
     assert by_id[xml].raw == b"<a>1</a>"
-    assert lower_headers(by_id[xml])["content-type"] == "application/xml"
+    assert headers_of(by_id[xml])["content-type"] == "application/xml"
 
 
 async def test_default_body_carries_labels(service: ServiceFactory, receiver: Receiver) -> None:
@@ -114,20 +85,20 @@ async def test_signatures_verify_with_every_rotated_secret(
         await settled(client, timer_id, "delivered")
     first, second = receiver.deliveries
     for delivery in (first, second):
-        headers = lower_headers(delivery)
+        headers = headers_of(delivery)
         assert len(headers["webhook-signature"].split(" ")) == 2
         for secret in (old, new):  # a receiver holding either secret accepts the request
             assert Webhook(secret).verify(delivery.raw, headers) == {"x": 1}
-    assert lower_headers(first)["webhook-id"] == lower_headers(second)["webhook-id"]
+    assert headers_of(first)["webhook-id"] == headers_of(second)["webhook-id"]
     with pytest.raises(Exception, match="signature"):
-        Webhook(generate_secret()).verify(first.raw, lower_headers(first))
+        Webhook(generate_secret()).verify(first.raw, headers_of(first))
 
 
 async def test_unsigned_without_secrets(service: ServiceFactory, receiver: Receiver) -> None:
     async with service() as client:
         timer_id = await create(client, url=receiver.url)
         await settled(client, timer_id, "delivered")
-    headers = lower_headers(receiver.deliveries[0])
+    headers = headers_of(receiver.deliveries[0])
     assert "webhook-signature" not in headers
     assert headers["webhook-id"].startswith("msg_")
 
@@ -266,7 +237,7 @@ async def test_redrive_a_failed_timer(service: ServiceFactory, receiver: Receive
         attempts = (await client.get(f"/timer/{timer_id}/attempts")).json()["attempts"]
     assert view["attempts"] == 3
     assert [a["status_code"] for a in attempts] == [500, 500, 200]
-    ids = {lower_headers(d)["webhook-id"] for d in receiver.deliveries}
+    ids = {headers_of(d)["webhook-id"] for d in receiver.deliveries}
     assert len(ids) == 1  # the redrive keeps the delivery id
 
 

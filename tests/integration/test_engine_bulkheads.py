@@ -23,7 +23,7 @@ from task_scheduler.delivery.writer import OutcomeWriter
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, NewTimer, Outcome
-from tests.integration.conftest import running_app
+from tests.support.app import running_app
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from tests.integration.conftest import running_app
+from tests.support.app import running_app
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 ADMIN_KEY = "fuzz-admin-key-0123456789abcdef0123456789"

@@ -11,11 +11,8 @@ HOSTILE_EXAMPLES=N draws N replies (default 20, well under 90 s); `make chaos` r
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -23,26 +20,17 @@ from hypothesis import given
 
 from task_scheduler.delivery.storable import storable_text
 from task_scheduler.timers.models import ALLOWED_TRANSITIONS, TimerStatus
+from tests.support.api import create
+from tests.support.app import ServiceFactory
 from tests.support.hostile_receiver import HostileReceiver, Reply, hostile_settings, http_reply, replies
-from tests.support.polling import wait_for_status
+from tests.support.polling import WAIT, wait_for_status
 from tests.support.receiver import Receiver
 
 ORDINARY_TIMERS = 3
-# Generous: these bound waiting on a noisy machine, they do not measure speed.
+# Generous: it bounds lateness on a noisy machine, it does not measure speed.
 ON_TIME_SECONDS = 3.0
-WAIT = 20.0
 # Any stored text is kept whole by the sanitiser: it is storable as it is.
 _NO_LIMIT = 1 << 20
-
-ServiceFactory = Callable[..., Any]
-
-
-@pytest.fixture
-async def hostile() -> AsyncIterator[HostileReceiver]:
-    receiver = HostileReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
 
 
 @pytest.fixture
@@ -59,23 +47,6 @@ async def api(service: ServiceFactory) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def create(api: httpx.AsyncClient, url: str, fire_at: datetime) -> int:
-    response = await api.post("/timer", json={"url": url, "fire_at": fire_at.isoformat()})
-    assert response.status_code == 201, response.text
-    timer_id: int = response.json()["timer_id"]
-    return timer_id
-
-
-async def settled(api: httpx.AsyncClient, timer_id: int) -> dict[str, Any]:
-    """The timer's view once delivered or failed, or after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        view: dict[str, Any] = (await api.get(f"/timer/{timer_id}")).json()
-        if view.get("status") in ("delivered", "failed") or time.monotonic() > deadline:
-            return view
-        await asyncio.sleep(0.05)
-
-
 def assert_storable(value: str | None) -> None:
     assert storable_text(value, limit=_NO_LIMIT) == value
 
@@ -85,8 +56,9 @@ async def check_round(
 ) -> int:
     """One hostile timer beside ordinary ones, every invariant checked; the hostile timer's id."""
     now = datetime.now(UTC)
-    hostile_id = await create(api, hostile.url_for(reply), now)
-    ordinary = [await create(api, receiver.url, now + timedelta(seconds=0.3)) for _ in range(ORDINARY_TIMERS)]
+    hostile_id = await create(api, hostile.url_for(reply), fire_at=now.isoformat())
+    later = (now + timedelta(seconds=0.3)).isoformat()
+    ordinary = [await create(api, receiver.url, fire_at=later) for _ in range(ORDINARY_TIMERS)]
 
     assert await receiver.wait_for(lambda: all(receiver.counts()[i] >= 1 for i in ordinary), WAIT)
     for timer_id in ordinary:
@@ -97,7 +69,7 @@ async def check_round(
         assert late < timedelta(seconds=ON_TIME_SECONDS), view
         assert sum(1 for d in receiver.deliveries if d.timer_id == timer_id) == 1
 
-    view = await settled(api, hostile_id)
+    view = await wait_for_status(api, hostile_id, ("delivered", "failed"), WAIT)
     # An attempt's outcome is a move out of `firing`; with 2 attempts it ends in one of these.
     assert TimerStatus(view["status"]) in ALLOWED_TRANSITIONS[TimerStatus.FIRING], view
     assert view["status"] in ("delivered", "failed"), view

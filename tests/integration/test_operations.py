@@ -13,7 +13,7 @@ from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn, create_engine
 from task_scheduler.timers.retention import Housekeeper
-from tests.integration.conftest import running_app
+from tests.support.app import running_app
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver, always
 

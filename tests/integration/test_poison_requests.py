@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from tests.integration.conftest import running_app
+from tests.support.app import running_app
 from tests.support.receiver import Receiver
 
 EXAMPLES = int(os.environ.get("POISON_EXAMPLES", "40"))

@@ -16,7 +16,7 @@ from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.db import DatabaseUnusable, asyncpg_dsn, create_engine, wait_for_database
 from task_scheduler.delivery.listener import LISTEN_APPLICATION_NAME
-from tests.integration.conftest import running_app
+from tests.support.app import running_app
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver
 

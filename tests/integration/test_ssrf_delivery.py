@@ -12,7 +12,7 @@ import pytest
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from tests.integration.conftest import running_app
+from tests.support.app import running_app
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver
 

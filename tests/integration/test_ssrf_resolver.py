@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from task_scheduler.delivery.ssrf import AddressPolicy, BlockedDestination, GuardedResolver
-from tests.unit.test_ssrf import StaticDNS
+from tests.support.dns import StaticDNS
 
 FULLWIDTH_LOOPBACK = "\uff11\uff12\uff17.\uff10.\uff10.\uff11"  # yarl folds it to 127.0.0.1
 

@@ -3,7 +3,7 @@ Each reproduction of the issue gives a 422 naming the field and stores nothing."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -12,27 +12,13 @@ import pytest
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from task_scheduler.db import asyncpg_dsn
-from tests.integration.conftest import running_app
-from tests.integration.test_api import assert_envelope
-
-URL = "http://example.com/webhook"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    yield conn
-    await conn.close()
-
-
-async def _count(database: asyncpg.Connection) -> int:
-    count: int = await database.fetchval("SELECT count(*) FROM timers")
-    return count
+from tests.support.api import URL, assert_envelope
+from tests.support.app import running_app
+from tests.support.databases import timer_count
 
 
 async def _refused_everywhere(
-    api: httpx.AsyncClient, database: asyncpg.Connection, raw_field: str, field: str
+    api: httpx.AsyncClient, db: asyncpg.Connection, raw_field: str, field: str
 ) -> None:
     """`raw_field` (a JSON member, raw text) is refused by create, batch and PATCH, naming `field`,
     and nothing is stored or changed."""
@@ -46,16 +32,16 @@ async def _refused_everywhere(
         headers={"content-type": "application/json"},
     )
     assert_envelope(batch, 422, field=f"timers.1.{field}")
-    assert await _count(database) == 0
+    assert await timer_count(db) == 0
     created = await api.post("/timer", json={"url": URL, "minutes": 5})
     timer_id = created.json()["timer_id"]
-    before = await database.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id)
+    before = await db.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id)
     patched = await api.patch(
         f"/timer/{timer_id}", content=f"{{{raw_field}}}", headers={"content-type": "application/json"}
     )
     assert_envelope(patched, 422, field=field)
-    assert await database.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id) == before
-    assert await _count(database) == 1
+    assert await db.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id) == before
+    assert await timer_count(db) == 1
 
 
 # -- defect 1: times outside [1970, now + horizon] --------------------------------------------
@@ -71,9 +57,9 @@ async def _refused_everywhere(
     ],
 )
 async def test_year_one_fire_at_is_422_and_nothing_is_stored(
-    api: httpx.AsyncClient, database: asyncpg.Connection, fire_at: str
+    api: httpx.AsyncClient, db: asyncpg.Connection, fire_at: str
 ) -> None:
-    await _refused_everywhere(api, database, f'"fire_at": "{fire_at}"', "fire_at")
+    await _refused_everywhere(api, db, f'"fire_at": "{fire_at}"', "fire_at")
 
 
 @pytest.mark.parametrize(
@@ -86,9 +72,9 @@ async def test_year_one_fire_at_is_422_and_nothing_is_stored(
     ],
 )
 async def test_deliver_before_out_of_range_is_422_and_nothing_is_stored(
-    api: httpx.AsyncClient, database: asyncpg.Connection, deliver_before: str
+    api: httpx.AsyncClient, db: asyncpg.Connection, deliver_before: str
 ) -> None:
-    await _refused_everywhere(api, database, f'"deliver_before": "{deliver_before}"', "deliver_before")
+    await _refused_everywhere(api, db, f'"deliver_before": "{deliver_before}"', "deliver_before")
 
 
 async def test_fire_at_in_1970_fires_at_once(api: httpx.AsyncClient) -> None:
@@ -101,9 +87,9 @@ async def test_fire_at_in_1970_fires_at_once(api: httpx.AsyncClient) -> None:
 
 
 async def test_fire_at_beyond_the_horizon_is_422_everywhere(
-    api: httpx.AsyncClient, database: asyncpg.Connection
+    api: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    await _refused_everywhere(api, database, '"fire_at": "9999-12-31T23:59:59.999999Z"', "fire_at")
+    await _refused_everywhere(api, db, '"fire_at": "9999-12-31T23:59:59.999999Z"', "fire_at")
 
 
 # -- defect 3: valid JSON PostgreSQL cannot store ---------------------------------------------
@@ -129,9 +115,9 @@ UNSTORABLE = [
 
 @pytest.mark.parametrize(("raw_field", "field"), UNSTORABLE)
 async def test_json_postgresql_cannot_store_is_422(
-    api: httpx.AsyncClient, database: asyncpg.Connection, raw_field: str, field: str
+    api: httpx.AsyncClient, db: asyncpg.Connection, raw_field: str, field: str
 ) -> None:
-    await _refused_everywhere(api, database, raw_field, field)
+    await _refused_everywhere(api, db, raw_field, field)
 
 
 async def test_storable_edge_values_are_stored_as_sent(api: httpx.AsyncClient) -> None:
@@ -186,11 +172,11 @@ UNSENDABLE = [
 
 @pytest.mark.parametrize("url", UNSENDABLE)
 async def test_a_url_the_client_cannot_send_is_422(
-    api: httpx.AsyncClient, database: asyncpg.Connection, url: str
+    api: httpx.AsyncClient, db: asyncpg.Connection, url: str
 ) -> None:
     import json
 
-    await _refused_everywhere(api, database, f'"url": {json.dumps(url)}', "url")
+    await _refused_everywhere(api, db, f'"url": {json.dumps(url)}', "url")
 
 
 @pytest.mark.parametrize(

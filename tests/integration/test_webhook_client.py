@@ -35,14 +35,6 @@ SLACK = 1.5
 
 
 @pytest.fixture
-async def hostile() -> AsyncIterator[HostileReceiver]:
-    receiver = HostileReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[WebhookClient]:
     webhook_client = WebhookClient(
         connect_timeout=TIMEOUT,

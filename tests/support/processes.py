@@ -13,6 +13,18 @@ from pathlib import Path
 
 import aiohttp
 
+# Fast retries and short leases so crash recovery happens within seconds.
+FAST = {
+    "SCHEDULER_BACKOFF_BASE_SECONDS": "0.05",
+    "SCHEDULER_BACKOFF_CAP_SECONDS": "0.2",
+    "SCHEDULER_REQUEST_TIMEOUT_SECONDS": "1",
+    "SCHEDULER_CONNECT_TIMEOUT_SECONDS": "1",
+    "SCHEDULER_LEASE_SECONDS": "2",
+    "SCHEDULER_POLL_INTERVAL_SECONDS": "0.2",
+    "SCHEDULER_LOOKAHEAD_SECONDS": "1",
+    "SCHEDULER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

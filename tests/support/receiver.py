@@ -8,9 +8,9 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -25,6 +25,11 @@ class Delivery:
     body: dict[str, Any]
     status: int  # what the receiver answered
     raw: bytes = b""
+
+
+def headers_of(delivery: Delivery) -> dict[str, str]:
+    """The delivery's request headers, names in lower case."""
+    return {name.lower(): value for name, value in delivery.headers.items()}
 
 
 # Decides the answer for a request: (timer_id, how many times this timer was seen before) -> status
@@ -106,3 +111,22 @@ class Receiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=min(left, 0.5))
         return True
+
+
+class _Server(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+@contextlib.asynccontextmanager
+async def running(server: ServerT) -> AsyncIterator[ServerT]:
+    """`server` (a receiver of any kind) listening for the block, stopped after."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -6,16 +6,15 @@ range and every IPv6 form that carries an IPv4 address."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import socket
 
 import aiohttp
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from task_scheduler.delivery.ssrf import AddressPolicy, BlockedDestination, GuardedResolver
+from tests.support.dns import StaticDNS
 
 DEFAULT = AddressPolicy()
 
@@ -297,38 +296,6 @@ def test_an_invalid_allowed_network_is_refused_by_name(bad: str) -> None:
 
 
 # --- the resolver, against a static DNS (a test double of the outside world) ---
-
-
-class StaticDNS(AbstractResolver):
-    """Answers names from a table, like a DNS server an attacker controls; records lookups."""
-
-    def __init__(self, answers: dict[str, list[str]], *, delay: float = 0.0) -> None:
-        self.answers = answers
-        self.delay = delay
-        self.lookups: list[str] = []
-        self.closed = False
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.lookups.append(host)
-        await asyncio.sleep(self.delay)
-        if host not in self.answers:
-            raise OSError(socket.EAI_NONAME, "Name or service not known")
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address in self.answers[host]
-        ]
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 async def test_resolver_returns_an_answer_whose_every_address_passes() -> None:
