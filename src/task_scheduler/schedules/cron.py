@@ -434,7 +434,7 @@ def _next_table(values: frozenset[int], end: int) -> tuple[int, ...]:
 
 def _is_star_progression(values: frozenset[int], spec: _Field) -> bool:
     ordered = sorted(values)
-    if len(ordered) < 2 or ordered[0] != spec.low:
+    if len(ordered) < 3 or ordered[0] != spec.low:  # `0,30` reads better than `*/30`
         return False
     return ordered == list(range(spec.low, spec.high + 1, ordered[1] - ordered[0]))
 
