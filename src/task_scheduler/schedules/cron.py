@@ -222,7 +222,11 @@ class CronExpression:
 
 def parse(expression: str) -> CronExpression:
     """Parse a cron expression; raises CronError naming the field at fault and why."""
-    text = expression.strip()
+    return _parse(expression.strip())
+
+
+@lru_cache(maxsize=1024)  # parsing costs ~40 us; the engine meets the same few expressions again and again
+def _parse(text: str) -> CronExpression:
     if not text:
         raise CronError("the expression is empty", field_name="expression")
     if len(text) > MAX_EXPRESSION_LENGTH:
@@ -240,8 +244,8 @@ def parse(expression: str) -> CronExpression:
     else:
         positions = (1, 2, 3, 4, 5, 6)
     parsed = [
-        _parse_field(part, spec, position)
-        for part, spec, position in zip(parts, _FIELDS, positions, strict=True)
+        _parse_field(part, index, position)
+        for index, (part, position) in enumerate(zip(parts, positions, strict=True))
     ]
     return _build(text, *parsed, day_of_month_position=positions[3])
 
@@ -305,8 +309,17 @@ def _compact_duration(total: int) -> str:
     return "".join(out)
 
 
-def _parse_field(text: str, spec: _Field, position: int) -> tuple[frozenset[int], bool]:
-    """The set of values a field allows, and whether it was written star-first (`*`, `?`, `*/n`)."""
+class _ParsedField(NamedTuple):
+    values: frozenset[int]
+    star: bool  # written star-first (`*`, `?`, `*/n`): matters for the day-of-month/day-of-week rule
+    normalised: str
+    upcoming: tuple[int, ...]  # next allowed value at or after v, -1 past the end (see _Tables)
+
+
+@lru_cache(maxsize=1024)  # fields repeat across expressions (`*`, `0`, `1-5`): parse each spelling once
+def _parse_field(text: str, index: int, position: int) -> _ParsedField:
+    """One field; `index` into _FIELDS, `position` as the user counts (0: the implied seconds)."""
+    spec = _FIELDS[index]
 
     def fail(why: str) -> CronError:
         where = f"field {position} ({spec.label})" if position else f"the {spec.label} field"
@@ -357,66 +370,61 @@ def _parse_field(text: str, spec: _Field, position: int) -> tuple[frozenset[int]
     if spec is _DAY_OF_WEEK and 7 in values:
         values.discard(7)
         values.add(0)
-    return frozenset(values), star
+    frozen = frozenset(values)
+    if spec not in (_DAY_OF_MONTH, _DAY_OF_WEEK):
+        star = _is_star_progression(frozen, spec)  # only the day fields keep how they were written
+    return _ParsedField(frozen, star, _render(frozen, spec, star=star), _next_table(frozen, spec.high + 1))
 
 
 def _build(
     text: str,
-    seconds: tuple[frozenset[int], bool],
-    minutes: tuple[frozenset[int], bool],
-    hours: tuple[frozenset[int], bool],
-    days_of_month: tuple[frozenset[int], bool],
-    months: tuple[frozenset[int], bool],
-    days_of_week: tuple[frozenset[int], bool],
+    seconds: _ParsedField,
+    minutes: _ParsedField,
+    hours: _ParsedField,
+    days_of_month: _ParsedField,
+    months: _ParsedField,
+    days_of_week: _ParsedField,
     *,
     day_of_month_position: int,
 ) -> CronExpression:
-    dom, dom_star = days_of_month
-    dow, dow_star = days_of_week
-    day_or = not dom_star and not dow_star
+    dom, dow = days_of_month.values, days_of_week.values
+    day_or = not days_of_month.star and not days_of_week.star
     if not day_or:
         # Day of month must match: some chosen month must have one of the chosen days.
-        longest = max(_DAYS_IN_MONTH_AT_MOST[month] for month in months[0])
+        longest = max(_DAYS_IN_MONTH_AT_MOST[month] for month in months.values)
         if min(dom) > longest:
             plural = "day" if len(dom) == 1 else "days"
             verb = "never occurs" if len(dom) == 1 else "never occur"
-            month_words = _join_words([_MONTH_NAMES[month - 1] for month in sorted(months[0])], last="or")
+            month_words = _join_words([_MONTH_NAMES[month - 1] for month in sorted(months.values)], last="or")
             where = f"field {day_of_month_position} (day of month)"
             raise CronError(
                 f"{where}: {plural} {_number_words(sorted(dom))} {verb} in {month_words}",
                 field_name=_DAY_OF_MONTH.name,
             )
-    fields = (seconds[0], minutes[0], hours[0], dom, months[0], dow)
-    rendered = [
-        _render(values, spec, star=_is_star_progression(values, spec))
-        for values, spec in zip(fields[:3], _FIELDS[:3], strict=True)
-    ]
-    rendered.append(_render(dom, _DAY_OF_MONTH, star=dom_star))
-    rendered.append(_render(months[0], _MONTH, star=_is_star_progression(months[0], _MONTH)))
-    rendered.append(_render(dow, _DAY_OF_WEEK, star=dow_star))
-    if seconds[0] == frozenset({0}):
-        rendered.pop(0)
+    fields = (seconds, minutes, hours, days_of_month, months, days_of_week)
+    written = fields[1:] if seconds.values == {0} else fields  # five fields when the seconds are just 0
+    rendered = [parsed.normalised for parsed in written]
     tables = _Tables(
-        next_second=_next_table(seconds[0], 60),
-        next_minute=_next_table(minutes[0], 60),
-        next_hour=_next_table(hours[0], 24),
-        next_month=_next_table(months[0], 13),
+        next_second=seconds.upcoming,
+        next_minute=minutes.upcoming,
+        next_hour=hours.upcoming,
+        next_month=months.upcoming,
         day_of_month_mask=sum(1 << day for day in dom),
         day_of_week_mask=sum(1 << day for day in dow),
         day_or=day_or,
-        wall_clock=len(hours[0]) < 24,
+        wall_clock=len(hours.values) < 24,
     )
     return CronExpression(
         expression=text,
         normalised=" ".join(rendered),
-        seconds=seconds[0],
-        minutes=minutes[0],
-        hours=hours[0],
+        seconds=seconds.values,
+        minutes=minutes.values,
+        hours=hours.values,
         days_of_month=dom,
-        months=months[0],
+        months=months.values,
         days_of_week=dow,
-        day_of_month_star=dom_star,
-        day_of_week_star=dow_star,
+        day_of_month_star=days_of_month.star,
+        day_of_week_star=days_of_week.star,
         interval=None,
         _tables=tables,
     )
