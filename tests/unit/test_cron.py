@@ -514,3 +514,13 @@ def test_next_after_is_fast_for_common_expressions() -> None:
         for _ in range(1000):
             next_after(expr, after, BERLIN)
         assert (time.perf_counter() - started) / 1000 < 200e-6, expression
+
+
+def test_instants_in_a_dst_zone_are_compared_as_instants() -> None:
+    # Python compares and subtracts aware datetimes of one zone by wall clock; the module must not.
+    second_pass = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN)  # 01:30 UTC
+    assert previous(parse("*/15 * * * *"), second_pass, BERLIN) == utc(2026, 10, 25, 1, 15)
+    assert next_after(parse("*/15 * * * *"), second_pass, BERLIN) == utc(2026, 10, 25, 1, 45)
+    anchor = datetime(2026, 10, 25, 1, 0, tzinfo=BERLIN)  # 23:00 UTC the day before
+    assert next_after(parse("@every 1h"), second_pass, BERLIN, anchor=anchor) == utc(2026, 10, 25, 2)
+    assert previous(parse("@every 1h"), second_pass, BERLIN, anchor=anchor) == utc(2026, 10, 25, 1)
