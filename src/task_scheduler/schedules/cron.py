@@ -47,7 +47,8 @@ Daylight saving time (issue 14). An expression runs in one of two modes, chosen 
       half-hour but its shift is an hour). In a zone that shifts by 30 minutes (Australia/Lord_Howe)
       an hourly run simply follows the local clock.
     Offset changes are found by sampling a zone's offset every 6 hours per year and bisecting to
-    the second (cached per zone and year); no zone in the database changes twice within 6 hours.
+    the second (cached per zone and year): two changes less than 6 hours apart would be missed (no
+    current rule has them; old history was not checked).
 
 Speed: field sets become lookup tables at parse time ("next allowed value at or after x"), the
 matching days of a month are cached per (day fields, year, month), so `next_after` costs 5-7 µs
