@@ -22,10 +22,9 @@ run: install ## serve on :8080 (embedded PostgreSQL unless DATABASE_URL is set)
 test: install ## the whole suite with coverage (embedded PostgreSQL unless TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-pg: install ## integration and end-to-end tests against the PostgreSQL server on 127.0.0.1:5432
+test-pg: install ## integration tests (every SQL statement) against the PostgreSQL server on 127.0.0.1:5432
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(PY) -m pytest --no-cov tests/integration tests/acceptance \
-		--ignore=tests/acceptance/test_chaos_short.py --ignore=tests/integration/test_fuzz.py \
+		$(PY) -m pytest --no-cov tests/integration --ignore=tests/integration/test_fuzz.py \
 		--ignore=tests/integration/test_poison_requests.py --ignore=tests/integration/test_hostile_receivers.py \
 		$(PYTEST_ARGS)
 
