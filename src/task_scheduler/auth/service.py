@@ -42,7 +42,7 @@ class Principal:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
     @property
-    def scope(self) -> str | None:
+    def visible_tenant(self) -> str | None:
         """The tenant whose timers this caller sees; None for admins, who see every tenant."""
         return None if self.role is Role.ADMIN else self.tenant
 

@@ -242,8 +242,10 @@ class Dispatcher:
             if bad:
                 await self._quarantine(conn, bad)
         lease_valid_until = asked_at + settings.lease_seconds
-        for timer, fire_at in scheduled:
-            task = asyncio.create_task(self._fire(timer, db_now, received, fire_at, lease_valid_until))
+        for timer, fire_at_monotonic in scheduled:
+            task = asyncio.create_task(
+                self._fire(timer, db_now, received, fire_at_monotonic, lease_valid_until)
+            )
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
         count = len(scheduled) + len(bad)
@@ -304,12 +306,14 @@ class Dispatcher:
         timer: ClaimedTimer,
         claimed_db_now: datetime,
         received: float,
-        fire_at: float,
+        fire_at_monotonic: float,
         claim_lease_until: float,
     ) -> None:
         decided = False
         try:
-            decision = await self._attempt(timer, claimed_db_now, received, fire_at, claim_lease_until)
+            decision = await self._attempt(
+                timer, claimed_db_now, received, fire_at_monotonic, claim_lease_until
+            )
             if decision is not None:
                 decided = True
                 self._writer.put(decision)
@@ -331,14 +335,14 @@ class Dispatcher:
         timer: ClaimedTimer,
         claimed_db_now: datetime,
         received: float,
-        fire_at: float,
+        fire_at_monotonic: float,
         claim_lease_until: float,
     ) -> Decision | None:
         """Wait for the due time and the slots, then send; None hands the timer back."""
-        timeout = timer.timeout_seconds or self._settings.request_timeout_seconds
+        timeout = timer.retry.timeout_seconds or self._settings.request_timeout_seconds
         # Timers wake by the loop's millisecond, possibly lagging clock: check the real one and
         # sleep again until the due time has really come.
-        while (delay := fire_at - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
+        while (delay := fire_at_monotonic - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
             await asyncio.sleep(delay + _TIMER_SLACK_SECONDS)
         # A slot of the timer's host first, then one of the instance: a slow host fills its own
         # slots and waits there, without taking the slots other hosts' timers need.
@@ -355,7 +359,7 @@ class Dispatcher:
                 # second instance sending it too.
                 return None
             self._sending.add(timer.id)  # from here on, the timer is not handed back
-            late_ms = (time.monotonic() - fire_at) * 1000
+            late_ms = (time.monotonic() - fire_at_monotonic) * 1000
             result = await self._client.send(
                 WebhookRequest(
                     url=timer.url,
@@ -363,9 +367,7 @@ class Dispatcher:
                     delivery_id=timer.delivery_id,
                     attempt=timer.attempt,
                     due_at=timer.due_at,
-                    method=timer.method,
-                    headers=timer.headers,
-                    body=timer.body,
+                    request=timer.request,
                     labels=timer.labels,
                     timeout_seconds=timeout,
                     signer=None if self._signers is None else self._signers.for_tenant(timer.tenant),
