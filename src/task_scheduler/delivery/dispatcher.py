@@ -10,7 +10,7 @@ so a wrong host clock can make a timer late, never early.
 Leases: a heartbeat every third of `lease_seconds` extends every lease this instance holds, so a
 live instance keeps its timers however long its queue is; only a dead (or cut off) instance's
 leases lapse. A request starts only while the last heartbeat vouches for the lease until after
-the request's timeout; otherwise the timer is handed back.
+the request's timeout; otherwise the timer is returned (to `pending`, unsent).
 
 What a result means is decided by verdict.py (pure); outcomes are recorded by writer.py; each
 request waits for a slot of its host (host_slots.py). Bulkheads: a claimed row that cannot be
@@ -106,14 +106,14 @@ class Dispatcher:
         log_event(logger, "dispatcher.started", instance=self.owner)
 
     async def stop(self) -> None:
-        """Stop claiming, let requests in flight finish (grace period), hand back the rest."""
+        """Stop claiming, let requests in flight finish (grace period), return the rest."""
         # Cancelled first, then told to stop: a claim loop that saw the flag and returned on its
         # own would look like a crash to its supervisor (logged, counted and restarted).
         await self._supervisor.stop("listen", "claim")
         self._stopping.set()
         waiting = [tid for tid in self._held if tid not in self._sending]
         for tid in waiting:
-            self._held[tid].cancel()  # each hands its timer back on the way out
+            self._held[tid].cancel()  # each returns its timer on the way out
         grace = self._settings.shutdown_grace_seconds
         in_flight = list(self._held.values())
         if in_flight:
@@ -124,7 +124,7 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writer.join(), timeout=max(grace, 1.0))
         await self._supervisor.stop("writer", "heartbeat", "signers")
-        log_event(logger, "dispatcher.stopped", instance=self.owner, handed_back=len(waiting))
+        log_event(logger, "dispatcher.stopped", instance=self.owner, returned=len(waiting))
 
     def problems(self) -> list[str]:
         """Why this dispatcher makes no progress (for /readyz); empty when it does."""
@@ -324,7 +324,7 @@ class Dispatcher:
             log_event(logger, "timer.fire_crashed", logging.ERROR, **crash.fields)
             self._writer.put(crash)
         finally:
-            # Cancelled (shutdown) before its request started: hand it back. Once the request
+            # Cancelled (shutdown) before its request started: return it. Once the request
             # started, the receiver may have it: the lease lapses instead.
             if not decided and timer.id not in self._sending:
                 self._writer.put(verdict.returned(timer.id, timer.attempt))
@@ -338,7 +338,7 @@ class Dispatcher:
         fire_at_monotonic: float,
         claim_lease_until: float,
     ) -> Decision | None:
-        """Wait for the due time and the slots, then send; None hands the timer back."""
+        """Wait for the due time and the slots, then send; None returns the timer."""
         timeout = timer.retry.timeout_seconds or self._settings.request_timeout_seconds
         # Timers wake by the loop's millisecond, possibly lagging clock: check the real one and
         # sleep again until the due time has really come.
@@ -355,10 +355,10 @@ class Dispatcher:
             lease_until = max(claim_lease_until, self._leases_valid_until)
             if time.monotonic() + timeout > lease_until:
                 # No heartbeat vouches for the lease until the request would end (database
-                # unreachable, or this process stalled): hand the timer back rather than risk a
+                # unreachable, or this process stalled): return the timer rather than risk a
                 # second instance sending it too.
                 return None
-            self._sending.add(timer.id)  # from here on, the timer is not handed back
+            self._sending.add(timer.id)  # from here on, the timer is not returned
             late_ms = (time.monotonic() - fire_at_monotonic) * 1000
             result = await self._client.send(
                 WebhookRequest(

@@ -113,7 +113,7 @@ def expired(timer: ClaimedTimer, *, late_by_seconds: float) -> Decision:
 
 
 def returned(timer_id: int, attempt: int) -> Decision:
-    """Claimed but not sent (shutdown, or no heartbeat vouches for the lease): handed back."""
+    """Claimed but not sent (shutdown, or no heartbeat vouches for the lease): returned."""
     return Decision(Verdict.RETURNED, Outcome(timer_id, attempt), {"timer_id": timer_id})
 
 

@@ -11,7 +11,7 @@ timer follows.
     firing    failed      quarantine                          claimed row the dispatcher cannot handle
     firing    failed      expire_leases                       its lease lapsed max_lease_expiries times
     firing    expired     mark_expired                        delivery would start after deliver_before
-    firing    pending     release_leases / expire_leases      not sent (shutdown) / owner died
+    firing    pending     return_leases / expire_leases       returned unsent / owner died
     firing    firing      extend_leases                       the owner's heartbeat (lease only)
     failed    pending     redrive                             POST /timer/{id}/retry
     expired   pending     redrive                             POST /timer/{id}/retry

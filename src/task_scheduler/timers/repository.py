@@ -605,7 +605,7 @@ async def mark_expired(conn: AsyncConnection, *, owner: str, outcomes: Sequence[
     return await _finish(conn, _MARK_EXPIRED, owner=owner, outcomes=outcomes)
 
 
-_RELEASE_LEASES = text(f"""
+_RETURN_LEASES = text(f"""
 UPDATE timers AS t
 SET status = 'pending', attempts = t.attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
@@ -615,9 +615,9 @@ RETURNING t.id
 """)
 
 
-async def release_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
-    """firing → pending for claimed timers this instance will not send; the attempt is undone."""
-    return await _finish(conn, _RELEASE_LEASES, owner=owner, outcomes=outcomes)
+async def return_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → pending: claimed timers this instance returns unsent; the attempt is undone."""
+    return await _finish(conn, _RETURN_LEASES, owner=owner, outcomes=outcomes)
 
 
 _EXTEND_LEASES = text("""
