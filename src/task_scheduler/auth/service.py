@@ -127,10 +127,6 @@ class AuthService:
                 retry_after_seconds=max(1, math.ceil(wait)),
             )
 
-    def forget_cached_keys(self) -> None:
-        self._keys.clear()
-        self._any_key = (0.0, False)
-
     # -- managing keys ----------------------------------------------------------------------
 
     async def bootstrap(self, raw_key: str) -> None:

@@ -179,7 +179,7 @@ class WebhookClient:
         if self._proxy:
             url = URL(webhook.url)
             await self._resolver.resolve(url.raw_host or "", url.port or 0)
-        # Most timers use the default timeout: one object for them all (a few % of a send's CPU).
+        # Most timers use the default timeout: one object for them all (building one per send costs CPU).
         timeout = (
             self._default_timeout
             if total == self._total_timeout

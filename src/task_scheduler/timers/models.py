@@ -34,7 +34,6 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
@@ -43,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-metadata = MetaData()
+from task_scheduler.db import metadata
 
 
 class TimerStatus(StrEnum):

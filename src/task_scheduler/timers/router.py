@@ -26,8 +26,8 @@ MAX_TIMER_ID = 2**63 - 1
 
 
 def timers_of(request: Request) -> TimerService:
-    """The app's TimerService. Not a FastAPI dependency: each one costs ~40 us to solve per
-    request; a route's one dependency is the caller's key."""
+    """The app's TimerService. Not a FastAPI dependency: each one is solved again per request
+    (docs/performance.md); a route's one dependency is the caller's key."""
     service: TimerService = request.app.state.timer_service
     return service
 
