@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Generic, TypeVar
 
 from pydantic import JsonValue
@@ -73,27 +73,28 @@ class Flat(Generic[T]):
     def __init__(self, cls: type[T]) -> None:
         self._cls = cls
         hints = typing.get_type_hints(cls)
-        self._plain: list[tuple[str, Callable[[Any], Any] | None]] = []
-        self._nested: list[tuple[str, type, tuple[str, ...]]] = []
+        plain: list[str] = []
+        self._enums: list[tuple[str, type[Enum]]] = []
+        self._nested: list[tuple[str, type, Callable[[Mapping[Any, Any]], tuple[Any, ...]]]] = []
         paths: dict[str, tuple[str, ...]] = {}
         defaults: dict[str, Callable[[], Any]] = {}
         for outer in dataclasses.fields(cls):  # type: ignore[arg-type]
             hint = hints[outer.name]
             if hint in VALUE_OBJECTS:
                 inner = dataclasses.fields(hint)
-                self._nested.append((outer.name, hint, tuple(f.name for f in inner)))
+                self._nested.append((outer.name, hint, _items(*(f.name for f in inner))))
                 for f in inner:
                     paths[f.name] = (outer.name, f.name)
                     defaults[f.name] = _default_of(f)
-            else:
-                enum = hint if isinstance(hint, type) and issubclass(hint, Enum) else None
-                self._plain.append((outer.name, enum))
-                paths[outer.name] = (outer.name,)
-                if (
-                    outer.default is not dataclasses.MISSING
-                    or outer.default_factory is not dataclasses.MISSING
-                ):
-                    defaults[outer.name] = _default_of(outer)
+                continue
+            plain.append(outer.name)
+            paths[outer.name] = (outer.name,)
+            if isinstance(hint, type) and issubclass(hint, Enum):
+                self._enums.append((outer.name, hint))
+            if outer.default is not dataclasses.MISSING or outer.default_factory is not dataclasses.MISSING:
+                defaults[outer.name] = _default_of(outer)
+        self._plain = tuple(plain)
+        self._plain_values = _items(*plain)
         self.columns: tuple[str, ...] = tuple(paths)
         # Where each column sits in the object: ("retry", "max_attempts"), ("url",).
         self.paths = paths
@@ -106,9 +107,11 @@ class Flat(Generic[T]):
 
     def kwargs(self, values: Mapping[Any, Any]) -> dict[str, Any]:
         """The class's constructor arguments from a value for each of its columns."""
-        kwargs = {name: values[name] if enum is None else enum(values[name]) for name, enum in self._plain}
-        for name, value_object, inner in self._nested:
-            kwargs[name] = value_object(**{column: values[column] for column in inner})
+        kwargs = dict(zip(self._plain, self._plain_values(values), strict=True))
+        for name, enum in self._enums:
+            kwargs[name] = enum(kwargs[name])
+        for name, value_object, inner_values in self._nested:
+            kwargs[name] = value_object(*inner_values(values))
         return kwargs
 
     def build(self, values: Mapping[Any, Any]) -> T:
@@ -116,6 +119,12 @@ class Flat(Generic[T]):
 
     def flatten(self, obj: T) -> dict[str, Any]:
         return {column: get(obj) for column, get in self.getters.items()}
+
+
+def _items(*keys: str) -> Callable[[Mapping[Any, Any]], tuple[Any, ...]]:
+    """Like itemgetter(*keys), but a tuple for one key too."""
+    get = itemgetter(*keys)
+    return (lambda m: (get(m),)) if len(keys) == 1 else get
 
 
 def _default_of(f: dataclasses.Field[Any]) -> Callable[[], Any]:
