@@ -151,6 +151,7 @@ async def _webhook_client(url: str, concurrency: int) -> AsyncIterator[Send]:
     from task_scheduler.delivery.client import WebhookClient, WebhookRequest
     from task_scheduler.delivery.signing import WebhookSigner
     from task_scheduler.delivery.ssrf import AddressPolicy
+    from task_scheduler.timers.shape import RequestSpec
 
     client = WebhookClient(
         connect_timeout=CONNECT_TIMEOUT,
@@ -166,7 +167,12 @@ async def _webhook_client(url: str, concurrency: int) -> AsyncIterator[Send]:
     async def send(timer_id: int) -> int:
         result = await client.send(
             WebhookRequest(
-                url=url, timer_id=timer_id, delivery_id=uuid.uuid4(), attempt=1, due_at=due_at, body=body
+                url=url,
+                timer_id=timer_id,
+                delivery_id=uuid.uuid4(),
+                attempt=1,
+                due_at=due_at,
+                request=RequestSpec(body=body),
             )
         )
         if result.status_code is None:

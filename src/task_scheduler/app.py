@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler import __version__, health
 from task_scheduler.auth.dependencies import document_security
@@ -53,72 +54,101 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            url = settings.database_url
-            if url is None:
-                embedded = EmbeddedPostgres(settings.data_dir)
-                url = await asyncio.to_thread(embedded.start)
-                stack.callback(embedded.stop)
-            engine = create_engine(url, pool_size=settings.db_pool_size)
-            stack.push_async_callback(engine.dispose)
-            await wait_for_database(engine, within_seconds=60)
-            await migrate(engine)
-            app.state.engine = engine
-            inserter = BatchInserter(engine=engine, notify_within=settings.lookahead_seconds)
-            await inserter.start()
-            stack.push_async_callback(inserter.stop)
-            app.state.timer_service = timers = TimerService(
-                engine=engine, settings=settings, inserter=inserter
-            )
-            stack.push_async_callback(timers.close)
-            app.state.auth_service = auth = AuthService(engine=engine, settings=settings)
-            bootstrap_key = settings.bootstrap_admin_key()
-            if bootstrap_key is not None:
-                await auth.bootstrap(bootstrap_key)
+            url = await _database_url(stack, settings)
+            app.state.engine = engine = await _open_database(stack, settings, url)
+            app.state.timer_service, app.state.auth_service = await _start_services(stack, settings, engine)
             app.state.dispatcher = None
             app.state.supervisor = supervisor = Supervisor()
             stack.push_async_callback(supervisor.stop)  # whatever the components left running
             if run_dispatcher:
-                housekeeper = Housekeeper(engine=engine, settings=settings, supervisor=supervisor)
-                await housekeeper.start()
-                stack.push_async_callback(housekeeper.stop)
-                client = WebhookClient(
-                    connect_timeout=settings.connect_timeout_seconds,
-                    total_timeout=settings.request_timeout_seconds,
-                    max_connections=settings.max_concurrent_deliveries,
-                    signer=WebhookSigner(settings.webhook_secret_list),
-                    policy=AddressPolicy.parse_allowed(settings.webhook_allowed_networks),
-                    proxy=settings.webhook_proxy,
-                )
-                await client.start()
-                stack.push_async_callback(client.close)
-                signers = TenantSigners(
-                    engine=engine,
-                    service_secrets=settings.webhook_secret_list,
-                    refresh_seconds=settings.api_key_cache_seconds,
-                )
-                await signers.refresh()
-                # Its own pool: a flood of API requests cannot starve claims and outcome writes.
-                dispatch_engine = create_engine(url, pool_size=settings.db_pool_size)
-                stack.push_async_callback(dispatch_engine.dispose)
-                dispatcher = Dispatcher(
-                    engine=dispatch_engine,
-                    client=client,
-                    settings=settings,
-                    listen_dsn=asyncpg_dsn(url),
-                    signers=signers,
-                    supervisor=supervisor,
-                )
-                await dispatcher.start()
-                stack.push_async_callback(dispatcher.stop)
-                app.state.dispatcher = dispatcher
-            # Everything built so far lives as long as the process: take it out of the cyclic
-            # GC's reach. A full collection then walks only what requests and timers create,
-            # instead of ~110,000 start-up objects (100+ ms pauses under load, seen as create p99).
+                app.state.dispatcher = await _start_delivery(stack, settings, url, engine, supervisor)
+            # Everything built so far lives as long as the process: out of the cyclic GC's reach
+            # (full collections stall requests; measurements in docs/performance.md).
             gc.collect()
             gc.freeze()
             yield
             gc.unfreeze()
 
+    return _build_api(settings, lifespan)
+
+
+async def _database_url(stack: AsyncExitStack, settings: Settings) -> str:
+    """DATABASE_URL, or an embedded PostgreSQL started for this process."""
+    if settings.database_url is not None:
+        return settings.database_url
+    embedded = EmbeddedPostgres(settings.data_dir)
+    url = await asyncio.to_thread(embedded.start)
+    stack.callback(embedded.stop)
+    return url
+
+
+async def _open_database(stack: AsyncExitStack, settings: Settings, url: str) -> AsyncEngine:
+    """The API's engine, once the database answers and the schema is current."""
+    engine = create_engine(url, pool_size=settings.db_pool_size)
+    stack.push_async_callback(engine.dispose)
+    await wait_for_database(engine, within_seconds=60)
+    await migrate(engine)
+    return engine
+
+
+async def _start_services(
+    stack: AsyncExitStack, settings: Settings, engine: AsyncEngine
+) -> tuple[TimerService, AuthService]:
+    inserter = BatchInserter(engine=engine, notify_within=settings.lookahead_seconds)
+    await inserter.start()
+    stack.push_async_callback(inserter.stop)
+    timers = TimerService(engine=engine, settings=settings, inserter=inserter)
+    stack.push_async_callback(timers.close)
+    auth = AuthService(engine=engine, settings=settings)
+    bootstrap_key = settings.bootstrap_admin_key()
+    if bootstrap_key is not None:
+        await auth.bootstrap(bootstrap_key)
+    return timers, auth
+
+
+async def _start_delivery(
+    stack: AsyncExitStack, settings: Settings, url: str, engine: AsyncEngine, supervisor: Supervisor
+) -> Dispatcher:
+    """Retention, the webhook client and the dispatcher, stopped in the reverse order."""
+    housekeeper = Housekeeper(engine=engine, settings=settings, supervisor=supervisor)
+    await housekeeper.start()
+    stack.push_async_callback(housekeeper.stop)
+    client = WebhookClient(
+        connect_timeout=settings.connect_timeout_seconds,
+        total_timeout=settings.request_timeout_seconds,
+        max_connections=settings.max_concurrent_deliveries,
+        signer=WebhookSigner(settings.webhook_secret_list),
+        policy=AddressPolicy.parse_allowed(settings.webhook_allowed_networks),
+        proxy=settings.webhook_proxy,
+    )
+    await client.start()
+    stack.push_async_callback(client.close)
+    signers = TenantSigners(
+        engine=engine,
+        service_secrets=settings.webhook_secret_list,
+        refresh_seconds=settings.api_key_cache_seconds,
+    )
+    await signers.refresh()
+    # Its own pool: a flood of API requests cannot starve claims and outcome writes.
+    dispatch_engine = create_engine(url, pool_size=settings.db_pool_size)
+    stack.push_async_callback(dispatch_engine.dispose)
+    dispatcher = Dispatcher(
+        engine=dispatch_engine,
+        client=client,
+        settings=settings,
+        listen_dsn=asyncpg_dsn(url),
+        signers=signers,
+        supervisor=supervisor,
+    )
+    await dispatcher.start()
+    stack.push_async_callback(dispatcher.stop)
+    return dispatcher
+
+
+def _build_api(
+    settings: Settings, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+) -> FastAPI:
+    """The FastAPI application: routes, the error envelope, the OpenAPI security and middleware."""
     app = FastAPI(
         title="Task Scheduler Service",
         version=__version__,

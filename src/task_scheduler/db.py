@@ -1,4 +1,5 @@
-"""Database plumbing: the engine, the embedded PostgreSQL, and migrations under an advisory lock."""
+"""Database plumbing: the MetaData every table is declared on, the engine, the embedded
+PostgreSQL, and migrations under an advisory lock."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
-from sqlalchemy import Connection, make_url, text
+from sqlalchemy import Connection, MetaData, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Every table of the service is declared on this (task_scheduler.tables imports them all).
+metadata = MetaData()
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# The newest migration's revision. Checked against Alembic's own idea of the head by a test; with
-# it, starting on a current schema costs one SELECT and never imports Alembic (~0.3 s of start-up).
+# The newest migration's revision, checked against Alembic's own head by a test: starting on a
+# current schema costs one SELECT and never imports Alembic (slow to import).
 SCHEMA_HEAD = "0006"
 # Any constant works; all instances must agree on it so only one migrates at a time.
 MIGRATION_LOCK_KEY = 7_262_011_290
@@ -55,7 +58,7 @@ def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
     Prepared statements may run on generic plans cached while the table was young and empty;
     the hot statements are written so that those plans stay index scans (see the repository's
     docstring and tests/integration/test_query_plans.py). Planning every execution instead
-    (`plan_cache_mode = force_custom_plan`) cost 12 % of the fire rate."""
+    (`plan_cache_mode = force_custom_plan`) costs fire rate (docs/performance.md)."""
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -158,13 +161,6 @@ def _upgrade(connection: Connection) -> None:
     from alembic import command
 
     command.upgrade(_alembic_config(connection), "head")
-
-
-def alembic_heads() -> set[str]:
-    """The heads Alembic finds in the migration scripts (SCHEMA_HEAD must be the only one)."""
-    from alembic.script import ScriptDirectory
-
-    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
 
 
 async def _schema_version(conn: AsyncConnection) -> set[str]:

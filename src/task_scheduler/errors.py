@@ -7,10 +7,11 @@
     ├── ValidationFailed       422 validation_error
     ├── Conflict               409 conflict (carries the timer's current status)
     ├── PreconditionFailed     412 precondition_failed (If-Match did not match)
-    ├── PayloadTooLarge        413 payload_too_large
     ├── TooManyRequests        429 too_many_requests (with Retry-After)
-    ├── DatabaseUnavailable    503 database_unavailable
     └── ServiceUnavailable     503 service_unavailable (shutting down; with Retry-After)
+
+Answered without an exception of this tree (web.py): 413 payload_too_large (the body limit) and
+503 database_unavailable (the database's own connection errors).
 
 Envelope: {"error": {"code": str, "message": str, "field": str | null}}
 """
@@ -78,16 +79,6 @@ class Conflict(ServiceError):
 class PreconditionFailed(ServiceError):
     status_code = 412
     code = "precondition_failed"
-
-
-class PayloadTooLarge(ServiceError):
-    status_code = 413
-    code = "payload_too_large"
-
-
-class DatabaseUnavailable(ServiceError):
-    status_code = 503
-    code = "database_unavailable"
 
 
 class ServiceUnavailable(ServiceError):

@@ -21,8 +21,8 @@ _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 TIMERS_CREATED = Counter("scheduler_timers_created_total", "Timers created through the API.")
 DELIVERIES = Counter(
     "scheduler_deliveries_total",
-    "Attempt outcomes recorded: delivered, retry, failed, expired, returned (handed back), lease_lost,"
-    " dropped (unstorable even in a safe form: left to lease expiry).",
+    "Attempt outcomes recorded: delivered, retry, failed, expired, returned (claimed, then returned"
+    " unsent), lease_lost, dropped (unstorable even in a safe form: left to lease expiry).",
     ["outcome"],
 )
 WEBHOOK_REQUESTS = Counter(

@@ -215,7 +215,8 @@ class RequestLogMiddleware:
     """One `http.request` log line per request with its id, status and duration.
 
     Request ids: unique, not secret. A random per-app prefix and a counter, 32 hex digits like a
-    UUID; uuid4() per request read the kernel's random source each time (2 % of a create here).
+    UUID; uuid4() per request reads the kernel's random source each time (measured: see
+    docs/performance.md, "Measurements behind code choices").
     Per app, not per module: forked server processes share the module's state.
     """
 

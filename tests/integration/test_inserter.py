@@ -4,6 +4,7 @@ timer, and nothing is lost or mixed up."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,9 +14,19 @@ from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.repository import CreatedTimer, NewTimer
 
 
+class CountingInserter(BatchInserter):
+    """Counts the transactions it writes."""
+
+    batches_written = 0
+
+    async def _flush(self, batch: list[Any]) -> None:
+        self.batches_written += 1
+        await super()._flush(batch)
+
+
 async def test_concurrent_inserts_share_commits(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=4)
-    inserter = BatchInserter(engine=engine, notify_within=1.0)
+    inserter = CountingInserter(engine=engine, notify_within=1.0)
     await inserter.start()
     try:
         timers = [NewTimer(url=f"http://example.com/{i}", delay_seconds=3600 + i) for i in range(300)]

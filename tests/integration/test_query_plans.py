@@ -36,7 +36,7 @@ async def _warm_up_on_empty_table(conn: AsyncConnection) -> None:
         await repository.extend_leases(conn, owner=OWNER, timer_ids=[1, 2], lease_seconds=60)
         await repository.mark_delivered(conn, owner=OWNER, outcomes=[Outcome(1, 1)])
         await repository.schedule_retry(conn, owner=OWNER, outcomes=[Outcome(1, 1, "e", 1.0)])
-        await repository.release_leases(conn, owner=OWNER, outcomes=[Outcome(1, 1)])
+        await repository.return_leases(conn, owner=OWNER, outcomes=[Outcome(1, 1)])
         await repository.delete_finished(conn, older_than_seconds=0, limit=LIMIT)
         await repository.get_timer(conn, timer_id=1, tenant=None)
         await conn.commit()

@@ -9,10 +9,16 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from task_scheduler.db import SCHEMA_HEAD, alembic_heads, create_engine, migrate, schema_is_current
+from task_scheduler.db import SCHEMA_HEAD, _alembic_config, create_engine, migrate, schema_is_current
 from task_scheduler.tables import metadata
+
+
+def alembic_heads() -> set[str]:
+    """The heads Alembic finds in the migration scripts (SCHEMA_HEAD must be the only one)."""
+    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
 
 
 def _diff(connection: Connection) -> list[Any]:
@@ -58,7 +64,7 @@ def test_starting_on_a_current_schema_does_not_load_alembic(database_url: str) -
     """Start-up time: a current schema is recognised with one SELECT; Alembic is not imported."""
     script = (
         "import asyncio, sys\n"
-        "from task_scheduler.db import SCHEMA_HEAD, alembic_heads, create_engine, migrate, schema_is_current\n"
+        "from task_scheduler.db import SCHEMA_HEAD, create_engine, migrate, schema_is_current\n"
         "async def main() -> None:\n"
         f"    engine = create_engine({database_url!r}, pool_size=1)\n"
         "    await migrate(engine)\n"

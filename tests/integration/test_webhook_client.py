@@ -17,6 +17,7 @@ from task_scheduler.delivery.client import RESPONSE_BODY_LIMIT, DeliveryResult, 
 from task_scheduler.delivery.failures import ERROR_MESSAGE_LIMIT
 from task_scheduler.delivery.ssrf import AddressPolicy
 from task_scheduler.delivery.storable import storable_text
+from task_scheduler.timers.shape import RequestSpec
 from tests.support.hostile_receiver import (
     HostileReceiver,
     Reply,
@@ -110,7 +111,7 @@ async def test_no_compression_is_asked_for_and_a_compressed_body_is_noted(
     assert result.response_body == "[gzip-encoded body, not decoded]"
     assert result.error == "HTTP 503: [gzip-encoded body, not decoded]"
 
-    await send(client, hostile, reply, headers={"accept-encoding": "gzip"})
+    await send(client, hostile, reply, request=RequestSpec(headers={"accept-encoding": "gzip"}))
     head = hostile.arrivals[-1].head.lower()
     assert head.count(b"accept-encoding") == 1
     assert b"accept-encoding: gzip" in head

@@ -12,6 +12,7 @@ from task_scheduler.config import Settings
 from task_scheduler.delivery.client import DeliveryResult
 from task_scheduler.delivery.verdict import Verdict, decide, expired, returned, unprocessable
 from task_scheduler.timers.repository import ClaimedTimer
+from task_scheduler.timers.shape import RetrySpec
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 SETTINGS = Settings(max_attempts=3, backoff_base_seconds=10.0, backoff_cap_seconds=60.0)
@@ -67,7 +68,7 @@ def test_the_last_attempt_fails() -> None:
 
 
 def test_a_timers_own_max_attempts_wins() -> None:
-    assert decided(timer(attempt=3, max_attempts=4), result(503)).verdict is Verdict.RETRY
+    assert decided(timer(attempt=3, retry=RetrySpec(max_attempts=4)), result(503)).verdict is Verdict.RETRY
 
 
 def test_a_failure_that_cannot_be_helped_fails_at_once() -> None:
@@ -87,7 +88,7 @@ def test_retry_after_is_honoured_within_the_cap(retry_after: float, expected: fl
 
 
 def test_a_timers_own_cap_bounds_retry_after() -> None:
-    d = decided(timer(backoff_cap_seconds=5.0), result(429, retry_after_seconds=100.0))
+    d = decided(timer(retry=RetrySpec(backoff_cap_seconds=5.0)), result(429, retry_after_seconds=100.0))
     assert d.outcome.retry_in_seconds == 5.0
 
 

@@ -3,7 +3,7 @@ Bearer <key>` or `X-API-Key: <key>`.
 
 The key is read by one plain dependency per route. FastAPI's security classes (`HTTPBearer`,
 `APIKeyHeader`) would document the same, but as three more dependencies to solve per request
-they cost about a tenth of a create's CPU; `document_security` writes the same schemes into the
+(a measurable share of a create's CPU); `document_security` writes the same schemes into the
 OpenAPI document instead."""
 
 from __future__ import annotations

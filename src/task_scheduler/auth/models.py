@@ -17,7 +17,7 @@ from sqlalchemy import (
     text,
 )
 
-from task_scheduler.timers.models import metadata
+from task_scheduler.db import metadata
 
 
 class Role(StrEnum):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from task_scheduler.auth.models import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +17,7 @@ class ApiKeyRow:
     key_hash: bytes
     name: str
     tenant: str
-    role: str
+    role: Role
     created_at: datetime
     revoked_at: datetime | None
 
@@ -23,8 +25,12 @@ class ApiKeyRow:
 _KEY_COLUMNS = "key_id, key_hash, name, tenant, role, created_at, revoked_at"
 
 
+def _key_row(m: RowMapping) -> ApiKeyRow:
+    return ApiKeyRow(**{**m, "role": Role(m["role"])})
+
+
 async def insert_key(
-    conn: AsyncConnection, *, key_id: str, key_hash: bytes, name: str, tenant: str, role: str
+    conn: AsyncConnection, *, key_id: str, key_hash: bytes, name: str, tenant: str, role: Role
 ) -> ApiKeyRow:
     row = (
         await conn.execute(
@@ -34,14 +40,14 @@ async def insert_key(
                 ON CONFLICT (key_id) DO NOTHING
                 RETURNING {_KEY_COLUMNS}
             """),
-            {"key_id": key_id, "key_hash": key_hash, "name": name, "tenant": tenant, "role": role},
+            {"key_id": key_id, "key_hash": key_hash, "name": name, "tenant": tenant, "role": role.value},
         )
     ).one_or_none()
     if row is None:
         existing = await find_key(conn, key_id=key_id)
         assert existing is not None
         return existing
-    return ApiKeyRow(**row._mapping)
+    return _key_row(row._mapping)
 
 
 async def find_key(conn: AsyncConnection, *, key_id: str) -> ApiKeyRow | None:
@@ -50,12 +56,12 @@ async def find_key(conn: AsyncConnection, *, key_id: str) -> ApiKeyRow | None:
             text(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = :key_id"), {"key_id": key_id}
         )
     ).one_or_none()
-    return None if row is None else ApiKeyRow(**row._mapping)
+    return None if row is None else _key_row(row._mapping)
 
 
 async def list_keys(conn: AsyncConnection) -> list[ApiKeyRow]:
     rows = await conn.execute(text(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))
-    return [ApiKeyRow(**row._mapping) for row in rows]
+    return [_key_row(row._mapping) for row in rows]
 
 
 async def revoke_key(conn: AsyncConnection, *, key_id: str) -> ApiKeyRow | None:
@@ -69,7 +75,7 @@ async def revoke_key(conn: AsyncConnection, *, key_id: str) -> ApiKeyRow | None:
             {"key_id": key_id},
         )
     ).one_or_none()
-    return None if row is None else ApiKeyRow(**row._mapping)
+    return None if row is None else _key_row(row._mapping)
 
 
 async def active_key_exists(conn: AsyncConnection) -> bool:

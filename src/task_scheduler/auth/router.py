@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from task_scheduler.auth.dependencies import Admin, AuthServiceDep, Writer
-from task_scheduler.auth.models import Role
 from task_scheduler.auth.repository import ApiKeyRow, TenantSecretRow
 from task_scheduler.auth.schemas import (
     KeyCreate,
@@ -42,7 +41,7 @@ def _key_view(row: ApiKeyRow) -> KeyView:
         key_id=row.key_id,
         name=row.name,
         tenant=row.tenant,
-        role=Role(row.role),
+        role=row.role,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
     )

@@ -42,7 +42,7 @@ class Principal:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
     @property
-    def scope(self) -> str | None:
+    def visible_tenant(self) -> str | None:
         """The tenant whose timers this caller sees; None for admins, who see every tenant."""
         return None if self.role is Role.ADMIN else self.tenant
 
@@ -85,7 +85,7 @@ class AuthService:
             # compare_digest: the time taken does not reveal how much of the hash matched.
             if row is None or not hmac.compare_digest(row.key_hash, hash_key(raw_key)) or row.revoked_at:
                 raise Unauthorized("invalid or revoked API key")
-            principal = Principal(tenant=row.tenant, role=Role(row.role), key_id=row.key_id)
+            principal = Principal(tenant=row.tenant, role=row.role, key_id=row.key_id)
         self._rate_limit(principal.key_id or "loopback")
         return principal
 
@@ -127,10 +127,6 @@ class AuthService:
                 retry_after_seconds=max(1, math.ceil(wait)),
             )
 
-    def forget_cached_keys(self) -> None:
-        self._keys.clear()
-        self._any_key = (0.0, False)
-
     # -- managing keys ----------------------------------------------------------------------
 
     async def bootstrap(self, raw_key: str) -> None:
@@ -142,7 +138,7 @@ class AuthService:
                 key_hash=hash_key(raw_key),
                 name="bootstrap (SCHEDULER_ADMIN_API_KEY)",
                 tenant=DEFAULT_TENANT,
-                role=Role.ADMIN.value,
+                role=Role.ADMIN,
             )
         log_event(logger, "auth.bootstrap_key", key_id=row.key_id, revoked=row.revoked_at is not None)
 
@@ -150,7 +146,7 @@ class AuthService:
         raw_key, key_id = generate_key()
         async with self._engine.begin() as conn:
             row = await repository.insert_key(
-                conn, key_id=key_id, key_hash=hash_key(raw_key), name=name, tenant=tenant, role=role.value
+                conn, key_id=key_id, key_hash=hash_key(raw_key), name=name, tenant=tenant, role=role
             )
         self._any_key = (0.0, False)
         log_event(logger, "auth.key_created", key_id=key_id, tenant=tenant, role=role.value)

@@ -14,7 +14,6 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 from multidict import CIMultiDict
-from pydantic import JsonValue
 from yarl import URL
 
 from task_scheduler import __version__
@@ -23,6 +22,7 @@ from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy, GuardedResolver
 from task_scheduler.delivery.storable import storable_text
 from task_scheduler.logs import log_event
+from task_scheduler.timers.shape import RequestSpec
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,14 @@ class DeliveryResult:
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
+    """One attempt of a timer's webhook: what to send, and the ids its headers and default body name."""
+
     url: str
     timer_id: int
     delivery_id: uuid.UUID
     attempt: int
     due_at: datetime
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)
-    body: JsonValue = None
+    request: RequestSpec = field(default_factory=RequestSpec)
     labels: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
     signer: WebhookSigner | None = None  # None: the client's own
@@ -70,19 +70,20 @@ def delivery_header_id(delivery_id: uuid.UUID) -> str:
     return f"msg_{delivery_id.hex}"
 
 
-def encode_body(request: WebhookRequest) -> tuple[bytes, str]:
+def encode_body(webhook: WebhookRequest) -> tuple[bytes, str]:
     """The bytes to send and their default Content-Type."""
-    if request.body is None:
+    body = webhook.request.body
+    if body is None:
         default = {
-            "timer_id": request.timer_id,
-            "due_at": request.due_at.isoformat(),
-            "attempt": request.attempt,
-            "labels": request.labels,
+            "timer_id": webhook.timer_id,
+            "due_at": webhook.due_at.isoformat(),
+            "attempt": webhook.attempt,
+            "labels": webhook.labels,
         }
         return json.dumps(default, separators=(",", ":")).encode(), "application/json"
-    if isinstance(request.body, str):
-        return request.body.encode(), "text/plain; charset=utf-8"
-    return json.dumps(request.body, separators=(",", ":")).encode(), "application/json"
+    if isinstance(body, str):
+        return body.encode(), "text/plain; charset=utf-8"
+    return json.dumps(body, separators=(",", ":")).encode(), "application/json"
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -123,7 +124,6 @@ class WebhookClient:
         self._proxy = proxy
         self._resolver = GuardedResolver(self._policy)
         self._session: aiohttp.ClientSession | None = None
-        # Most timers use the default timeout: one object for them all (a few % of a send's CPU).
         self._default_timeout = aiohttp.ClientTimeout(
             total=total_timeout, connect=min(connect_timeout, total_timeout)
         )
@@ -153,29 +153,43 @@ class WebhookClient:
             self._session = None
         await self._resolver.close()
 
-    async def send(self, request: WebhookRequest) -> DeliveryResult:
+    async def send(self, webhook: WebhookRequest) -> DeliveryResult:
         """One attempt; never raises (but for cancellation): every failure becomes a result whose
         text fields are storable as they are."""
         if self._session is None:
             raise RuntimeError("WebhookClient.start() was not called")
-        total = request.timeout_seconds or self._total_timeout
+        total = webhook.timeout_seconds or self._total_timeout
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            answer = await self._exchange(self._session, webhook, total)
+        except Exception as exc:  # noqa: BLE001 - the table classifies; one reply fails only itself
+            duration_ms = (time.perf_counter() - started) * 1000
+            return _transport_failure(
+                webhook, exc, timeout_seconds=total, duration_ms=duration_ms, started_at=started_at
+            )
+        return judge(answer, duration_ms=(time.perf_counter() - started) * 1000, started_at=started_at)
+
+    async def _exchange(
+        self, session: aiohttp.ClientSession, webhook: WebhookRequest, total: float
+    ) -> _Answer:
+        """Send the request and read the answer; raises what the transport raised."""
+        body, headers = self._build(webhook)
+        self._policy.check_url(webhook.url)  # IP literals never reach the resolver
+        if self._proxy:
+            url = URL(webhook.url)
+            await self._resolver.resolve(url.raw_host or "", url.port or 0)
+        # Most timers use the default timeout: one object for them all (building one per send costs CPU).
         timeout = (
             self._default_timeout
             if total == self._total_timeout
             else aiohttp.ClientTimeout(total=total, connect=min(self._connect_timeout, total))
         )
-        started_at = datetime.now(UTC)
-        started = time.perf_counter()
         answer: _Answer | None = None
         try:
-            body, headers = self._build(request)
-            self._policy.check_url(request.url)  # IP literals never reach the resolver
-            if self._proxy:
-                url = URL(request.url)
-                await self._resolver.resolve(url.raw_host or "", url.port or 0)
-            async with self._session.request(
-                request.method,
-                request.url,
+            async with session.request(
+                webhook.request.method,
+                webhook.url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
@@ -183,45 +197,57 @@ class WebhookClient:
                 proxy=self._proxy,
             ) as response:
                 answer = await _read_answer(response, timeout_seconds=total)
-        except Exception as exc:  # noqa: BLE001 - the table classifies; one reply fails only itself
-            if answer is None:  # else the answer was complete and only closing the connection failed
-                failure = classify(exc)
-                if failure is UNEXPECTED:
-                    log_event(
-                        logger,
-                        "webhook.unexpected_error",
-                        logging.WARNING,
-                        timer_id=request.timer_id,
-                        attempt=request.attempt,
-                        error=repr(exc)[:ERROR_MESSAGE_LIMIT],
-                    )
-                return DeliveryResult(
-                    ok=False,
-                    status_code=None,
-                    error=describe(exc, failure, timeout_seconds=total),
-                    retryable=failure.retryable,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    started_at=started_at,
-                    error_class=failure.error_class,
-                )
-        assert answer is not None  # the request returned or raised
-        return judge(answer, duration_ms=(time.perf_counter() - started) * 1000, started_at=started_at)
+        except Exception:
+            if answer is None:
+                raise
+            # The answer was complete; only closing the connection failed.
+        return answer
 
-    def _build(self, request: WebhookRequest) -> tuple[bytes, CIMultiDict[str]]:
+    def _build(self, webhook: WebhookRequest) -> tuple[bytes, CIMultiDict[str]]:
         """The body and headers to send: the timer's headers, then the service's own on top."""
-        body, content_type = encode_body(request)
-        msg_id = delivery_header_id(request.delivery_id)
-        headers: CIMultiDict[str] = CIMultiDict(request.headers)
+        body, content_type = encode_body(webhook)
+        msg_id = delivery_header_id(webhook.delivery_id)
+        headers: CIMultiDict[str] = CIMultiDict(webhook.request.headers)
         headers.setdefault("Content-Type", content_type)
         # Only a 1 KiB excerpt of the reply is kept, so compression buys nothing; unasked, the
         # receiver sends plain text, with no decoder (nor zip bomb) to guard. A timer may still ask.
         headers.setdefault("Accept-Encoding", "identity")
         headers["User-Agent"] = USER_AGENT
-        signer = request.signer or self._signer
+        signer = webhook.signer or self._signer
         headers.update(signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
-        headers["X-Timer-Id"] = str(request.timer_id)
-        headers["X-Timer-Attempt"] = str(request.attempt)
+        headers["X-Timer-Id"] = str(webhook.timer_id)
+        headers["X-Timer-Attempt"] = str(webhook.attempt)
         return body, headers
+
+
+def _transport_failure(
+    webhook: WebhookRequest,
+    exc: Exception,
+    *,
+    timeout_seconds: float,
+    duration_ms: float,
+    started_at: datetime,
+) -> DeliveryResult:
+    """No usable answer: the failures table (failures.py) names the error class."""
+    failure = classify(exc)
+    if failure is UNEXPECTED:
+        log_event(
+            logger,
+            "webhook.unexpected_error",
+            logging.WARNING,
+            timer_id=webhook.timer_id,
+            attempt=webhook.attempt,
+            error=repr(exc)[:ERROR_MESSAGE_LIMIT],
+        )
+    return DeliveryResult(
+        ok=False,
+        status_code=None,
+        error=describe(exc, failure, timeout_seconds=timeout_seconds),
+        retryable=failure.retryable,
+        duration_ms=duration_ms,
+        started_at=started_at,
+        error_class=failure.error_class,
+    )
 
 
 @dataclass(frozen=True, slots=True)

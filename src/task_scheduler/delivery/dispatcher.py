@@ -10,7 +10,7 @@ so a wrong host clock can make a timer late, never early.
 Leases: a heartbeat every third of `lease_seconds` extends every lease this instance holds, so a
 live instance keeps its timers however long its queue is; only a dead (or cut off) instance's
 leases lapse. A request starts only while the last heartbeat vouches for the lease until after
-the request's timeout; otherwise the timer is handed back.
+the request's timeout; otherwise the timer is returned (to `pending`, unsent).
 
 What a result means is decided by verdict.py (pure); outcomes are recorded by writer.py; each
 request waits for a slot of its host (host_slots.py). Bulkheads: a claimed row that cannot be
@@ -106,14 +106,14 @@ class Dispatcher:
         log_event(logger, "dispatcher.started", instance=self.owner)
 
     async def stop(self) -> None:
-        """Stop claiming, let requests in flight finish (grace period), hand back the rest."""
+        """Stop claiming, let requests in flight finish (grace period), return the rest."""
         # Cancelled first, then told to stop: a claim loop that saw the flag and returned on its
         # own would look like a crash to its supervisor (logged, counted and restarted).
         await self._supervisor.stop("listen", "claim")
         self._stopping.set()
         waiting = [tid for tid in self._held if tid not in self._sending]
         for tid in waiting:
-            self._held[tid].cancel()  # each hands its timer back on the way out
+            self._held[tid].cancel()  # each returns its timer on the way out
         grace = self._settings.shutdown_grace_seconds
         in_flight = list(self._held.values())
         if in_flight:
@@ -124,7 +124,7 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writer.join(), timeout=max(grace, 1.0))
         await self._supervisor.stop("writer", "heartbeat", "signers")
-        log_event(logger, "dispatcher.stopped", instance=self.owner, handed_back=len(waiting))
+        log_event(logger, "dispatcher.stopped", instance=self.owner, returned=len(waiting))
 
     def problems(self) -> list[str]:
         """Why this dispatcher makes no progress (for /readyz); empty when it does."""
@@ -242,8 +242,10 @@ class Dispatcher:
             if bad:
                 await self._quarantine(conn, bad)
         lease_valid_until = asked_at + settings.lease_seconds
-        for timer, fire_at in scheduled:
-            task = asyncio.create_task(self._fire(timer, db_now, received, fire_at, lease_valid_until))
+        for timer, fire_at_monotonic in scheduled:
+            task = asyncio.create_task(
+                self._fire(timer, db_now, received, fire_at_monotonic, lease_valid_until)
+            )
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
         count = len(scheduled) + len(bad)
@@ -304,12 +306,14 @@ class Dispatcher:
         timer: ClaimedTimer,
         claimed_db_now: datetime,
         received: float,
-        fire_at: float,
+        fire_at_monotonic: float,
         claim_lease_until: float,
     ) -> None:
         decided = False
         try:
-            decision = await self._attempt(timer, claimed_db_now, received, fire_at, claim_lease_until)
+            decision = await self._attempt(
+                timer, claimed_db_now, received, fire_at_monotonic, claim_lease_until
+            )
             if decision is not None:
                 decided = True
                 self._writer.put(decision)
@@ -320,7 +324,7 @@ class Dispatcher:
             log_event(logger, "timer.fire_crashed", logging.ERROR, **crash.fields)
             self._writer.put(crash)
         finally:
-            # Cancelled (shutdown) before its request started: hand it back. Once the request
+            # Cancelled (shutdown) before its request started: return it. Once the request
             # started, the receiver may have it: the lease lapses instead.
             if not decided and timer.id not in self._sending:
                 self._writer.put(verdict.returned(timer.id, timer.attempt))
@@ -331,14 +335,14 @@ class Dispatcher:
         timer: ClaimedTimer,
         claimed_db_now: datetime,
         received: float,
-        fire_at: float,
+        fire_at_monotonic: float,
         claim_lease_until: float,
     ) -> Decision | None:
-        """Wait for the due time and the slots, then send; None hands the timer back."""
-        timeout = timer.timeout_seconds or self._settings.request_timeout_seconds
+        """Wait for the due time and the slots, then send; None returns the timer."""
+        timeout = timer.retry.timeout_seconds or self._settings.request_timeout_seconds
         # Timers wake by the loop's millisecond, possibly lagging clock: check the real one and
         # sleep again until the due time has really come.
-        while (delay := fire_at - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
+        while (delay := fire_at_monotonic - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
             await asyncio.sleep(delay + _TIMER_SLACK_SECONDS)
         # A slot of the timer's host first, then one of the instance: a slow host fills its own
         # slots and waits there, without taking the slots other hosts' timers need.
@@ -351,11 +355,11 @@ class Dispatcher:
             lease_until = max(claim_lease_until, self._leases_valid_until)
             if time.monotonic() + timeout > lease_until:
                 # No heartbeat vouches for the lease until the request would end (database
-                # unreachable, or this process stalled): hand the timer back rather than risk a
+                # unreachable, or this process stalled): return the timer rather than risk a
                 # second instance sending it too.
                 return None
-            self._sending.add(timer.id)  # from here on, the timer is not handed back
-            late_ms = (time.monotonic() - fire_at) * 1000
+            self._sending.add(timer.id)  # from here on, the timer is not returned
+            late_ms = (time.monotonic() - fire_at_monotonic) * 1000
             result = await self._client.send(
                 WebhookRequest(
                     url=timer.url,
@@ -363,9 +367,7 @@ class Dispatcher:
                     delivery_id=timer.delivery_id,
                     attempt=timer.attempt,
                     due_at=timer.due_at,
-                    method=timer.method,
-                    headers=timer.headers,
-                    body=timer.body,
+                    request=timer.request,
                     labels=timer.labels,
                     timeout_seconds=timeout,
                     signer=None if self._signers is None else self._signers.for_tenant(timer.tenant),

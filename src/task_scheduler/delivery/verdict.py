@@ -87,15 +87,15 @@ def decide(
         return Decision(Verdict.DELIVERED, Outcome(timer.id, timer.attempt, record=record), fields)
     error = f"attempt {timer.attempt}: {error_text}"
     fields["error"] = error_text
-    max_attempts = timer.max_attempts or settings.max_attempts
+    max_attempts = timer.retry.max_attempts or settings.max_attempts
     used = timer.attempt - timer.attempts_before_redrive
     if not result.retryable or used >= max_attempts:
         return Decision(Verdict.FAILED, Outcome(timer.id, timer.attempt, error, record=record), fields)
-    cap = timer.backoff_cap_seconds or settings.backoff_cap_seconds
+    cap = timer.retry.backoff_cap_seconds or settings.backoff_cap_seconds
     if result.retry_after_seconds is not None:
         delay = min(result.retry_after_seconds, cap)  # the receiver's wish, within policy
     else:
-        base = timer.backoff_base_seconds or settings.backoff_base_seconds
+        base = timer.retry.backoff_base_seconds or settings.backoff_base_seconds
         delay = retry_delay(used, base=base, cap=cap, rand=rand)
     fields["retry_in"] = round(delay, 3)
     return Decision(Verdict.RETRY, Outcome(timer.id, timer.attempt, error, delay, record), fields)
@@ -113,7 +113,7 @@ def expired(timer: ClaimedTimer, *, late_by_seconds: float) -> Decision:
 
 
 def returned(timer_id: int, attempt: int) -> Decision:
-    """Claimed but not sent (shutdown, or no heartbeat vouches for the lease): handed back."""
+    """Claimed but not sent (shutdown, or no heartbeat vouches for the lease): returned."""
     return Decision(Verdict.RETURNED, Outcome(timer_id, attempt), {"timer_id": timer_id})
 
 

@@ -33,7 +33,7 @@ _WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
     Verdict.RETRY: repository.schedule_retry,
     Verdict.FAILED: repository.mark_failed,
     Verdict.EXPIRED: repository.mark_expired,
-    Verdict.RETURNED: repository.release_leases,
+    Verdict.RETURNED: repository.return_leases,
 }
 
 

@@ -36,7 +36,6 @@ class BatchInserter:
         self._slots = asyncio.Semaphore(concurrent_batches)
         self._task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
-        self.batches_written = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-inserter")
@@ -98,7 +97,6 @@ class BatchInserter:
                 if not future.done():
                     future.set_exception(exc)
         else:
-            self.batches_written += 1
             for (_, future), row in zip(batch, rows, strict=True):
                 if not future.done():
                     future.set_result(row)

@@ -11,7 +11,7 @@ timer follows.
     firing    failed      quarantine                          claimed row the dispatcher cannot handle
     firing    failed      expire_leases                       its lease lapsed max_lease_expiries times
     firing    expired     mark_expired                        delivery would start after deliver_before
-    firing    pending     release_leases / expire_leases      not sent (shutdown) / owner died
+    firing    pending     return_leases / expire_leases       returned unsent / owner died
     firing    firing      extend_leases                       the owner's heartbeat (lease only)
     failed    pending     redrive                             POST /timer/{id}/retry
     expired   pending     redrive                             POST /timer/{id}/retry
@@ -34,7 +34,6 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
@@ -43,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-metadata = MetaData()
+from task_scheduler.db import metadata
 
 
 class TimerStatus(StrEnum):

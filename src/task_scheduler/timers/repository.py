@@ -16,23 +16,26 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import JsonValue
-from sqlalchemy import Row, RowMapping, TextClause, text
+from sqlalchemy import RowMapping, TextClause, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from task_scheduler.timers.models import TimerStatus, timers
+from task_scheduler.timers.shape import Flat, TimerSpec
 
 NOTIFY_CHANNEL = "task_scheduler_due"
 
 
-@dataclass(frozen=True, slots=True)
-class TimerRow:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerRow(TimerSpec):
     id: int
-    url: str
-    status: str
+    status: TimerStatus
     due_at: datetime
     created_at: datetime
     updated_at: datetime
@@ -40,90 +43,90 @@ class TimerRow:
     delivery_id: uuid.UUID
     last_error: str | None
     delivered_at: datetime | None
-    method: str
-    headers: dict[str, str]
-    body: JsonValue
-    labels: dict[str, str]
-    deliver_before: datetime | None
-    max_attempts: int | None
-    backoff_base_seconds: float | None
-    backoff_cap_seconds: float | None
-    timeout_seconds: float | None
     db_now: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class NewTimer:
-    """A timer to insert: due `delay_seconds` from the database's now, or at `fire_at`."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTimer(TimerSpec):
+    """A timer to insert: due `delay_seconds` from the database's now, or at `fire_at`; its
+    lateness cutoff `deliver_before`, or `max_lateness_seconds` after its due time."""
 
-    url: str
     tenant: str = "default"
     delay_seconds: float | None = None
     fire_at: datetime | None = None
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)
-    body_json: str | None = None  # the JSON text of the body; None for the default body
-    labels: dict[str, str] = field(default_factory=dict)
-    deliver_before: datetime | None = None
     max_lateness_seconds: float | None = None
-    max_attempts: int | None = None
-    backoff_base_seconds: float | None = None
-    backoff_cap_seconds: float | None = None
-    timeout_seconds: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedTimer:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedTimer(TimerSpec):
     id: int
-    url: str
     due_at: datetime
     attempt: int
     delivery_id: uuid.UUID
     lease_expires_at: datetime
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)
-    body: JsonValue = None
-    labels: dict[str, str] = field(default_factory=dict)
-    deliver_before: datetime | None = None
-    max_attempts: int | None = None
-    backoff_base_seconds: float | None = None
-    backoff_cap_seconds: float | None = None
-    timeout_seconds: float | None = None
     attempts_before_redrive: int = 0
     tenant: str = "default"
 
 
-_TIMER_COLUMNS = (
-    "id, url, status, due_at, created_at, updated_at, attempts, delivery_id, last_error, delivered_at,"
-    " method, headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,"
-    " backoff_cap_seconds, timeout_seconds"
-)
-_TIMER_FIELDS = [f for f in TimerRow.__dataclass_fields__ if f != "db_now"]
+TIMER_ROW = Flat(TimerRow)
+NEW_TIMER = Flat(NewTimer)
+CLAIMED_TIMER = Flat(ClaimedTimer)
+TIMER_SPEC = Flat(TimerSpec)
+
+# JSONB columns travel as JSON text and are cast back in SQL.
+_JSONB_COLUMNS = frozenset(c.name for c in timers.c if isinstance(c.type, JSONB))
+
+
+def _array_type(column: str) -> str:
+    """The type of a column's array parameter in the batched INSERT: the column's own."""
+    if column in _JSONB_COLUMNS:
+        return "text[]"
+    sql_type = timers.c[column].type.compile(dialect=PGDialect())  # type: ignore[no-untyped-call]
+    return f"{sql_type.lower()}[]"
+
+
+def _select_list(flat: Flat[Any], *, computed: Mapping[str, str]) -> str:
+    """The columns a row class is read from, `expression AS field` where it is not a column."""
+    return ", ".join(f"{computed[c]} AS {c}" if c in computed else c for c in flat.columns)
+
+
+def _jsonb_text(value: object) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value) if value != {} else "{}"  # most timers have none: skip the encoder
+
+
+_TIMER_COLUMNS = _select_list(TIMER_ROW, computed={"db_now": "now()"})
 _NOTIFY_IF_SOON = (
     "CASE WHEN {due} <= now() + make_interval(secs => CAST(:notify_within AS double precision))"
     f" THEN pg_notify('{NOTIFY_CHANNEL}', '') END AS notified"
 )
 
+# How a new timer's due time and lateness cutoff are computed; every other column is stored as given.
+_SCHEDULING = {
+    "delay_seconds": "double precision[]",
+    "fire_at": "timestamptz[]",
+    "max_lateness_seconds": "double precision[]",
+}
+_STORED = tuple(c for c in NEW_TIMER.columns if c not in _SCHEDULING)
+_STORED_AS = {
+    "deliver_before": "coalesce(deliver_before, due + make_interval(secs => max_lateness_seconds))",
+    **{c: f"CAST({c} AS jsonb)" for c in _STORED if c in _JSONB_COLUMNS},
+}
+_INSERT_ARRAYS = {**_SCHEDULING, **{c: _array_type(c) for c in _STORED}}
+_UNNEST_ARGS = ",\n        ".join(f"CAST(:{c} AS {t})" for c, t in _INSERT_ARRAYS.items())
+
 _INSERT = text(f"""
 WITH input AS (
     SELECT * FROM unnest(
-        CAST(:urls AS text[]), CAST(:delays AS double precision[]), CAST(:fire_ats AS timestamptz[]),
-        CAST(:methods AS text[]), CAST(:headers AS text[]), CAST(:bodies AS text[]),
-        CAST(:labels AS text[]), CAST(:deliver_befores AS timestamptz[]),
-        CAST(:lateness AS double precision[]), CAST(:max_attempts AS integer[]),
-        CAST(:bases AS double precision[]), CAST(:caps AS double precision[]),
-        CAST(:timeouts AS double precision[]), CAST(:tenants AS text[])
-    ) WITH ORDINALITY AS i(url, delay, fire_at, method, headers, body, labels, deliver_before,
-                           lateness, max_attempts, base, cap, timeout, tenant, ord)
+        {_UNNEST_ARGS}
+    ) WITH ORDINALITY AS i({", ".join(_INSERT_ARRAYS)}, ord)
 ), scheduled AS (
-    SELECT input.*, coalesce(fire_at, now() + make_interval(secs => delay)) AS due
+    SELECT input.*, coalesce(fire_at, now() + make_interval(secs => delay_seconds)) AS due
     FROM input
 ), new AS (
-    INSERT INTO timers (url, due_at, method, headers, body, labels, deliver_before, max_attempts,
-                        backoff_base_seconds, backoff_cap_seconds, timeout_seconds, tenant)
-    SELECT url, due, method, CAST(headers AS jsonb), CAST(body AS jsonb), CAST(labels AS jsonb),
-           coalesce(deliver_before, due + make_interval(secs => lateness)), max_attempts, base, cap,
-           timeout, tenant
+    INSERT INTO timers (due_at, {", ".join(_STORED)})
+    SELECT due, {", ".join(_STORED_AS.get(c, c) for c in _STORED)}
     FROM scheduled
     ORDER BY ord
     RETURNING id, due_at
@@ -143,42 +146,27 @@ class CreatedTimer:
     db_now: datetime
 
 
-def _json_object(value: dict[str, str]) -> str:
-    return json.dumps(value) if value else "{}"  # most timers have none: skip the encoder
-
-
 async def insert_timers(
     conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
 ) -> list[CreatedTimer]:
     """Insert pending timers with one statement, returned in input order; due-soon ones NOTIFY
     the dispatchers (PostgreSQL sends one notification per transaction, on commit)."""
-    result = await conn.execute(
-        _INSERT,
-        {
-            "urls": [t.url for t in timers],
-            "delays": [t.delay_seconds for t in timers],
-            "fire_ats": [t.fire_at for t in timers],
-            "methods": [t.method for t in timers],
-            "headers": [_json_object(t.headers) for t in timers],
-            "bodies": [t.body_json for t in timers],
-            "labels": [_json_object(t.labels) for t in timers],
-            "deliver_befores": [t.deliver_before for t in timers],
-            "lateness": [t.max_lateness_seconds for t in timers],
-            "max_attempts": [t.max_attempts for t in timers],
-            "bases": [t.backoff_base_seconds for t in timers],
-            "caps": [t.backoff_cap_seconds for t in timers],
-            "timeouts": [t.timeout_seconds for t in timers],
-            "tenants": [t.tenant for t in timers],
-            "notify_within": notify_within,
-        },
-    )
+    params: dict[str, object] = {"notify_within": notify_within}
+    for column in _INSERT_ARRAYS:
+        get = NEW_TIMER.getters[column]
+        if column in _JSONB_COLUMNS:
+            params[column] = [_jsonb_text(get(t)) for t in timers]
+        else:
+            params[column] = [get(t) for t in timers]
+    result = await conn.execute(_INSERT, params)
     return [CreatedTimer(row.id, row.due_at, row.db_now) for row in result]
 
 
-# Callers scoped to a tenant see only its timers; NULL (an admin) sees all.
+# `tenant`, wherever a caller reads or changes timers: the tenant whose timers alone it sees;
+# None (an admin) sees every tenant's.
 _IN_SCOPE = "(CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
 
-_GET = text(f"SELECT {_TIMER_COLUMNS}, now() AS db_now FROM timers WHERE id = :id AND {_IN_SCOPE}")
+_GET = text(f"SELECT {_TIMER_COLUMNS} FROM timers WHERE id = :id AND {_IN_SCOPE}")
 
 
 async def get_timer(conn: AsyncConnection, *, timer_id: int, tenant: str | None) -> TimerRow | None:
@@ -192,30 +180,16 @@ _OUTSIDE_TIMES = ("due_at", "deliver_before")
 
 
 def _timer_row(m: RowMapping) -> TimerRow:
-    values = {name: m[name] for name in _TIMER_FIELDS}
+    values = dict(m)
     for name in _OUTSIDE_TIMES:
         value = values[name]
         if value is not None and value.tzinfo is None:  # ±infinity: shown as the extreme instant
             values[name] = value.replace(tzinfo=UTC)
-    return TimerRow(**values, db_now=m["db_now"])
+    return TIMER_ROW.build(values)
 
 
 # Columns PATCH may set directly (the names are fixed here, never taken from input).
-EDITABLE_COLUMNS = frozenset(
-    {
-        "url",
-        "method",
-        "headers",
-        "body",
-        "labels",
-        "deliver_before",
-        "max_attempts",
-        "backoff_base_seconds",
-        "backoff_cap_seconds",
-        "timeout_seconds",
-    }
-)
-_JSONB_COLUMNS = frozenset({"headers", "body", "labels"})
+EDITABLE_COLUMNS = frozenset(TIMER_SPEC.columns)
 
 
 async def update_pending(
@@ -232,15 +206,18 @@ async def update_pending(
 ) -> TimerRow | None:
     """pending → pending with new fields and/or a new due time; None if the timer is not pending,
     was changed since any of `expected_updated_at`, or would end with its lateness cutoff before
-    its due time. JSON columns take JSON text."""
+    its due time."""
     assignments = ["updated_at = now()"]
     params: dict[str, object] = {"id": timer_id, "tenant": tenant, "notify_within": notify_within}
     for column, value in changes.items():
         if column not in EDITABLE_COLUMNS:
             raise ValueError(f"column {column!r} is not editable")
-        cast = "jsonb" if column in _JSONB_COLUMNS else None
-        assignments.append(f"{column} = " + (f"CAST(:{column} AS {cast})" if cast else f":{column}"))
-        params[column] = value
+        if column in _JSONB_COLUMNS:
+            assignments.append(f"{column} = CAST(:{column} AS jsonb)")
+            params[column] = _jsonb_text(value)
+        else:
+            assignments.append(f"{column} = :{column}")
+            params[column] = value
     new_due = "due_at"
     if fire_at is not None or delay_seconds is not None:
         new_due = (
@@ -264,7 +241,7 @@ async def update_pending(
     statement = text(f"""
         UPDATE timers SET {", ".join(assignments)}
         WHERE {fence}
-        RETURNING {_TIMER_COLUMNS}, now() AS db_now, {_NOTIFY_IF_SOON.format(due="due_at")}
+        RETURNING {_TIMER_COLUMNS}, {_NOTIFY_IF_SOON.format(due="due_at")}
     """)
     row = (await conn.execute(statement, params)).one_or_none()
     return None if row is None else _timer_row(row._mapping)
@@ -273,7 +250,7 @@ async def update_pending(
 _CANCEL = text(f"""
 UPDATE timers SET status = 'cancelled', updated_at = now()
 WHERE id = :id AND status = 'pending' AND {_IN_SCOPE}
-RETURNING {_TIMER_COLUMNS}, now() AS db_now
+RETURNING {_TIMER_COLUMNS}
 """)
 
 
@@ -288,7 +265,7 @@ UPDATE timers
 SET status = 'pending', due_at = now(), deliver_before = NULL, attempts_before_redrive = attempts,
     updated_at = now()
 WHERE id = :id AND status IN ('failed', 'expired') AND {_IN_SCOPE}
-RETURNING {_TIMER_COLUMNS}, now() AS db_now, {_NOTIFY_IF_SOON.format(due="due_at")}
+RETURNING {_TIMER_COLUMNS}, {_NOTIFY_IF_SOON.format(due="due_at")}
 """)
 
 
@@ -305,7 +282,7 @@ async def list_timers(
     conn: AsyncConnection,
     *,
     tenant: str | None,
-    status: str | None = None,
+    status: TimerStatus | None = None,
     labels: dict[str, str] | None = None,
     due_after: datetime | None = None,
     due_before: datetime | None = None,
@@ -320,7 +297,7 @@ async def list_timers(
         params["tenant"] = tenant
     if status is not None:
         where.append("status = :status")
-        params["status"] = status
+        params["status"] = status.value
     if labels:
         where.append("labels @> CAST(:labels AS jsonb)")
         params["labels"] = json.dumps(labels)
@@ -335,7 +312,7 @@ async def list_timers(
         params.update(cursor_due=after[0], cursor_id=after[1])
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     statement = text(f"""
-        SELECT {_TIMER_COLUMNS}, now() AS db_now FROM timers {clause}
+        SELECT {_TIMER_COLUMNS} FROM timers {clause}
         ORDER BY due_at, id LIMIT :limit
     """)
     return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
@@ -436,7 +413,7 @@ async def count_pending(conn: AsyncConnection, *, tenant: str, upto: int) -> int
     return int((await conn.execute(_COUNT_PENDING, {"tenant": tenant, "upto": upto})).scalar_one())
 
 
-_CLAIM_DUE = text("""
+_CLAIM_DUE = text(f"""
 UPDATE timers
 SET status = 'firing',
     attempts = attempts + 1,
@@ -451,9 +428,7 @@ WHERE id = ANY(ARRAY(
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING id, url, due_at, attempts, delivery_id, lease_expires_at, method,
-          headers, body, labels, deliver_before, max_attempts, backoff_base_seconds,
-          backoff_cap_seconds, timeout_seconds, attempts_before_redrive, tenant
+RETURNING {_select_list(CLAIMED_TIMER, computed={"attempt": "attempts"})}
 """)
 
 
@@ -481,35 +456,20 @@ class Claim:
     unprocessable: list[Unprocessable]  # to be quarantined in the claim's transaction
 
 
-def _finite_time(value: object, column: str) -> datetime:
+def _finite_time(value: object, column: str) -> None:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"{column} is not a finite time with a time zone: {value!r}")
-    return value
 
 
-def _claimed_timer(r: Row[Any]) -> ClaimedTimer:
+def _claimed_timer(m: RowMapping) -> ClaimedTimer:
     """The row as a ClaimedTimer; raises on values the dispatcher cannot handle."""
-    if not isinstance(r.headers, dict) or not isinstance(r.labels, dict):
+    if not isinstance(m["headers"], dict) or not isinstance(m["labels"], dict):
         raise ValueError("headers and labels must be JSON objects")
-    return ClaimedTimer(
-        id=r.id,
-        url=r.url,
-        due_at=_finite_time(r.due_at, "due_at"),
-        attempt=r.attempts,
-        delivery_id=r.delivery_id,
-        lease_expires_at=_finite_time(r.lease_expires_at, "lease_expires_at"),
-        method=r.method,
-        headers=r.headers,
-        body=r.body,
-        labels=r.labels,
-        deliver_before=None if r.deliver_before is None else _finite_time(r.deliver_before, "deliver_before"),
-        max_attempts=r.max_attempts,
-        backoff_base_seconds=r.backoff_base_seconds,
-        backoff_cap_seconds=r.backoff_cap_seconds,
-        timeout_seconds=r.timeout_seconds,
-        attempts_before_redrive=r.attempts_before_redrive,
-        tenant=r.tenant,
-    )
+    for name in ("due_at", "lease_expires_at"):
+        _finite_time(m[name], name)
+    if m["deliver_before"] is not None:
+        _finite_time(m["deliver_before"], "deliver_before")
+    return CLAIMED_TIMER.build(m)
 
 
 async def claim_due(
@@ -536,9 +496,9 @@ async def claim_due(
     unprocessable: list[Unprocessable] = []
     for row in result:
         try:
-            claimed.append(_claimed_timer(row))
+            claimed.append(_claimed_timer(row._mapping))
         except Exception as exc:  # noqa: BLE001 - one bad row fails only itself
-            unprocessable.append(Unprocessable(row.id, row.attempts, f"cannot be claimed: {exc!r}"))
+            unprocessable.append(Unprocessable(row.id, row.attempt, f"cannot be claimed: {exc!r}"))
     claimed.sort(key=lambda c: (c.due_at, c.id))
     return Claim(claimed, unprocessable)
 
@@ -645,7 +605,7 @@ async def mark_expired(conn: AsyncConnection, *, owner: str, outcomes: Sequence[
     return await _finish(conn, _MARK_EXPIRED, owner=owner, outcomes=outcomes)
 
 
-_RELEASE_LEASES = text(f"""
+_RETURN_LEASES = text(f"""
 UPDATE timers AS t
 SET status = 'pending', attempts = t.attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
@@ -655,9 +615,9 @@ RETURNING t.id
 """)
 
 
-async def release_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
-    """firing → pending for claimed timers this instance will not send; the attempt is undone."""
-    return await _finish(conn, _RELEASE_LEASES, owner=owner, outcomes=outcomes)
+async def return_leases(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → pending: claimed timers this instance returns unsent; the attempt is undone."""
+    return await _finish(conn, _RETURN_LEASES, owner=owner, outcomes=outcomes)
 
 
 _EXTEND_LEASES = text("""

@@ -26,8 +26,8 @@ MAX_TIMER_ID = 2**63 - 1
 
 
 def timers_of(request: Request) -> TimerService:
-    """The app's TimerService. Not a FastAPI dependency: each one costs ~40 us to solve per
-    request; a route's one dependency is the caller's key."""
+    """The app's TimerService. Not a FastAPI dependency: each one is solved again per request
+    (docs/performance.md); a route's one dependency is the caller's key."""
     service: TimerService = request.app.state.timer_service
     return service
 
@@ -108,7 +108,7 @@ async def create_timers(body: TimerBatch, request: Request, principal: Writer) -
     summary="Get a timer's time left and delivery status",
 )
 async def get_timer(timer_id: TimerId, response: Response, request: Request, principal: Reader) -> TimerView:
-    view = await timers_of(request).get(timer_id, scope=principal.scope)
+    view = await timers_of(request).get(timer_id, tenant=principal.visible_tenant)
     response.headers["ETag"] = etag_of(view.updated_at)
     return view
 
@@ -129,7 +129,7 @@ async def update_timer(
         str | None, Header(max_length=100, description="Apply only if the ETag still matches.")
     ] = None,
 ) -> TimerView:
-    view = await timers_of(request).update(timer_id, body, scope=principal.scope, if_match=if_match)
+    view = await timers_of(request).update(timer_id, body, tenant=principal.visible_tenant, if_match=if_match)
     response.headers["ETag"] = etag_of(view.updated_at)
     return view
 
@@ -141,7 +141,7 @@ async def update_timer(
     summary="Cancel a pending timer",
 )
 async def cancel_timer(timer_id: TimerId, request: Request, principal: Writer) -> TimerView:
-    return await timers_of(request).cancel(timer_id, scope=principal.scope)
+    return await timers_of(request).cancel(timer_id, tenant=principal.visible_tenant)
 
 
 @router.post(
@@ -151,7 +151,7 @@ async def cancel_timer(timer_id: TimerId, request: Request, principal: Writer) -
     summary="Send a failed or expired timer again (manual redrive)",
 )
 async def retry_timer(timer_id: TimerId, request: Request, principal: Writer) -> TimerView:
-    return await timers_of(request).redrive(timer_id, scope=principal.scope)
+    return await timers_of(request).redrive(timer_id, tenant=principal.visible_tenant)
 
 
 @router.get(
@@ -161,7 +161,7 @@ async def retry_timer(timer_id: TimerId, request: Request, principal: Writer) ->
     summary="The delivery attempts of a timer",
 )
 async def list_attempts(timer_id: TimerId, request: Request, principal: Reader) -> AttemptList:
-    return await timers_of(request).attempts(timer_id, scope=principal.scope)
+    return await timers_of(request).attempts(timer_id, tenant=principal.visible_tenant)
 
 
 @router.get("/timers", response_model=TimerPage, responses=_errors(), summary="List timers")
@@ -185,7 +185,7 @@ async def list_timers(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
 ) -> TimerPage:
     return await timers_of(request).list(
-        scope=principal.scope,
+        tenant=principal.visible_tenant,
         status=status_,
         labels=_parse_labels(label or []),
         due_after=due_after,

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,7 +30,7 @@ from task_scheduler.timers import repository, storable
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.repository import CreatedTimer, NewTimer, TimerRow
+from task_scheduler.timers.repository import TIMER_ROW, TIMER_SPEC, CreatedTimer, NewTimer, TimerRow
 from task_scheduler.timers.schemas import (
     MAX_LATENESS_SECONDS,
     AttemptList,
@@ -44,6 +45,7 @@ from task_scheduler.timers.schemas import (
     TimerView,
     _TimerFields,
 )
+from task_scheduler.timers.shape import RetrySpec
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 class TimerService:
+    """Every use case takes the caller's `tenant`: the one a timer is created for, and the one
+    whose timers alone a read or change may see (None: an admin, who sees every tenant's)."""
+
     def __init__(
         self, *, engine: AsyncEngine, settings: Settings, inserter: BatchInserter | None = None
     ) -> None:
@@ -126,6 +131,12 @@ class TimerService:
             engine=engine, cap=settings.max_pending_per_tenant, ttl_seconds=_PENDING_COUNT_TTL_SECONDS
         )
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
+        self._retry_defaults = RetrySpec(
+            max_attempts=settings.max_attempts,
+            backoff_base_seconds=settings.backoff_base_seconds,
+            backoff_cap_seconds=settings.backoff_cap_seconds,
+            timeout_seconds=settings.request_timeout_seconds,
+        )
 
     async def close(self) -> None:
         await self._pending_cap.close()
@@ -208,24 +219,14 @@ class TimerService:
 
     def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
         self._check(new, prefix=prefix)
-        retry = new.retry
         return NewTimer(
-            url=new.url,
+            **_spec_of(new),
             tenant=tenant,
             delay_seconds=None if new.fire_at is not None else float(new.total_seconds),
             fire_at=new.fire_at,
-            method=new.method or "POST",
-            headers=new.headers or {},
-            body_json=None if new.body is None else json.dumps(new.body),
-            labels=new.labels or {},
-            deliver_before=new.deliver_before,
             max_lateness_seconds=None
             if new.max_lateness_seconds is None
             else float(new.max_lateness_seconds),
-            max_attempts=retry.max_attempts if retry else None,
-            backoff_base_seconds=retry.backoff_base_seconds if retry else None,
-            backoff_cap_seconds=retry.backoff_cap_seconds if retry else None,
-            timeout_seconds=retry.timeout_seconds if retry else None,
         )
 
     def _check(self, fields: _TimerFields, *, prefix: str) -> None:
@@ -280,9 +281,9 @@ class TimerService:
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def get(self, timer_id: int, *, scope: str | None) -> TimerView:
+    async def get(self, timer_id: int, *, tenant: str | None) -> TimerView:
         async with self._engine.connect() as conn:
-            row = await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
+            row = await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
         if row is None:
             raise _not_found(timer_id)
         return self._view(row)
@@ -290,7 +291,7 @@ class TimerService:
     async def list(
         self,
         *,
-        scope: str | None,
+        tenant: str | None,
         status: TimerStatus | None,
         labels: dict[str, str],
         due_after: datetime | None,
@@ -302,8 +303,8 @@ class TimerService:
         async with self._engine.connect() as conn:
             rows = await repository.list_timers(
                 conn,
-                tenant=scope,
-                status=None if status is None else status.value,
+                tenant=tenant,
+                status=status,
                 labels=labels,
                 due_after=due_after,
                 due_before=due_before,
@@ -314,30 +315,17 @@ class TimerService:
         next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
         return TimerPage(timers=[self._view(r) for r in page], next_cursor=next_cursor)
 
-    async def attempts(self, timer_id: int, *, scope: str | None) -> AttemptList:
+    async def attempts(self, timer_id: int, *, tenant: str | None) -> AttemptList:
         async with self._engine.connect() as conn:
-            if await repository.get_timer(conn, timer_id=timer_id, tenant=scope) is None:
+            if await repository.get_timer(conn, timer_id=timer_id, tenant=tenant) is None:
                 raise _not_found(timer_id)
             records = await repository.list_attempts(conn, timer_id=timer_id)
-        return AttemptList(
-            attempts=[
-                AttemptView(
-                    attempt=r.attempt,
-                    started_at=r.started_at,
-                    duration_ms=r.duration_ms,
-                    status_code=r.status_code,
-                    error_class=r.error_class,
-                    error_message=r.error_message,
-                    response_body=r.response_body,
-                )
-                for r in records
-            ]
-        )
+        return AttemptList(attempts=[AttemptView.model_validate(r, from_attributes=True) for r in records])
 
     # -- changing ---------------------------------------------------------------------------
 
     async def update(
-        self, timer_id: int, changes: TimerUpdate, *, scope: str | None, if_match: str | None
+        self, timer_id: int, changes: TimerUpdate, *, tenant: str | None, if_match: str | None
     ) -> TimerView:
         self._check(changes, prefix="")
         expected = None if if_match is None else parse_if_match(if_match)
@@ -347,7 +335,7 @@ class TimerService:
             row = await repository.update_pending(
                 conn,
                 timer_id=timer_id,
-                tenant=scope,
+                tenant=tenant,
                 changes=_changed_columns(changes),
                 delay_seconds=float(changes.total_seconds)
                 if changes.reschedules and not changes.fire_at
@@ -360,7 +348,9 @@ class TimerService:
                 notify_within=self._settings.lookahead_seconds,
             )
             current = (
-                None if row is not None else await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
+                None
+                if row is not None
+                else await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
             )
         if row is None:
             if current is None:
@@ -380,49 +370,35 @@ class TimerService:
         log_event(logger, "timer.updated", timer_id=timer_id, fields=sorted(changes.model_fields_set))
         return self._view(row)
 
-    async def cancel(self, timer_id: int, *, scope: str | None) -> TimerView:
+    async def cancel(self, timer_id: int, *, tenant: str | None) -> TimerView:
         async with self._engine.begin() as conn:
-            row = await repository.cancel(conn, timer_id=timer_id, tenant=scope)
+            row = await repository.cancel(conn, timer_id=timer_id, tenant=tenant)
             if row is None:
-                raise await _refusal(conn, timer_id, scope, "cancelled")
+                raise await _refusal(conn, timer_id, tenant, "cancelled")
         log_event(logger, "timer.cancelled", timer_id=timer_id)
         return self._view(row)
 
-    async def redrive(self, timer_id: int, *, scope: str | None) -> TimerView:
+    async def redrive(self, timer_id: int, *, tenant: str | None) -> TimerView:
         async with self._engine.begin() as conn:
             row = await repository.redrive(
-                conn, timer_id=timer_id, tenant=scope, notify_within=self._settings.lookahead_seconds
+                conn, timer_id=timer_id, tenant=tenant, notify_within=self._settings.lookahead_seconds
             )
             if row is None:
-                raise await _refusal(conn, timer_id, scope, "retried (only failed or expired timers can be)")
+                raise await _refusal(conn, timer_id, tenant, "retried (only failed or expired timers can be)")
         log_event(logger, "timer.redriven", timer_id=timer_id)
         return self._view(row)
 
     def _view(self, row: TimerRow) -> TimerView:
-        s = self._settings
-        return TimerView(
-            timer_id=row.id,
-            time_left=seconds_left(row.due_at, row.db_now),
-            status=row.status,
-            url=row.url,
-            due_at=row.due_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            attempts=row.attempts,
-            last_error=row.last_error,
-            delivered_at=row.delivered_at,
-            delivery_id=delivery_header_id(row.delivery_id),
-            method=row.method,
-            headers=redact_headers(row.headers),
-            body=row.body,
-            labels=row.labels,
-            deliver_before=row.deliver_before,
-            retry=EffectiveRetryPolicy(
-                max_attempts=row.max_attempts or s.max_attempts,
-                backoff_base_seconds=row.backoff_base_seconds or s.backoff_base_seconds,
-                backoff_cap_seconds=row.backoff_cap_seconds or s.backoff_cap_seconds,
-                timeout_seconds=row.timeout_seconds or s.request_timeout_seconds,
-            ),
+        retry = row.retry.or_defaults(self._retry_defaults)
+        return TimerView.model_validate(
+            {
+                **TIMER_ROW.flatten(row),  # the stored fields, by name; the view takes the ones it shows
+                "timer_id": row.id,
+                "time_left": seconds_left(row.due_at, row.db_now),
+                "delivery_id": delivery_header_id(row.delivery_id),
+                "headers": redact_headers(row.request.headers),
+                "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
+            }
         )
 
 
@@ -437,28 +413,39 @@ def _created(row: TimerRow | CreatedTimer, new: TimerCreate) -> TimerCreated:
     return TimerCreated.model_validate(_created_fields(row, new))
 
 
+def _from_api(fields: _TimerFields) -> dict[str, tuple[str, object]]:
+    """Each column of a timer's spec: (the API field that gives it, its value or None). The API
+    has a value object's fields either under the object's name (`retry`) or at the top (`method`,
+    `headers`, `body`)."""
+    found: dict[str, tuple[str, object]] = {}
+    for column, path in TIMER_SPEC.paths.items():
+        source: object = fields
+        api_field = column
+        if len(path) > 1 and path[0] in type(fields).model_fields:
+            api_field, source = path[0], getattr(fields, path[0])
+        found[column] = (api_field, None if source is None else getattr(source, column))
+    return found
+
+
+def _spec_of(new: TimerCreate) -> dict[str, Any]:
+    """The TimerSpec arguments of a new timer: an omitted or null field takes its default."""
+    given = _from_api(new).items()
+    return TIMER_SPEC.kwargs(
+        {c: TIMER_SPEC.default(c) if value is None else value for c, (_, value) in given}
+    )
+
+
+# An edit's null leaves these as they are (every timer has them); any other null takes the default.
+_NULL_KEEPS = frozenset({"url", "method"})
+
+
 def _changed_columns(changes: TimerUpdate) -> dict[str, object]:
     given = changes.model_fields_set
     columns: dict[str, object] = {}
-    for name in ("url", "method"):
-        if name in given and getattr(changes, name) is not None:
-            columns[name] = getattr(changes, name)
-    for name in ("headers", "labels"):
-        if name in given:
-            columns[name] = json.dumps(getattr(changes, name) or {})
-    if "body" in given:
-        columns["body"] = None if changes.body is None else json.dumps(changes.body)
-    if "deliver_before" in given:
-        columns["deliver_before"] = changes.deliver_before
-    if "retry" in given:
-        retry = changes.retry
-        for name in (
-            "max_attempts",
-            "backoff_base_seconds",
-            "backoff_cap_seconds",
-            "timeout_seconds",
-        ):
-            columns[name] = None if retry is None else getattr(retry, name)
+    for column, (api_field, value) in _from_api(changes).items():
+        if api_field not in given or (value is None and column in _NULL_KEEPS):
+            continue
+        columns[column] = TIMER_SPEC.default(column) if value is None else value
     return columns
 
 
@@ -471,9 +458,9 @@ def _request_hash(new: TimerCreate) -> str:
     return hashlib.sha256(new.model_dump_json(exclude_unset=True).encode()).hexdigest()
 
 
-async def _refusal(conn: AsyncConnection, timer_id: int, scope: str | None, verb: str) -> ServiceError:
+async def _refusal(conn: AsyncConnection, timer_id: int, tenant: str | None, verb: str) -> ServiceError:
     """Why a conditional update changed nothing: no such timer (404), or its status (409)."""
-    current = await repository.get_timer(conn, timer_id=timer_id, tenant=scope)
+    current = await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
     return _not_found(timer_id) if current is None else _conflict(timer_id, current.status, verb)
 
 
@@ -481,5 +468,5 @@ def _not_found(timer_id: int) -> NotFoundError:
     return NotFoundError(f"timer {timer_id} does not exist", field="timer_id")
 
 
-def _conflict(timer_id: int, status: str, verb: str) -> Conflict:
+def _conflict(timer_id: int, status: TimerStatus, verb: str) -> Conflict:
     return Conflict(f"timer {timer_id} is {status} and cannot be {verb}", status=status)

@@ -113,7 +113,7 @@ def url_problem(value: str) -> str | None:
     return host_problem(host)
 
 
-@functools.lru_cache(maxsize=4096)  # webhooks repeat their hosts; the idna codec is ~1.5 us
+@functools.lru_cache(maxsize=4096)  # webhooks repeat their hosts; the idna codec is slow
 def host_problem(host: str) -> str | None:
     """Why aiohttp (or the resolver it calls) refuses a host as yarl parsed it (`raw_host`)."""
     if is_ip_address(host):
