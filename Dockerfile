@@ -23,9 +23,12 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
-# Then the project itself, installed as a regular (non-editable) package.
+# Then the project itself: the same wheel `make wheel` builds (migrations and package files in it),
+# installed over the locked dependencies.
 COPY src/ ./src/
-RUN uv sync --frozen --no-dev --no-editable
+RUN uv build --wheel --out-dir /tmp/dist \
+    && uv pip install --python /app/.venv/bin/python --no-deps /tmp/dist/task_scheduler-*.whl \
+    && rm -rf /tmp/dist
 
 
 FROM builder AS test

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-pg lint format coverage docker-check bench bench-full fuzz chaos clean
+.PHONY: install run test test-pg lint format coverage docker-check wheel bench bench-full fuzz chaos clean
 
 $(UV):
 	python3 -m venv .venv-uv && .venv-uv/bin/pip install --quiet uv
@@ -44,6 +44,9 @@ coverage: install ## HTML coverage report in htmlcov/
 docker-check: install ## static checks of Dockerfile and compose.yaml (no Docker engine here)
 	bash scripts/docker-check.sh
 
+wheel: install ## the installable package in dist/ (what the Docker image installs)
+	$(UV) build --wheel --out-dir dist
+
 bench: install ## quick benchmarks (a few minutes): table on stdout, JSON in bench/results/
 	$(PY) -m bench
 
@@ -60,4 +63,4 @@ chaos: install ## kill -9, database restarts, cut connections, bad receivers, sk
 		tests/integration/test_poison_requests.py
 
 clean:
-	rm -rf $(VENV) .venv-uv htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache .data
+	rm -rf $(VENV) .venv-uv htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache .data dist

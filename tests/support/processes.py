@@ -36,10 +36,20 @@ def free_port() -> int:
 class ServiceProcess:
     """`python -m task_scheduler serve` on 127.0.0.1 with its own port and log file."""
 
-    def __init__(self, *, database_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        database_url: str | None,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        """`database_url` None: the embedded PostgreSQL (in `SCHEDULER_DATA_DIR`); `command`: another
+        `serve` than this interpreter's (an installed wheel's), run from the log's folder."""
         self.database_url = database_url
         self.log_path = log_path
         self.extra_env = env or {}
+        self.command = command or [sys.executable, "-m", "task_scheduler", "serve"]
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -49,8 +59,8 @@ class ServiceProcess:
 
     def start(self) -> None:
         env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            **({} if self.database_url is None else {"DATABASE_URL": self.database_url}),
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "SCHEDULER_LOG_FORMAT": "json",
@@ -59,10 +69,11 @@ class ServiceProcess:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "task_scheduler", "serve"],
+            self.command,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=None if self.command[0] == sys.executable else self.log_path.parent,
         )
         log.close()
 
