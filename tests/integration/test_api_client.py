@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from task_scheduler.app import create_app
 from task_scheduler.client import (
@@ -25,25 +22,9 @@ from task_scheduler.client import (
 )
 from task_scheduler.config import Settings
 from task_scheduler.timers.schemas import TimerView
+from tests.support.app import served
 from tests.support.processes import free_port
 from tests.support.receiver import Receiver, always
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """The app on a free port of 127.0.0.1, lifespan included; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "the server did not start"
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ its own (for tests that may share it)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,12 +11,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+import uvicorn
 from fastapi import FastAPI
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn
 from tests.support.databases import database_from_template, timer_count
+from tests.support.processes import free_port
 
 # The `service` fixture: `async with service(**settings) as client:` runs the whole service.
 ServiceFactory = Callable[..., Any]
@@ -52,3 +55,20 @@ async def app_on_own_database(pg_server_url: str, **overrides: Any) -> AsyncIter
                 yield SharedApp(client, database)
         finally:
             await database.close()
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app on a free port of 127.0.0.1, lifespan included; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done(), "the server did not start"
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving

@@ -1,0 +1,302 @@
+"""`Client` (blocking) and `AsyncClient` (asyncio): the same methods over httpx, each a thin sender
+of the calls the shared core (`_core`) builds and reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from types import TracebackType
+from typing import Self, TypeVar, Unpack
+
+import httpx
+
+from task_scheduler_client._core import (
+    DEFAULT_URL,
+    Call,
+    Calls,
+    ClientOptions,
+    Engine,
+    Paging,
+    Retry,
+    TimerChangeFields,
+    TimerFields,
+    TimerQuery,
+    new_timer,
+)
+from task_scheduler_client._models import (
+    AttemptView,
+    KeyCreated,
+    KeyView,
+    NewTimer,
+    Role,
+    SecretCreated,
+    SecretView,
+    TimerCreated,
+    TimerPage,
+    TimerView,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """The service's API, blocking: `with Client("http://127.0.0.1:8080", api_key=...) as api:`.
+
+    Every method raises an `ApiError` subclass when the service says no (after retrying 429 and
+    503), and `TransportError` when it does not answer. Options: see `ClientOptions`.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        self._engine = Engine(base_url, options)
+        self._http = httpx.Client(
+            headers=self._engine.headers, timeout=self._engine.timeout_seconds, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connections (the `with` block does it)."""
+        self._http.close()
+
+    def _send(self, call: Call[T]) -> T:
+        request = self._engine.request(self._http, call)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                step = self._engine.answered(call, attempt, self._http.send(request))
+            except httpx.TransportError as exc:
+                step = self._engine.failed(call, attempt, exc)
+            if not isinstance(step, Retry):
+                return step
+            time.sleep(step.seconds)
+
+    def create_timer(
+        self, *, idempotency_key: str | None = None, **timer: Unpack[TimerFields]
+    ) -> TimerCreated:
+        """Creates a timer: `url` and when (`delay=timedelta(...)`, or `hours`/`minutes`/`seconds`,
+        or `fire_at`); see `TimerFields`. Retried safely: every attempt carries the same
+        Idempotency-Key (`idempotency_key`, or one generated for this call)."""
+        return self._send(Calls.create_timer(new_timer(**timer), idempotency_key))
+
+    def create_timers(self, timers: Sequence[NewTimer]) -> list[TimerCreated]:
+        """Creates up to 1,000 timers (made with `new_timer(...)`) in one transaction, all or none."""
+        return self._send(Calls.create_timers(timers)).timers
+
+    def get_timer(self, timer_id: int) -> TimerView:
+        """The timer; its `etag` is what `update_timer(if_match=...)` takes."""
+        return self._send(Calls.get_timer(timer_id))
+
+    def list_timers(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str | None = None,
+        max_timers: int | None = None,
+        **where: Unpack[TimerQuery],
+    ) -> Iterator[TimerView]:
+        """Every timer that matches `where` (status, labels, due_after, due_before), by due time,
+        fetching page after page as it is iterated."""
+        for page in self.timer_pages(page_size=page_size, cursor=cursor, max_timers=max_timers, **where):
+            yield from page.timers
+
+    def timer_pages(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str | None = None,
+        max_timers: int | None = None,
+        **where: Unpack[TimerQuery],
+    ) -> Iterator[TimerPage]:
+        """The pages of `list_timers`; the last one's `next_cursor` is where to resume (None: the end)."""
+        paging = Paging(where, page_size=page_size, cursor=cursor, max_timers=max_timers)
+        while (call := paging.next_call()) is not None:
+            page = self._send(call)
+            paging.advance(page)
+            yield page
+
+    def update_timer(
+        self, timer_id: int, *, if_match: str | None = None, **changes: Unpack[TimerChangeFields]
+    ) -> TimerView:
+        """Edits a pending timer; with `if_match` (an `etag`), only if it has not changed since
+        (else PreconditionFailed)."""
+        return self._send(Calls.update_timer(timer_id, changes, if_match))
+
+    def cancel_timer(self, timer_id: int) -> TimerView:
+        """Cancels a pending timer (Conflict when it is not pending)."""
+        return self._send(Calls.cancel_timer(timer_id))
+
+    def retry_timer(self, timer_id: int) -> TimerView:
+        """Sends a failed or expired timer again (Conflict otherwise)."""
+        return self._send(Calls.retry_timer(timer_id))
+
+    def timer_attempts(self, timer_id: int) -> list[AttemptView]:
+        """The timer's delivery attempts, oldest first."""
+        return self._send(Calls.timer_attempts(timer_id)).attempts
+
+    def list_keys(self) -> list[KeyView]:
+        """Every API key (an admin key's call)."""
+        return self._send(Calls.list_keys()).keys
+
+    def create_key(self, *, tenant: str, role: Role, name: str = "") -> KeyCreated:
+        """A new API key; its `api_key` is shown this once (an admin key's call)."""
+        return self._send(Calls.create_key(tenant, role, name))
+
+    def revoke_key(self, key_id: str) -> KeyView:
+        """Revokes an API key (an admin key's call)."""
+        return self._send(Calls.revoke_key(key_id))
+
+    def list_secrets(self) -> list[SecretView]:
+        """The tenant's active webhook signing secrets, newest first."""
+        return self._send(Calls.list_secrets()).secrets
+
+    def create_secret(self) -> SecretCreated:
+        """A new signing secret for the tenant's webhooks; its `secret` is shown this once."""
+        return self._send(Calls.create_secret())
+
+    def revoke_secret(self, secret_id: int) -> None:
+        """Stops signing with a secret (rotate: create the new one first)."""
+        self._send(Calls.revoke_secret(secret_id))
+
+
+class AsyncClient:
+    """The service's API for asyncio: `async with AsyncClient("http://127.0.0.1:8080") as api:`.
+
+    The same methods as `Client`, awaited (`list_timers` is an async iterator).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        self._engine = Engine(base_url, options)
+        self._http = httpx.AsyncClient(
+            headers=self._engine.headers, timeout=self._engine.timeout_seconds, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the connections (the `async with` block does it)."""
+        await self._http.aclose()
+
+    async def _send(self, call: Call[T]) -> T:
+        request = self._engine.request(self._http, call)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                step = self._engine.answered(call, attempt, await self._http.send(request))
+            except httpx.TransportError as exc:
+                step = self._engine.failed(call, attempt, exc)
+            if not isinstance(step, Retry):
+                return step
+            await asyncio.sleep(step.seconds)
+
+    async def create_timer(
+        self, *, idempotency_key: str | None = None, **timer: Unpack[TimerFields]
+    ) -> TimerCreated:
+        """Creates a timer: see `Client.create_timer`."""
+        return await self._send(Calls.create_timer(new_timer(**timer), idempotency_key))
+
+    async def create_timers(self, timers: Sequence[NewTimer]) -> list[TimerCreated]:
+        """Creates up to 1,000 timers in one transaction, all or none."""
+        return (await self._send(Calls.create_timers(timers))).timers
+
+    async def get_timer(self, timer_id: int) -> TimerView:
+        """The timer; its `etag` is what `update_timer(if_match=...)` takes."""
+        return await self._send(Calls.get_timer(timer_id))
+
+    async def list_timers(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str | None = None,
+        max_timers: int | None = None,
+        **where: Unpack[TimerQuery],
+    ) -> AsyncIterator[TimerView]:
+        """Every timer that matches `where`, by due time: `async for timer in api.list_timers():`."""
+        async for page in self.timer_pages(
+            page_size=page_size, cursor=cursor, max_timers=max_timers, **where
+        ):
+            for view in page.timers:
+                yield view
+
+    async def timer_pages(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str | None = None,
+        max_timers: int | None = None,
+        **where: Unpack[TimerQuery],
+    ) -> AsyncIterator[TimerPage]:
+        """The pages of `list_timers`; the last one's `next_cursor` is where to resume."""
+        paging = Paging(where, page_size=page_size, cursor=cursor, max_timers=max_timers)
+        while (call := paging.next_call()) is not None:
+            page = await self._send(call)
+            paging.advance(page)
+            yield page
+
+    async def update_timer(
+        self, timer_id: int, *, if_match: str | None = None, **changes: Unpack[TimerChangeFields]
+    ) -> TimerView:
+        """Edits a pending timer; with `if_match`, only if unchanged since (else PreconditionFailed)."""
+        return await self._send(Calls.update_timer(timer_id, changes, if_match))
+
+    async def cancel_timer(self, timer_id: int) -> TimerView:
+        """Cancels a pending timer (Conflict when it is not pending)."""
+        return await self._send(Calls.cancel_timer(timer_id))
+
+    async def retry_timer(self, timer_id: int) -> TimerView:
+        """Sends a failed or expired timer again (Conflict otherwise)."""
+        return await self._send(Calls.retry_timer(timer_id))
+
+    async def timer_attempts(self, timer_id: int) -> list[AttemptView]:
+        """The timer's delivery attempts, oldest first."""
+        return (await self._send(Calls.timer_attempts(timer_id))).attempts
+
+    async def list_keys(self) -> list[KeyView]:
+        """Every API key (an admin key's call)."""
+        return (await self._send(Calls.list_keys())).keys
+
+    async def create_key(self, *, tenant: str, role: Role, name: str = "") -> KeyCreated:
+        """A new API key; its `api_key` is shown this once (an admin key's call)."""
+        return await self._send(Calls.create_key(tenant, role, name))
+
+    async def revoke_key(self, key_id: str) -> KeyView:
+        """Revokes an API key (an admin key's call)."""
+        return await self._send(Calls.revoke_key(key_id))
+
+    async def list_secrets(self) -> list[SecretView]:
+        """The tenant's active webhook signing secrets, newest first."""
+        return (await self._send(Calls.list_secrets())).secrets
+
+    async def create_secret(self) -> SecretCreated:
+        """A new signing secret for the tenant's webhooks; its `secret` is shown this once."""
+        return await self._send(Calls.create_secret())
+
+    async def revoke_secret(self, secret_id: int) -> None:
+        """Stops signing with a secret (rotate: create the new one first)."""
+        await self._send(Calls.revoke_secret(secret_id))

@@ -1,0 +1,225 @@
+"""The API's request and answer shapes, as this library's own pydantic models.
+
+They are copies of the service's schemas (tests compare their fields with the OpenAPI document),
+so that the library needs neither the server nor its dependencies. Answers ignore fields they do
+not know, so a newer service does not break an older client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr
+
+TimerStatus = Literal["pending", "firing", "delivered", "failed", "expired", "cancelled"]
+"""Where a timer is in its life."""
+
+Role = Literal["admin", "writer", "reader"]
+"""admin: keys, tenants, every tenant's timers; writer: create, edit, cancel, retry its tenant's
+timers; reader: read and list its tenant's timers."""
+
+HttpMethod = Literal["POST", "GET", "PUT", "PATCH", "DELETE"]
+"""The methods a webhook may use."""
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Request):
+    """How a timer is retried; each field left None takes the service's default."""
+
+    max_attempts: int | None = Field(default=None, ge=1, le=100, description="Attempts before failing.")
+    backoff_base_seconds: float | None = Field(default=None, description="Base of the exponential backoff.")
+    backoff_cap_seconds: float | None = Field(default=None, description="Longest wait between attempts.")
+    timeout_seconds: float | None = Field(default=None, description="Total timeout of one request.")
+
+
+class NewTimer(_Request):
+    """One timer to create (the body of POST /timer, an item of POST /timers/batch).
+
+    Give either a delay (`hours`, `minutes`, `seconds`, added together) or `fire_at`; the
+    `new_timer()` helper also takes a `timedelta`.
+    """
+
+    url: str = Field(description="Where the webhook goes.")
+    hours: int = Field(default=0, ge=0, description="Whole hours from now.")
+    minutes: int = Field(default=0, ge=0, description="Whole minutes from now.")
+    seconds: int = Field(default=0, ge=0, description="Whole seconds from now.")
+    fire_at: datetime | None = Field(default=None, description="Absolute time with an offset.")
+    method: HttpMethod | None = Field(default=None, description="HTTP method of the webhook (POST).")
+    headers: dict[str, str] | None = Field(default=None, description="Extra request headers.")
+    body: JsonValue = Field(default=None, description="JSON value or string; None: the default body.")
+    labels: dict[str, str] | None = Field(default=None, description="Labels to filter timers by.")
+    deliver_before: datetime | None = Field(default=None, description="Expire rather than deliver after.")
+    max_lateness_seconds: float | None = Field(default=None, ge=0, description="Or: this late at most.")
+    retry: RetryPolicy | None = Field(default=None, description="How this timer is retried.")
+
+
+class TimerChanges(_Request):
+    """The body of PATCH /timer/{id}: only the fields given are changed."""
+
+    url: str | None = Field(default=None, description="Where the webhook goes.")
+    hours: int = Field(default=0, ge=0, description="Whole hours from now.")
+    minutes: int = Field(default=0, ge=0, description="Whole minutes from now.")
+    seconds: int = Field(default=0, ge=0, description="Whole seconds from now.")
+    fire_at: datetime | None = Field(default=None, description="Absolute time with an offset.")
+    method: HttpMethod | None = Field(default=None, description="HTTP method of the webhook.")
+    headers: dict[str, str] | None = Field(default=None, description="Extra request headers.")
+    body: JsonValue = Field(default=None, description="JSON value or string.")
+    labels: dict[str, str] | None = Field(default=None, description="Labels to filter timers by.")
+    deliver_before: datetime | None = Field(default=None, description="Expire rather than deliver after.")
+    max_lateness_seconds: float | None = Field(default=None, ge=0, description="Or: this late at most.")
+    retry: RetryPolicy | None = Field(default=None, description="How this timer is retried.")
+
+
+class TimerCreated(_Answer):
+    """A created timer: its id and the whole seconds until it fires."""
+
+    timer_id: int
+    time_left: int
+    note: str | None = None
+    _replayed: bool = PrivateAttr(default=False)
+
+    @property
+    def replayed(self) -> bool:
+        """True when an Idempotency-Key replayed an earlier create (HTTP 200, not 201)."""
+        return self._replayed
+
+
+class TimerBatchCreated(_Answer):
+    """The timers of a batch, in request order."""
+
+    timers: list[TimerCreated]
+
+
+class EffectiveRetryPolicy(_Answer):
+    """The retry policy a timer runs with (its own values, or the service's defaults)."""
+
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+    timeout_seconds: float
+
+
+class TimerView(_Answer):
+    """A timer as GET /timer/{id} shows it; `etag` is what `update_timer(if_match=...)` takes."""
+
+    timer_id: int
+    time_left: int
+    status: str
+    url: str
+    due_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    delivery_id: str
+    method: str
+    headers: dict[str, str]
+    body: JsonValue
+    labels: dict[str, str]
+    deliver_before: datetime | None
+    retry: EffectiveRetryPolicy
+    _etag: str | None = PrivateAttr(default=None)
+
+    @property
+    def etag(self) -> str | None:
+        """The ETag the service sent with this view (GET and PATCH send one), else None."""
+        return self._etag
+
+
+class TimerPage(_Answer):
+    """One page of GET /timers; pass `next_cursor` back for the next (None at the end)."""
+
+    timers: list[TimerView]
+    next_cursor: str | None
+
+
+class AttemptView(_Answer):
+    """One delivery attempt of a timer."""
+
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error_class: str | None
+    error_message: str | None
+    response_body: str | None
+
+
+class AttemptList(_Answer):
+    """A timer's delivery attempts, oldest first."""
+
+    attempts: list[AttemptView]
+
+
+class KeyView(_Answer):
+    """An API key, without the key itself."""
+
+    key_id: str
+    name: str
+    tenant: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyView):
+    """A new API key: `api_key` is shown this once."""
+
+    api_key: str
+
+
+class KeyList(_Answer):
+    """Every API key."""
+
+    keys: list[KeyView]
+
+
+class SecretView(_Answer):
+    """A tenant's webhook signing secret, by its hint."""
+
+    secret_id: int
+    created_at: datetime
+    hint: str
+
+
+class SecretCreated(SecretView):
+    """A new signing secret: `secret` (whsec_...) is shown this once."""
+
+    secret: str
+
+
+class SecretList(_Answer):
+    """The tenant's active secrets, newest first; webhooks are signed with all."""
+
+    secrets: list[SecretView]
+
+
+class FieldProblem(_Answer):
+    """One invalid field of a rejected request."""
+
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(_Answer):
+    """The inside of the service's error envelope `{"error": {...}}`."""
+
+    code: str
+    message: str
+    field: str | None = None
+    details: list[FieldProblem] | None = None
+
+
+class ErrorEnvelope(_Answer):
+    """The envelope of every 4xx/5xx answer of the service."""
+
+    error: ErrorBody
