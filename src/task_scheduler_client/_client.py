@@ -71,7 +71,9 @@ class Client:
         """Closes the connections (the `with` block does it)."""
         self._http.close()
 
-    def _send(self, call: Call[T]) -> T:
+    def send(self, call: Call[T]) -> T:
+        """Sends one prepared call, retrying as the options say (the methods below are built on it;
+        the operator CLI sends calls of its own that keep the answer's text)."""
         request = self._engine.request(self._http, call)
         attempt = 0
         while True:
@@ -90,15 +92,15 @@ class Client:
         """Creates a timer: `url` and when (`delay=timedelta(...)`, or `hours`/`minutes`/`seconds`,
         or `fire_at`); see `TimerFields`. Retried safely: every attempt carries the same
         Idempotency-Key (`idempotency_key`, or one generated for this call)."""
-        return self._send(Calls.create_timer(new_timer(**timer), idempotency_key))
+        return self.send(Calls.create_timer(new_timer(**timer), idempotency_key))
 
     def create_timers(self, timers: Sequence[NewTimer]) -> list[TimerCreated]:
         """Creates up to 1,000 timers (made with `new_timer(...)`) in one transaction, all or none."""
-        return self._send(Calls.create_timers(timers)).timers
+        return self.send(Calls.create_timers(timers)).timers
 
     def get_timer(self, timer_id: int) -> TimerView:
         """The timer; its `etag` is what `update_timer(if_match=...)` takes."""
-        return self._send(Calls.get_timer(timer_id))
+        return self.send(Calls.get_timer(timer_id))
 
     def list_timers(
         self,
@@ -124,7 +126,7 @@ class Client:
         """The pages of `list_timers`; the last one's `next_cursor` is where to resume (None: the end)."""
         paging = Paging(where, page_size=page_size, cursor=cursor, max_timers=max_timers)
         while (call := paging.next_call()) is not None:
-            page = self._send(call)
+            page = self.send(call)
             paging.advance(page)
             yield page
 
@@ -133,43 +135,43 @@ class Client:
     ) -> TimerView:
         """Edits a pending timer; with `if_match` (an `etag`), only if it has not changed since
         (else PreconditionFailed)."""
-        return self._send(Calls.update_timer(timer_id, changes, if_match))
+        return self.send(Calls.update_timer(timer_id, changes, if_match))
 
     def cancel_timer(self, timer_id: int) -> TimerView:
         """Cancels a pending timer (Conflict when it is not pending)."""
-        return self._send(Calls.cancel_timer(timer_id))
+        return self.send(Calls.cancel_timer(timer_id))
 
     def retry_timer(self, timer_id: int) -> TimerView:
         """Sends a failed or expired timer again (Conflict otherwise)."""
-        return self._send(Calls.retry_timer(timer_id))
+        return self.send(Calls.retry_timer(timer_id))
 
     def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""
-        return self._send(Calls.timer_attempts(timer_id)).attempts
+        return self.send(Calls.timer_attempts(timer_id)).attempts
 
     def list_keys(self) -> list[KeyView]:
         """Every API key (an admin key's call)."""
-        return self._send(Calls.list_keys()).keys
+        return self.send(Calls.list_keys()).keys
 
     def create_key(self, *, tenant: str, role: Role, name: str = "") -> KeyCreated:
         """A new API key; its `api_key` is shown this once (an admin key's call)."""
-        return self._send(Calls.create_key(tenant, role, name))
+        return self.send(Calls.create_key(tenant, role, name))
 
     def revoke_key(self, key_id: str) -> KeyView:
         """Revokes an API key (an admin key's call)."""
-        return self._send(Calls.revoke_key(key_id))
+        return self.send(Calls.revoke_key(key_id))
 
     def list_secrets(self) -> list[SecretView]:
         """The tenant's active webhook signing secrets, newest first."""
-        return self._send(Calls.list_secrets()).secrets
+        return self.send(Calls.list_secrets()).secrets
 
     def create_secret(self) -> SecretCreated:
         """A new signing secret for the tenant's webhooks; its `secret` is shown this once."""
-        return self._send(Calls.create_secret())
+        return self.send(Calls.create_secret())
 
     def revoke_secret(self, secret_id: int) -> None:
         """Stops signing with a secret (rotate: create the new one first)."""
-        self._send(Calls.revoke_secret(secret_id))
+        self.send(Calls.revoke_secret(secret_id))
 
 
 class AsyncClient:
@@ -202,7 +204,8 @@ class AsyncClient:
         """Closes the connections (the `async with` block does it)."""
         await self._http.aclose()
 
-    async def _send(self, call: Call[T]) -> T:
+    async def send(self, call: Call[T]) -> T:
+        """Sends one prepared call, retrying as the options say (see `Client.send`)."""
         request = self._engine.request(self._http, call)
         attempt = 0
         while True:
@@ -219,15 +222,15 @@ class AsyncClient:
         self, *, idempotency_key: str | None = None, **timer: Unpack[TimerFields]
     ) -> TimerCreated:
         """Creates a timer: see `Client.create_timer`."""
-        return await self._send(Calls.create_timer(new_timer(**timer), idempotency_key))
+        return await self.send(Calls.create_timer(new_timer(**timer), idempotency_key))
 
     async def create_timers(self, timers: Sequence[NewTimer]) -> list[TimerCreated]:
         """Creates up to 1,000 timers in one transaction, all or none."""
-        return (await self._send(Calls.create_timers(timers))).timers
+        return (await self.send(Calls.create_timers(timers))).timers
 
     async def get_timer(self, timer_id: int) -> TimerView:
         """The timer; its `etag` is what `update_timer(if_match=...)` takes."""
-        return await self._send(Calls.get_timer(timer_id))
+        return await self.send(Calls.get_timer(timer_id))
 
     async def list_timers(
         self,
@@ -255,7 +258,7 @@ class AsyncClient:
         """The pages of `list_timers`; the last one's `next_cursor` is where to resume."""
         paging = Paging(where, page_size=page_size, cursor=cursor, max_timers=max_timers)
         while (call := paging.next_call()) is not None:
-            page = await self._send(call)
+            page = await self.send(call)
             paging.advance(page)
             yield page
 
@@ -263,40 +266,40 @@ class AsyncClient:
         self, timer_id: int, *, if_match: str | None = None, **changes: Unpack[TimerChangeFields]
     ) -> TimerView:
         """Edits a pending timer; with `if_match`, only if unchanged since (else PreconditionFailed)."""
-        return await self._send(Calls.update_timer(timer_id, changes, if_match))
+        return await self.send(Calls.update_timer(timer_id, changes, if_match))
 
     async def cancel_timer(self, timer_id: int) -> TimerView:
         """Cancels a pending timer (Conflict when it is not pending)."""
-        return await self._send(Calls.cancel_timer(timer_id))
+        return await self.send(Calls.cancel_timer(timer_id))
 
     async def retry_timer(self, timer_id: int) -> TimerView:
         """Sends a failed or expired timer again (Conflict otherwise)."""
-        return await self._send(Calls.retry_timer(timer_id))
+        return await self.send(Calls.retry_timer(timer_id))
 
     async def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""
-        return (await self._send(Calls.timer_attempts(timer_id))).attempts
+        return (await self.send(Calls.timer_attempts(timer_id))).attempts
 
     async def list_keys(self) -> list[KeyView]:
         """Every API key (an admin key's call)."""
-        return (await self._send(Calls.list_keys())).keys
+        return (await self.send(Calls.list_keys())).keys
 
     async def create_key(self, *, tenant: str, role: Role, name: str = "") -> KeyCreated:
         """A new API key; its `api_key` is shown this once (an admin key's call)."""
-        return await self._send(Calls.create_key(tenant, role, name))
+        return await self.send(Calls.create_key(tenant, role, name))
 
     async def revoke_key(self, key_id: str) -> KeyView:
         """Revokes an API key (an admin key's call)."""
-        return await self._send(Calls.revoke_key(key_id))
+        return await self.send(Calls.revoke_key(key_id))
 
     async def list_secrets(self) -> list[SecretView]:
         """The tenant's active webhook signing secrets, newest first."""
-        return (await self._send(Calls.list_secrets())).secrets
+        return (await self.send(Calls.list_secrets())).secrets
 
     async def create_secret(self) -> SecretCreated:
         """A new signing secret for the tenant's webhooks; its `secret` is shown this once."""
-        return await self._send(Calls.create_secret())
+        return await self.send(Calls.create_secret())
 
     async def revoke_secret(self, secret_id: int) -> None:
         """Stops signing with a secret (rotate: create the new one first)."""
-        await self._send(Calls.revoke_secret(secret_id))
+        await self.send(Calls.revoke_secret(secret_id))

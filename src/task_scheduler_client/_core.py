@@ -43,6 +43,7 @@ MAX_PAGE_SIZE = 1000
 IDEMPOTENCY_KEY_PREFIX = "tsc-"
 
 T = TypeVar("T")
+U = TypeVar("U")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -108,8 +109,8 @@ class TimerQuery(TypedDict, total=False):
 
     status: TimerStatus
     labels: Mapping[str, str]
-    due_after: datetime
-    due_before: datetime
+    due_after: datetime | str
+    due_before: datetime | str
 
 
 def _wire_fields(fields: Mapping[str, object]) -> dict[str, object]:
@@ -151,6 +152,10 @@ class Call(Generic[T]):
     headers: Mapping[str, str] = field(default_factory=dict)
     resendable: bool = False
 
+    def reading(self, read: Callable[[httpx.Response], U]) -> Call[U]:
+        """The same request, its answer read by `read` instead."""
+        return Call(self.method, self.path, read, self.params, self.body, self.headers, self.resendable)
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -185,12 +190,13 @@ def _read_nothing(_response: httpx.Response) -> None:
     return None
 
 
-def _json(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_unset=True).encode()
+def _json(model: BaseModel | bytes) -> bytes:
+    """The model's JSON (the fields given); bytes are already one encoded JSON object, sent as they are."""
+    return model if isinstance(model, bytes) else model.model_dump_json(exclude_unset=True).encode()
 
 
-def _when(value: datetime) -> str:
-    return value.isoformat()
+def _when(value: datetime | str) -> str:
+    return value if isinstance(value, str) else value.isoformat()
 
 
 class Calls:
@@ -199,7 +205,7 @@ class Calls:
     # -- timers ------------------------------------------------------------------------------
 
     @staticmethod
-    def create_timer(timer: NewTimer, idempotency_key: str | None) -> Call[TimerCreated]:
+    def create_timer(timer: NewTimer | bytes, idempotency_key: str | None) -> Call[TimerCreated]:
         # One key per call, generated here, so every retry of this call carries the same one.
         key = idempotency_key or IDEMPOTENCY_KEY_PREFIX + uuid.uuid4().hex
         return Call(
@@ -212,7 +218,7 @@ class Calls:
         )
 
     @staticmethod
-    def create_timers(timers: Sequence[NewTimer]) -> Call[TimerBatchCreated]:
+    def create_timers(timers: Sequence[NewTimer | bytes]) -> Call[TimerBatchCreated]:
         items = b",".join(_json(timer) for timer in timers)
         return Call("POST", "/timers/batch", _reader(TimerBatchCreated), body=b'{"timers":[' + items + b"]}")
 

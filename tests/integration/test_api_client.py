@@ -21,7 +21,7 @@ from task_scheduler.client import (
     Unreachable,
 )
 from task_scheduler.config import Settings
-from task_scheduler.timers.schemas import TimerView
+from task_scheduler_client import TimerView
 from tests.support.app import served
 from tests.support.processes import free_port
 from tests.support.receiver import Receiver, always

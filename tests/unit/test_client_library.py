@@ -61,7 +61,7 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.TimerChanges, "TimerUpdate"),
     (library.RetryPolicy, "RetryPolicy"),
     (library.TimerCreated, "TimerCreated"),
-    (library._models.TimerBatchCreated, "TimerBatchCreated"),
+    (library.TimerBatchCreated, "TimerBatchCreated"),
     (library.TimerView, "TimerView"),
     (library.EffectiveRetryPolicy, "EffectiveRetryPolicy"),
     (library.TimerPage, "TimerPage"),

@@ -1,4 +1,5 @@
-"""The service's HTTP API as typed methods over aiohttp: one per timer endpoint the CLI uses."""
+"""The service's HTTP API as the CLI needs it, over the client library (`task_scheduler_client`):
+its calls, sent by its AsyncClient without retries, with the answer's text kept to print as it came."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ from functools import cached_property
 from types import TracebackType
 from typing import Generic, Required, TypedDict, TypeVar
 
-import aiohttp
+import httpx
 from pydantic import BaseModel, JsonValue, ValidationError
 
+import task_scheduler_client as library
 from task_scheduler.client._errors import ApiError, UnexpectedAnswer, Unreachable
-from task_scheduler.timers.schemas import TimerBatchCreated, TimerCreated, TimerPage, TimerView
+from task_scheduler_client import TimerBatchCreated, TimerCreated, TimerPage, TimerView
+from task_scheduler_client._core import Call, Calls, Paging, TimerQuery
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 LIST_MAX_PAGE = 1000
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 
 class TimerCreateBody(TypedDict, total=False):
@@ -49,16 +53,16 @@ class TimerFilter:
     due_after: datetime | str | None = None
     due_before: datetime | str | None = None
 
-    def params(self) -> list[tuple[str, str]]:
-        params = [("label", f"{key}:{value}") for key, value in self.labels.items()]
-        for name, value in (
-            ("status", self.status),
-            ("due_after", self.due_after),
-            ("due_before", self.due_before),
-        ):
-            if value is not None:
-                params.append((name, value.isoformat() if isinstance(value, datetime) else value))
-        return params
+    def query(self) -> TimerQuery:
+        """The library's filter of GET /timers."""
+        query = TimerQuery(labels=self.labels)
+        if self.status is not None:
+            query["status"] = self.status  # type: ignore[typeddict-item]  # the service checks it
+        if self.due_after is not None:
+            query["due_after"] = self.due_after
+        if self.due_before is not None:
+            query["due_before"] = self.due_before
+        return query
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ class ApiResponse(Generic[M]):
 class ApiClient:
     """The timer API of a running service: `async with ApiClient(base_url=...) as api:`.
 
-    Every method raises ApiError when the service says no and Unreachable when it does not answer.
+    Every method raises ApiError when the service says no and Unreachable when it does not answer;
+    nothing is retried (an operator sees each answer as it came).
     """
 
     def __init__(
@@ -97,12 +102,14 @@ class ApiClient:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._api_key = api_key
         self._timeout_seconds = timeout_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self._client: library.AsyncClient | None = None
 
     async def __aenter__(self) -> ApiClient:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
+        self._client = library.AsyncClient(
+            self.base_url, api_key=self._api_key, timeout_seconds=self._timeout_seconds, max_retries=0
+        )
         return self
 
     async def __aexit__(
@@ -114,46 +121,39 @@ class ApiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def create_timer(
         self, *, timer: TimerCreateBody, idempotency_key: str | None = None
     ) -> ApiResponse[TimerCreated]:
         """POST /timer; status 200 rather than 201 when the idempotency key replayed an earlier create."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self._request("POST", "/timer", TimerCreated, body=_encode(timer), headers=headers)
+        return await self._request(Calls.create_timer(_encode(timer), idempotency_key), TimerCreated)
 
     async def create_timers(
         self, *, timers: Sequence[TimerCreateBody | bytes]
     ) -> ApiResponse[TimerBatchCreated]:
         """POST /timers/batch, all or none; an item given as bytes is one JSON object, sent as it is."""
         items = [item if isinstance(item, bytes) else _encode(item) for item in timers]
-        return await self._request(
-            "POST", "/timers/batch", TimerBatchCreated, body=b'{"timers":[' + b",".join(items) + b"]}"
-        )
+        return await self._request(Calls.create_timers(items), TimerBatchCreated)
 
     async def get_timer(self, *, timer_id: int) -> ApiResponse[TimerView]:
-        return await self._request("GET", f"/timer/{timer_id}", TimerView)
+        return await self._request(Calls.get_timer(timer_id), TimerView)
 
     async def cancel_timer(self, *, timer_id: int) -> ApiResponse[TimerView]:
-        return await self._request("DELETE", f"/timer/{timer_id}", TimerView)
+        return await self._request(Calls.cancel_timer(timer_id), TimerView)
 
     async def retry_timer(self, *, timer_id: int) -> ApiResponse[TimerView]:
         """Sends a failed or expired timer again."""
-        return await self._request("POST", f"/timer/{timer_id}/retry", TimerView)
+        return await self._request(Calls.retry_timer(timer_id), TimerView)
 
     async def list_timers(
         self, *, where: TimerFilter | None = None, limit: int | None = None, cursor: str | None = None
     ) -> ApiResponse[TimerPage]:
         """One page, by due time; `limit` None is the service's default (100)."""
-        params = where.params() if where is not None else []
-        if limit is not None:
-            params.append(("limit", str(limit)))
-        if cursor is not None:
-            params.append(("cursor", cursor))
-        return await self._request("GET", "/timers", TimerPage, params=params)
+        query = where.query() if where is not None else TimerQuery()
+        return await self._request(Calls.timer_page(query, limit, cursor), TimerPage)
 
     async def iter_timer_pages(
         self,
@@ -165,16 +165,12 @@ class ApiClient:
     ) -> AsyncIterator[ApiResponse[TimerPage]]:
         """Pages following next_cursor to the end, or until `max_timers`; no page goes past
         `max_timers`, so that the last page's next_cursor is where to resume."""
-        seen = 0
-        while True:
-            limit = page_size if max_timers is None else min(page_size, max_timers - seen)
-            response = await self.list_timers(where=where, limit=limit, cursor=cursor)
-            page = response.parse()
+        query = where.query() if where is not None else TimerQuery()
+        paging = Paging(query, page_size=page_size, cursor=cursor, max_timers=max_timers)
+        while (call := paging.next_call()) is not None:
+            response = await self._request(call, TimerPage)
+            paging.advance(response.parse())
             yield response
-            seen += len(page.timers)
-            cursor = page.next_cursor
-            if cursor is None or not page.timers or (max_timers is not None and seen >= max_timers):
-                return
 
     async def iter_timers(
         self,
@@ -188,46 +184,29 @@ class ApiClient:
             for view in response.parse().timers:
                 yield view
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        model: type[M],
-        *,
-        body: bytes | None = None,
-        params: Sequence[tuple[str, str]] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> ApiResponse[M]:
-        if self._session is None:
+    async def _request(self, call: Call[R], model: type[M]) -> ApiResponse[M]:
+        """Sends the library's call, keeping the answer as it came; its errors as the CLI's."""
+        if self._client is None:
             raise RuntimeError("use the client as `async with ApiClient(...) as api:`")
-        url = self.base_url + path
-        sent_headers = {**self._auth, **(headers or {})}
-        if body is not None:
-            sent_headers["Content-Type"] = "application/json"
+
+        def keep(response: httpx.Response) -> ApiResponse[M]:
+            return ApiResponse(
+                status=response.status_code, text=response.text, url=str(response.url), model=model
+            )
+
         try:
-            async with self._session.request(
-                method, url, data=body, params=list(params), headers=sent_headers
-            ) as response:
-                text = await response.text(errors="replace")
-                status = response.status
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            reason = "connection refused; is the service running?" if refused else exc.strerror or str(exc)
-            raise Unreachable(
-                f"cannot connect to {self.base_url} ({reason}) (set --url or TASK_SCHEDULER_URL)",
-                maybe_sent=False,
+            return await self._client.send(call.reading(keep))
+        except library.ApiError as exc:
+            raise ApiError(
+                status=exc.status,
+                code=exc.code,
+                message=exc.message,
+                field=exc.field,
+                problems=[(problem.field, problem.message) for problem in exc.details],
             ) from None
-        except TimeoutError:
-            raise Unreachable(
-                f"no answer from {self.base_url} within {self._timeout_seconds:g} s", maybe_sent=True
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise Unreachable(
-                f"request to {url} failed: {exc or type(exc).__name__}", maybe_sent=True
-            ) from None
-        if status >= 400:
-            raise ApiError.from_answer(status=status, text=text)
-        return ApiResponse(status=status, text=text, url=url, model=model)
+        except library.TransportError as exc:
+            hint = "" if exc.maybe_sent else " (set --url or TASK_SCHEDULER_URL)"
+            raise Unreachable(f"{exc}{hint}", maybe_sent=exc.maybe_sent) from None
 
 
 def _encode(timer: TimerCreateBody) -> bytes:

@@ -30,7 +30,7 @@ from task_scheduler.client._output import (
     time_left,
     when,
 )
-from task_scheduler.timers.schemas import TimerCreated, TimerView
+from task_scheduler_client import TimerCreated, TimerView
 
 
 def add_timers_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from task_scheduler.client._api import ApiResponse, M
-from task_scheduler.timers.schemas import TimerView
+from task_scheduler_client import TimerView
 
 URL_COLUMN_WIDTH = 60
 
