@@ -65,43 +65,35 @@ class ClientOptions(TypedDict, total=False):
     backoff_cap_seconds: float
 
 
-class TimerFields(TypedDict, total=False):
-    """A timer to create: `url` and when (`delay`, or `hours`/`minutes`/`seconds`, or `fire_at`).
+class _TimerSettings(TypedDict, total=False):
+    delay: timedelta
+    hours: int
+    minutes: int
+    seconds: int
+    fire_at: datetime
+    method: HttpMethod
+    headers: Mapping[str, str]
+    body: JsonValue
+    labels: Mapping[str, str]
+    deliver_before: datetime
+    max_lateness: timedelta | float
+    retry: RetryPolicy
+
+
+class TimerFields(_TimerSettings, total=False):
+    """A timer to create: `url` and when (`delay`, or `hours`/`minutes`/`seconds`, or `fire_at`);
+    `method`, `headers`, `body` (JSON, or a string), `labels`, `retry` (a RetryPolicy).
 
     deliver_before / max_lateness: give up (the timer expires) rather than deliver later than this.
     """
 
     url: Required[str]
-    delay: timedelta
-    hours: int
-    minutes: int
-    seconds: int
-    fire_at: datetime
-    method: HttpMethod
-    headers: Mapping[str, str]
-    body: JsonValue
-    labels: Mapping[str, str]
-    deliver_before: datetime
-    max_lateness: timedelta | float
-    retry: RetryPolicy
 
 
-class TimerChangeFields(TypedDict, total=False):
-    """What `update_timer` changes in a pending timer: only the keys given."""
+class TimerChangeFields(_TimerSettings, total=False):
+    """What `update_timer` changes in a pending timer: only the keys given (those of TimerFields)."""
 
     url: str
-    delay: timedelta
-    hours: int
-    minutes: int
-    seconds: int
-    fire_at: datetime
-    method: HttpMethod
-    headers: Mapping[str, str]
-    body: JsonValue
-    labels: Mapping[str, str]
-    deliver_before: datetime
-    max_lateness: timedelta | float
-    retry: RetryPolicy
 
 
 class TimerQuery(TypedDict, total=False):

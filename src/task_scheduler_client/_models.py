@@ -40,14 +40,7 @@ class RetryPolicy(_Request):
     timeout_seconds: float | None = Field(default=None, description="Total timeout of one request.")
 
 
-class NewTimer(_Request):
-    """One timer to create (the body of POST /timer, an item of POST /timers/batch).
-
-    Give either a delay (`hours`, `minutes`, `seconds`, added together) or `fire_at`; the
-    `new_timer()` helper also takes a `timedelta`.
-    """
-
-    url: str = Field(description="Where the webhook goes.")
+class _TimerSettings(_Request):
     hours: int = Field(default=0, ge=0, description="Whole hours from now.")
     minutes: int = Field(default=0, ge=0, description="Whole minutes from now.")
     seconds: int = Field(default=0, ge=0, description="Whole seconds from now.")
@@ -61,21 +54,20 @@ class NewTimer(_Request):
     retry: RetryPolicy | None = Field(default=None, description="How this timer is retried.")
 
 
-class TimerChanges(_Request):
+class NewTimer(_TimerSettings):
+    """One timer to create (the body of POST /timer, an item of POST /timers/batch).
+
+    Give either a delay (`hours`, `minutes`, `seconds`, added together) or `fire_at`; the
+    `new_timer()` helper also takes a `timedelta`. Only the fields given are sent.
+    """
+
+    url: str = Field(description="Where the webhook goes.")
+
+
+class TimerChanges(_TimerSettings):
     """The body of PATCH /timer/{id}: only the fields given are changed."""
 
     url: str | None = Field(default=None, description="Where the webhook goes.")
-    hours: int = Field(default=0, ge=0, description="Whole hours from now.")
-    minutes: int = Field(default=0, ge=0, description="Whole minutes from now.")
-    seconds: int = Field(default=0, ge=0, description="Whole seconds from now.")
-    fire_at: datetime | None = Field(default=None, description="Absolute time with an offset.")
-    method: HttpMethod | None = Field(default=None, description="HTTP method of the webhook.")
-    headers: dict[str, str] | None = Field(default=None, description="Extra request headers.")
-    body: JsonValue = Field(default=None, description="JSON value or string.")
-    labels: dict[str, str] | None = Field(default=None, description="Labels to filter timers by.")
-    deliver_before: datetime | None = Field(default=None, description="Expire rather than deliver after.")
-    max_lateness_seconds: float | None = Field(default=None, ge=0, description="Or: this late at most.")
-    retry: RetryPolicy | None = Field(default=None, description="How this timer is retried.")
 
 
 class TimerCreated(_Answer):

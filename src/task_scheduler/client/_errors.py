@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from task_scheduler_client import UnexpectedResponse
+
 
 class ClientError(Exception):
     """A failure the command reports on stderr as `task-scheduler: <message>`, exiting 1."""
@@ -45,10 +47,5 @@ class Unreachable(ClientError):
         self.maybe_sent = maybe_sent
 
 
-class UnexpectedAnswer(ClientError):
+class UnexpectedAnswer(ClientError, UnexpectedResponse):
     """A success status with a body that is not the endpoint's model: likely not this service."""
-
-    def __init__(self, *, status: int, url: str) -> None:
-        super().__init__(f"unexpected answer from {url} (HTTP {status}): is this a task-scheduler service?")
-        self.status = status
-        self.url = url
