@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ def run_timers(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # The command's output is its own lines only: not httpx's line per request (INFO), should the
+    # process have logging configured.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     async with ApiClient(base_url=args.url, api_key=args.api_key) as api:
         return await _SUBCOMMANDS[args.timers_command].run(api, args)
 
