@@ -54,6 +54,8 @@ SERVICE_HEADERS = frozenset(
         "webhook-signature",
         "x-timer-id",
         "x-timer-attempt",
+        "x-schedule-id",
+        "x-schedule-occurrence",
     }
 )
 
@@ -163,6 +165,13 @@ def validate_labels(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+def validate_body(value: JsonValue) -> JsonValue:
+    problem = None if value is None else storable.json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class RetryPolicy(BaseModel):
     """How this timer is retried; each omitted field takes the service default."""
 
@@ -256,10 +265,7 @@ class _TimerFields(BaseModel):
     @field_validator("body")
     @classmethod
     def _storable_body(cls, value: JsonValue) -> JsonValue:
-        problem = None if value is None else storable.json_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return validate_body(value)
 
     @model_validator(mode="after")
     def _one_way_to_say_when(self) -> Any:

@@ -36,6 +36,7 @@ from task_scheduler.timers.schemas import (
     AttemptList,
     AttemptView,
     EffectiveRetryPolicy,
+    RetryPolicy,
     TimerBatch,
     TimerBatchCreated,
     TimerCreate,
@@ -253,23 +254,14 @@ class TimerService:
                     f"{prefix}deliver_before: more than the maximum of {latest} seconds ahead",
                     field=f"{prefix}deliver_before",
                 )
-        url = getattr(fields, "url", None)
-        blocked = None if url is None else self._address_policy.literal_host_reason(url)
-        if blocked is not None:
-            raise ValidationFailed(
-                f"{prefix}url: blocked destination: {blocked}; {ALLOW_NETWORKS_HINT}", field=f"{prefix}url"
-            )
-        if fields.body is not None and _body_size(fields.body) > settings.max_webhook_body_bytes:
-            raise ValidationFailed(
-                f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
-                field=f"{prefix}body",
-            )
-        timeout = fields.retry.timeout_seconds if fields.retry else None
-        if timeout is not None and timeout >= settings.lease_seconds:
-            raise ValidationFailed(
-                f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
-                field=f"{prefix}retry.timeout_seconds",
-            )
+        check_delivery(
+            url=getattr(fields, "url", None),
+            body=fields.body,
+            retry=fields.retry,
+            settings=settings,
+            policy=self._address_policy,
+            prefix=prefix,
+        )
         if fields.deliver_before is not None and isinstance(fields, TimerCreate):
             # (an edit is checked against the stored due time, in its UPDATE)
             due = fields.fire_at or datetime.now(UTC) + timedelta(seconds=fields.total_seconds)
@@ -399,6 +391,35 @@ class TimerService:
                 "headers": redact_headers(row.request.headers),
                 "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
             }
+        )
+
+
+def check_delivery(
+    *,
+    url: str | None,
+    body: JsonValue,
+    retry: RetryPolicy | None,
+    settings: Settings,
+    policy: AddressPolicy,
+    prefix: str = "",
+) -> None:
+    """The delivery rules that depend on settings, for a timer and a schedule alike: a blocked
+    literal destination, the body size and a request timeout below the lease."""
+    blocked = None if url is None else policy.literal_host_reason(url)
+    if blocked is not None:
+        raise ValidationFailed(
+            f"{prefix}url: blocked destination: {blocked}; {ALLOW_NETWORKS_HINT}", field=f"{prefix}url"
+        )
+    if body is not None and _body_size(body) > settings.max_webhook_body_bytes:
+        raise ValidationFailed(
+            f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
+            field=f"{prefix}body",
+        )
+    timeout = retry.timeout_seconds if retry else None
+    if timeout is not None and timeout >= settings.lease_seconds:
+        raise ValidationFailed(
+            f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
+            field=f"{prefix}retry.timeout_seconds",
         )
 
 
