@@ -3,6 +3,7 @@ each occurrence of a schedule to a real HTTP receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
 import asyncpg
@@ -35,7 +36,7 @@ async def test_every_second_schedule_delivers_consecutive_occurrences(
     # Consecutive seconds, each once, each with its own webhook-id.
     assert len(set(occurrences)) == len(occurrences)
     ordered = sorted(occurrences)
-    assert all((b - a).total_seconds() == 1 for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(ordered))
     assert len({headers_of(d)["webhook-id"] for d in receiver.deliveries}) == len(receiver.deliveries)
     # Ended with the delete: no pending run is left behind.
     pending = await db.fetchval(
