@@ -300,7 +300,7 @@ async def test_trigger_adds_one_run_outside_the_series(
     assert run["occurrence_at"] is None
     assert run["status"] == "pending"
     runs = (await api.get(f"/schedules/{schedule_id}/runs")).json()
-    assert [r["timer_id"] for r in runs["runs"]][0] == run["timer_id"]  # newest first
+    assert runs["runs"][0]["timer_id"] == run["timer_id"]  # newest first
     assert len(runs["runs"]) == 2
     assert runs["next_cursor"] is None
     first_page = (await api.get(f"/schedules/{schedule_id}/runs", params={"limit": 1})).json()
