@@ -220,12 +220,8 @@ async def test_edit_with_if_match_recomputes_the_pending_run(
     schedule_id = created["schedule_id"]
     path = f"/schedules/{schedule_id}"
     etag = (await api.get(path)).headers["etag"]
-    refused(
-        await api.patch(path, json={"cron": "0 10 * * *"}, headers={"If-Match": '"1"'}), 412, "If-Match"
-    )
-    refused(
-        await api.patch(path, json={"cron": "0 10 * * *"}, headers={"If-Match": "nope"}), 412, "If-Match"
-    )
+    refused(await api.patch(path, json={"cron": "0 10 * * *"}, headers={"If-Match": '"1"'}), 412, "If-Match")
+    refused(await api.patch(path, json={"cron": "0 10 * * *"}, headers={"If-Match": "nope"}), 412, "If-Match")
     assert_envelope(await api.patch(path, json={"cron": "0 10 * * 8"}), 422, "cron")
     assert_envelope(await api.patch(path, json={"timezone": "Nowhere"}), 422, "timezone")
     edited = await api.patch(
