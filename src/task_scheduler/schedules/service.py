@@ -89,15 +89,30 @@ class ScheduleService:
             retry=_retry_spec(new),
         )
         now = datetime.now(UTC)
-        first = engine.first_occurrence(spec, now)
-        if first is None:
-            raise ValidationFailed("end_at: the schedule has no occurrence before end_at", field="end_at")
+        first = self._first_occurrence(spec, now)
         async with self._engine.begin() as conn:
             row = await repo.insert_schedule(conn, spec=spec, tenant=tenant, next_occurrence_at=first)
             await self._make_run(conn, row, first, now)
             view = self._view(row)
         log_event(logger, "schedule.created", schedule_id=row.id, cron=row.cron, timezone=row.timezone)
         return view
+
+    def _first_occurrence(self, spec: ScheduleSpec, now: datetime) -> datetime:
+        """The first occurrence, which must exist and be within the service's horizon."""
+        first = engine.first_occurrence(spec, now)
+        if first is None:
+            field = (
+                "end_at" if spec.end_at is not None else "start_at" if spec.start_at is not None else "cron"
+            )
+            raise ValidationFailed(f"{field}: the schedule would have no occurrence", field=field)
+        horizon = self._settings.max_horizon_seconds
+        if (first - now).total_seconds() > horizon:
+            field = "start_at" if spec.start_at is not None and spec.start_at > now else "cron"
+            raise ValidationFailed(
+                f"{field}: the first occurrence is more than the maximum of {horizon} seconds ahead",
+                field=field,
+            )
+        return first
 
     async def _make_run(
         self, conn: AsyncConnection, row: ScheduleRow, occurrence: datetime, now: datetime
@@ -149,8 +164,9 @@ class ScheduleService:
             if current.status is ScheduleStatus.ENDED:
                 raise _conflict(schedule_id, current.status, "edited")
             edited = SCHEDULE_ROW.build({**SCHEDULE_ROW.flatten(current), **columns})
+            cursor: datetime | None
             if given & _NEW_CURSOR:
-                cursor = engine.first_occurrence(edited, now)
+                cursor = self._first_occurrence(edited, now)
             else:  # the same series; it may end sooner now
                 cursor = engine.within_end(edited, current.next_occurrence_at)
             if given & _REMAKES_RUN:

@@ -146,6 +146,8 @@ async def test_next_runs_stop_at_end_at_and_max_runs(api: httpx.AsyncClient) -> 
         ({"retry": {"timeout_seconds": 3600}}, "retry.timeout_seconds", "lease"),
         ({"surprise": 1}, "surprise", "unknown field"),
         ({"end_at": "2020-01-01T00:00:00Z"}, "end_at", "no occurrence"),
+        ({"start_at": "9999-12-31T23:00:01Z"}, "start_at", "no occurrence"),
+        ({"start_at": "9000-01-01T00:00:00Z"}, "start_at", "maximum"),
     ],
 )
 async def test_bad_input_is_a_422_naming_the_field(
