@@ -174,7 +174,7 @@ async def insert_runs(conn: AsyncConnection, *, runs: Sequence[NewTimer], notify
     index). Returns how many were created."""
     if not runs:
         return 0
-    created = await timer_repository.insert_runs(conn, timers=runs, notify_within=notify_within)
+    created = len(await timer_repository.insert_runs(conn, timers=runs, notify_within=notify_within))
     if created:
         metrics.SCHEDULE_OCCURRENCES_CREATED.inc(created)
     return created

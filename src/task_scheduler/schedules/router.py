@@ -9,8 +9,10 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from task_scheduler.auth.dependencies import Reader, Writer
 from task_scheduler.schedules.models import ScheduleStatus
 from task_scheduler.schedules.schemas import (
+    BackfillCreated,
     RunPage,
     RunView,
+    ScheduleBackfill,
     ScheduleCreate,
     SchedulePage,
     ScheduleUpdate,
@@ -184,3 +186,16 @@ async def list_runs(
     return await schedules_of(request).runs(
         schedule_id, tenant=principal.visible_tenant, cursor=cursor, limit=limit
     )
+
+
+@router.post(
+    "/schedules/{schedule_id}/backfill",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BackfillCreated,
+    responses=_errors(400, 404, 409, 413, 415),
+    summary="Runs for the occurrences of a past range (those without one), subject to overlap",
+)
+async def backfill_schedule(
+    schedule_id: ScheduleId, body: ScheduleBackfill, request: Request, principal: Writer
+) -> BackfillCreated:
+    return await schedules_of(request).backfill(schedule_id, body, tenant=principal.visible_tenant)

@@ -196,6 +196,28 @@ class ScheduleUpdate(_ScheduleFields):
         return None if value is None else validate_webhook_url(value)
 
 
+MAX_BACKFILL = 1000
+
+
+class ScheduleBackfill(BaseModel):
+    """Runs for the occurrences of a past range."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"examples": [{"from": "2026-11-30T00:00:00Z", "to": "2026-12-01T00:00:00Z"}]},
+    )
+
+    from_: StrictAwareDatetime = Field(alias="from", description="Start of the range (included).")
+    to: StrictAwareDatetime = Field(description="End of the range (included); not in the future.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Any:
+        if self.to < self.from_:
+            raise ValueError("to must not be before from")
+        return self
+
+
 class NextRun(BaseModel):
     utc: datetime = Field(description="The occurrence in UTC.")
     local: datetime = Field(description="The same instant in the schedule's time zone.")
@@ -243,6 +265,11 @@ class RunView(BaseModel):
     last_error: str | None = Field(description="Why it failed, or why it was skipped or cancelled.")
     delivered_at: datetime | None
     delivery_id: str = Field(description="The `webhook-id` of its webhook.")
+
+
+class BackfillCreated(BaseModel):
+    runs: list[RunView] = Field(description="The runs created, oldest occurrence first.")
+    already_run: int = Field(description="Occurrences of the range that had a run already (not made again).")
 
 
 class RunPage(BaseModel):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
 from task_scheduler.delivery.ssrf import AddressPolicy
@@ -20,10 +21,13 @@ from task_scheduler.schedules import repository as repo
 from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus
 from task_scheduler.schedules.repository import SCHEDULE_ROW, SCHEDULE_SPEC, ScheduleRow, ScheduleSpec
 from task_scheduler.schedules.schemas import (
+    MAX_BACKFILL,
     NEXT_RUNS,
+    BackfillCreated,
     NextRun,
     RunPage,
     RunView,
+    ScheduleBackfill,
     ScheduleCreate,
     SchedulePage,
     ScheduleUpdate,
@@ -245,6 +249,39 @@ class ScheduleService:
             assert timer is not None
         log_event(logger, "schedule.triggered", schedule_id=schedule_id, timer_id=created.id)
         return _run_view(timer)
+
+    async def backfill(
+        self, schedule_id: int, request: ScheduleBackfill, *, tenant: str | None
+    ) -> BackfillCreated:
+        """A run, due now, for each occurrence in [from, to] that has none (at most MAX_BACKFILL);
+        they are runs of the series for `overlap` (but not counted in runs, nor moving the cursor)."""
+        now = datetime.now(UTC)
+        if request.to > now:
+            raise ValidationFailed("to: must not be in the future (the series runs the future)", field="to")
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            if current.status is ScheduleStatus.ENDED:
+                raise _conflict(schedule_id, current.status, "backfilled")
+            occurrences = current.cadence().between(
+                request.from_ - timedelta(microseconds=1), request.to, limit=MAX_BACKFILL + 1
+            )
+            if len(occurrences) > MAX_BACKFILL:
+                raise ValidationFailed(
+                    f"from: the range holds more than {MAX_BACKFILL} occurrences; backfill it in parts",
+                    field="from",
+                )
+            runs = [dataclasses.replace(engine.run_of(current, o, now=now), fire_at=now) for o in occurrences]
+            made = await timer_repository.insert_runs(
+                conn, timers=runs, notify_within=self._settings.lookahead_seconds
+            )
+            rows = [
+                await timer_repository.get_timer(conn, timer_id=timer_id, tenant=None) for timer_id in made
+            ]
+        log_event(logger, "schedule.backfilled", schedule_id=schedule_id, created=len(made))
+        if made:
+            metrics.SCHEDULE_OCCURRENCES_CREATED.inc(len(made))
+        views = sorted((_run_view(r) for r in rows if r is not None), key=lambda v: v.occurrence_at or now)
+        return BackfillCreated(runs=views, already_run=len(occurrences) - len(made))
 
     async def runs(self, schedule_id: int, *, tenant: str | None, cursor: str | None, limit: int) -> RunPage:
         before = _decode_cursor(cursor)

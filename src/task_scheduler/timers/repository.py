@@ -182,11 +182,13 @@ async def insert_timers(
     return [CreatedTimer(row.id, row.due_at, row.db_now) for row in result]
 
 
-async def insert_runs(conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float) -> int:
+async def insert_runs(
+    conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
+) -> list[int]:
     """Insert runs of schedules like insert_timers, but a run whose occurrence has a run already
-    (not cancelled) is not inserted; returns how many were."""
+    (not cancelled) is not inserted; returns the ids of those that were."""
     result = await conn.execute(_INSERT_RUNS, _insert_params(timers, notify_within))
-    return len(result.all())
+    return [row.id for row in result]
 
 
 # `tenant`, wherever a caller reads or changes timers: the tenant whose timers alone it sees;

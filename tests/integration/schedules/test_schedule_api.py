@@ -311,3 +311,31 @@ async def test_trigger_adds_one_run_outside_the_series(
     assert (await api.get(f"/schedules/{schedule_id}")).json()["runs"] == 0
     assert len(await pending_runs(db, schedule_id)) == 2
     assert_envelope(await api.get(f"/schedules/{schedule_id}/runs", params={"cursor": "-1"}), 422, "cursor")
+
+
+async def test_backfill_makes_the_missing_runs_of_a_past_range_once(api: httpx.AsyncClient) -> None:
+    schedule_id = (await make_schedule(api, cron="@hourly"))["schedule_id"]
+    path = f"/schedules/{schedule_id}/backfill"
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+    span = {"from": start.isoformat(), "to": (start + timedelta(hours=4)).isoformat()}
+    made = await api.post(path, json=span)
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert [when(r["occurrence_at"]) for r in body["runs"]] == [start + timedelta(hours=h) for h in range(5)]
+    assert {r["status"] for r in body["runs"]} == {"pending"}
+    assert body["already_run"] == 0
+    again = (await api.post(path, json=span)).json()
+    assert (again["runs"], again["already_run"]) == ([], 5)
+    assert (await api.get(f"/schedules/{schedule_id}")).json()["runs"] == 0  # not runs of the cursor
+    future = {"from": start.isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
+    assert_envelope(await api.post(path, json=future), 422, "to")
+    assert_envelope(await api.post(path, json={"from": span["to"], "to": span["from"]}), 422)
+    assert_envelope(
+        await api.post(path, json={"from": "2020-01-01T00:00:00Z", "to": span["to"]}), 422, "from"
+    )
+    assert_envelope(await api.post(path, json={"from": "yesterday", "to": span["to"]}), 422, "from")
+    assert_envelope(await api.post(path, json={"to": span["to"]}), 422, "from")
+    refused(await api.post("/schedules/999/backfill", json=span), 404, "schedule_id")
+    await api.delete(f"/schedules/{schedule_id}")
+    refused(await api.post(path, json=span), 409, "status")

@@ -308,3 +308,19 @@ async def test_overlap_skip_and_buffer_one_with_an_unfinished_run(
     )
     fired = await claim_and_fire(claim_engine, "b")
     assert buffer in {t.schedule_id for t in fired}
+
+
+async def test_backfilled_runs_are_subject_to_overlap(
+    api: httpx.AsyncClient, db: asyncpg.Connection, claim_engine: AsyncEngine
+) -> None:
+    schedule_id = await make_schedule(api, cron="* * * * *", overlap="skip")
+    now = await db.fetchval("SELECT now()")
+    start = (now - timedelta(minutes=10)).replace(second=0, microsecond=0)
+    span = {"from": start.isoformat(), "to": (start + timedelta(minutes=2)).isoformat()}
+    assert len((await api.post(f"/schedules/{schedule_id}/backfill", json=span)).json()["runs"]) == 3
+    fired = await claim_and_fire(claim_engine, "a")
+    # Claimed together: the earliest fires, the two after it find it unfinished and are skipped.
+    assert [t.occurrence_at for t in fired] == [start]
+    runs = await runs_by_status(db, schedule_id)
+    assert runs["cancelled"] == [start + timedelta(minutes=1), start + timedelta(minutes=2)]
+    assert len(runs["pending"]) == 1  # the series' next, untouched
