@@ -10,7 +10,9 @@ The next occurrence always exists as a pending timer while the schedule is activ
     (a crash, kill -9, a lost connection), the claim is lost with it, the run is pending again and
     its next claim advances the series then. Nothing can commit one without the other.
   * pause, resume, an edit of the expression or time zone, and delete change the schedule's row
-    and its pending run in one transaction.
+    and its pending run in one transaction;
+  * a pending run cancelled through the timer API (DELETE /timer/{id}) skips that occurrence: the
+    cancel creates the next run in its transaction (`skip_cancelled`).
 
 Exactly once, in three locks and one index:
   * the schedule's row holds the cursor `next_occurrence_at`: the occurrence of its pending run.
@@ -67,7 +69,7 @@ from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus
 from task_scheduler.schedules.repository import Advance, ScheduleRow
 from task_scheduler.timers import repository as timer_repository
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.repository import ActiveRun, ClaimedTimer, NewTimer, Outcome
+from task_scheduler.timers.repository import ActiveRun, ClaimedTimer, NewTimer, Outcome, TimerRow
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +251,27 @@ async def advance(
     for reason, count in skipped_unmade.items():
         metrics.SCHEDULE_OCCURRENCES_SKIPPED.labels(reason).inc(count)
     return Advanced(skipped, deferred)
+
+
+async def skip_cancelled(conn: AsyncConnection, *, run: TimerRow, notify_within: float) -> None:
+    """A pending run of a series cancelled through the timer API (DELETE /timer/{id}): its
+    occurrence is skipped and the series goes on from the next one, in the cancel's transaction
+    (the timer's lock, then the schedule's: the order a claim takes them in)."""
+    if run.schedule_id is None or run.occurrence_at is None:
+        return
+    locked = await schedule_repository.lock_schedules(conn, schedule_ids=[run.schedule_id])
+    if not locked:
+        return
+    (schedule,) = locked
+    if schedule.status is ScheduleStatus.ENDED or schedule.next_occurrence_at != run.occurrence_at:
+        return
+    upcoming = within_end(schedule, schedule.cadence().after(run.occurrence_at))
+    ends = upcoming is None
+    await schedule_repository.advance(conn, advances=[Advance(schedule.id, upcoming, 0, ends)])
+    if upcoming is not None and schedule.status is ScheduleStatus.ACTIVE:
+        await insert_runs(
+            conn, runs=[run_of(schedule, upcoming, now=run.db_now)], notify_within=notify_within
+        )
 
 
 async def _skip(conn: AsyncConnection, owner: str, skips: list[tuple[ClaimedTimer, str]]) -> set[int]:

@@ -26,6 +26,7 @@ from task_scheduler.errors import (
     ValidationFailed,
 )
 from task_scheduler.logs import log_event
+from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.timers import repository, storable
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
@@ -367,6 +368,10 @@ class TimerService:
             row = await repository.cancel(conn, timer_id=timer_id, tenant=tenant)
             if row is None:
                 raise await _refusal(conn, timer_id, tenant, "cancelled")
+            if row.schedule_id is not None:  # a schedule's run: its series goes on without it
+                await schedule_engine.skip_cancelled(
+                    conn, run=row, notify_within=self._settings.lookahead_seconds
+                )
         log_event(logger, "timer.cancelled", timer_id=timer_id)
         return self._view(row)
 

@@ -339,3 +339,22 @@ async def test_backfill_makes_the_missing_runs_of_a_past_range_once(api: httpx.A
     refused(await api.post("/schedules/999/backfill", json=span), 404, "schedule_id")
     await api.delete(f"/schedules/{schedule_id}")
     refused(await api.post(path, json=span), 409, "status")
+
+
+async def test_cancelling_the_pending_run_skips_that_occurrence_only(
+    api: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    created = await make_schedule(api, cron="@hourly")
+    schedule_id = created["schedule_id"]
+    (run,) = await pending_runs(db, schedule_id)
+    assert (await api.delete(f"/timer/{run['id']}")).json()["status"] == "cancelled"
+    # The series goes on from the next occurrence: one pending run, an hour later.
+    (following,) = await pending_runs(db, schedule_id)
+    assert following["occurrence_at"] == run["occurrence_at"] + timedelta(hours=1)
+    view = (await api.get(f"/schedules/{schedule_id}")).json()
+    assert when(view["next_occurrence_at"]) == following["occurrence_at"]
+    assert (view["status"], view["runs"]) == ("active", 0)
+    # A triggered run cancelled is just cancelled.
+    triggered = (await api.post(f"/schedules/{schedule_id}/trigger")).json()
+    assert (await api.delete(f"/timer/{triggered['timer_id']}")).status_code == 200
+    assert [r["id"] for r in await pending_runs(db, schedule_id)] == [following["id"]]
