@@ -17,13 +17,11 @@ from task_scheduler.timers.schemas import (
     MAX_LABELS,
     MAX_LATENESS_SECONDS,
     MAX_URL_LENGTH,
+    DeliveryFieldChecks,
     EffectiveRetryPolicy,
     HttpMethod,
     RetryPolicy,
     StrictAwareDatetime,
-    validate_body,
-    validate_headers,
-    validate_labels,
     validate_webhook_url,
 )
 
@@ -57,7 +55,7 @@ def validate_timezone(value: str) -> str:
     return value
 
 
-class _ScheduleFields(BaseModel):
+class _ScheduleFields(DeliveryFieldChecks):
     """What create and edit share."""
 
     timezone: str | None = Field(
@@ -107,21 +105,6 @@ class _ScheduleFields(BaseModel):
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
         return None if value is None else validate_timezone(value)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_headers(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_labels(value)
-
-    @field_validator("body")
-    @classmethod
-    def _body(cls, value: JsonValue) -> JsonValue:
-        return validate_body(value)
 
 
 class ScheduleCreate(_ScheduleFields):

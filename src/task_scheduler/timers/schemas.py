@@ -213,7 +213,27 @@ class RetryPolicy(BaseModel):
         return self
 
 
-class _TimerFields(BaseModel):
+class DeliveryFieldChecks(BaseModel):
+    """The checks of the webhook fields every sender of webhooks has (a timer, a schedule), written
+    once; the models that inherit them declare the fields themselves."""
+
+    @field_validator("headers", check_fields=False)
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return validate_headers(value)
+
+    @field_validator("labels", check_fields=False)
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return validate_labels(value)
+
+    @field_validator("body", check_fields=False)
+    @classmethod
+    def _storable_body(cls, value: JsonValue) -> JsonValue:
+        return validate_body(value)
+
+
+class _TimerFields(DeliveryFieldChecks):
     """What create and edit share: when, where, what, and how to retry."""
 
     hours: DurationUnit = Field(default=0, description="Whole hours from now.")
@@ -251,21 +271,6 @@ class _TimerFields(BaseModel):
         default=None, description="Same as deliver_before, relative to the due time."
     )
     retry: RetryPolicy | None = Field(default=None, description="Per-timer retry policy.")
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_headers(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_labels(value)
-
-    @field_validator("body")
-    @classmethod
-    def _storable_body(cls, value: JsonValue) -> JsonValue:
-        return validate_body(value)
 
     @model_validator(mode="after")
     def _one_way_to_say_when(self) -> Any:
