@@ -37,7 +37,13 @@ from task_scheduler.schedules.schemas import (
 from task_scheduler.timers import repository as timer_repository
 from task_scheduler.timers.repository import TimerRow
 from task_scheduler.timers.schemas import EffectiveRetryPolicy
-from task_scheduler.timers.service import check_delivery, etag_of, parse_if_match, redact_headers
+from task_scheduler.timers.service import (
+    check_delivery,
+    etag_of,
+    parse_if_match,
+    redact_headers,
+    retry_defaults,
+)
 from task_scheduler.timers.shape import RequestSpec, RetrySpec
 
 logger = logging.getLogger(__name__)
@@ -57,12 +63,7 @@ class ScheduleService:
         self._engine = engine
         self._settings = settings
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
-        self._retry_defaults = RetrySpec(
-            max_attempts=settings.max_attempts,
-            backoff_base_seconds=settings.backoff_base_seconds,
-            backoff_cap_seconds=settings.backoff_cap_seconds,
-            timeout_seconds=settings.request_timeout_seconds,
-        )
+        self._retry_defaults = retry_defaults(settings)
 
     def _check(self, fields: _ScheduleFields) -> None:
         check_delivery(

@@ -133,12 +133,7 @@ class TimerService:
             engine=engine, cap=settings.max_pending_per_tenant, ttl_seconds=_PENDING_COUNT_TTL_SECONDS
         )
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
-        self._retry_defaults = RetrySpec(
-            max_attempts=settings.max_attempts,
-            backoff_base_seconds=settings.backoff_base_seconds,
-            backoff_cap_seconds=settings.backoff_cap_seconds,
-            timeout_seconds=settings.request_timeout_seconds,
-        )
+        self._retry_defaults = retry_defaults(settings)
 
     async def close(self) -> None:
         await self._pending_cap.close()
@@ -397,6 +392,16 @@ class TimerService:
                 "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
             }
         )
+
+
+def retry_defaults(settings: Settings) -> RetrySpec:
+    """The service's retry policy: what a timer's unset retry fields take at firing time."""
+    return RetrySpec(
+        max_attempts=settings.max_attempts,
+        backoff_base_seconds=settings.backoff_base_seconds,
+        backoff_cap_seconds=settings.backoff_cap_seconds,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
 
 
 def check_delivery(
