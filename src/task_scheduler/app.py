@@ -28,6 +28,8 @@ from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy
+from task_scheduler.schedules.router import router as schedules_router
+from task_scheduler.schedules.service import ScheduleService
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             url = await _database_url(stack, settings)
             app.state.engine = engine = await _open_database(stack, settings, url)
             app.state.timer_service, app.state.auth_service = await _start_services(stack, settings, engine)
+            app.state.schedule_service = ScheduleService(engine=engine, settings=settings)
             app.state.dispatcher = None
             app.state.supervisor = supervisor = Supervisor()
             stack.push_async_callback(supervisor.stop)  # whatever the components left running
@@ -160,7 +163,8 @@ def _build_api(
     app.include_router(timers_router)
     app.include_router(auth_router)
     app.include_router(health.router)
-    document_security(app, timers_router, auth_router)
+    app.include_router(schedules_router)
+    document_security(app, timers_router, schedules_router, auth_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

@@ -63,6 +63,17 @@ BACKGROUND_TASK_RESTARTS = Counter(
     "Background tasks (claim, writer, heartbeat, listen, signers, retention, gauges) restarted after a crash.",
     ["task"],
 )
+SCHEDULES_ACTIVE = Gauge(
+    "scheduler_active_schedules", "Schedules in status active.", multiprocess_mode="mostrecent"
+)
+SCHEDULE_OCCURRENCES_CREATED = Counter(
+    "scheduler_schedule_occurrences_created_total", "Runs of schedules created for their occurrences."
+)
+SCHEDULE_OCCURRENCES_SKIPPED = Counter(
+    "scheduler_schedule_occurrences_skipped_total",
+    "Occurrences of schedules skipped, by reason: overlap, catchup.",
+    ["reason"],
+)
 RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
 
 

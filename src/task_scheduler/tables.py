@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from task_scheduler.auth.models import api_keys, tenant_secrets
 from task_scheduler.db import metadata
+from task_scheduler.schedules.models import schedules
 from task_scheduler.timers.models import idempotency_keys, timer_attempts, timers
 
-__all__ = ["api_keys", "idempotency_keys", "metadata", "tenant_secrets", "timer_attempts", "timers"]
+__all__ = [
+    "api_keys",
+    "idempotency_keys",
+    "metadata",
+    "schedules",
+    "tenant_secrets",
+    "timer_attempts",
+    "timers",
+]

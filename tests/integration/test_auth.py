@@ -151,6 +151,49 @@ async def test_roles_and_tenant_isolation(secured: Callable[..., Any]) -> None:
         assert (await client.get(f"/timer/{other_id}", headers=bearer(ADMIN_KEY))).status_code == 200
 
 
+async def test_schedules_are_tenant_scoped_with_the_timer_roles(secured: Callable[..., Any]) -> None:
+    async with secured() as client:
+        acme_writer = await make_key(client, "acme", "writer")
+        acme_reader = await make_key(client, "acme", "reader")
+        globex_writer = await make_key(client, "globex", "writer")
+        created = await client.post(
+            "/schedules", json={"cron": "@hourly", "url": URL}, headers=bearer(acme_writer)
+        )
+        assert created.status_code == 201, created.text
+        schedule_id = created.json()["schedule_id"]
+        path = f"/schedules/{schedule_id}"
+        # the schedule's runs belong to its tenant too
+        (run,) = (await client.get(f"{path}/runs", headers=bearer(acme_reader))).json()["runs"]
+        assert (
+            await client.get(f"/timer/{run['timer_id']}", headers=bearer(globex_writer))
+        ).status_code == 404
+        listed = (await client.get("/schedules", headers=bearer(acme_reader))).json()["schedules"]
+        assert [s["schedule_id"] for s in listed] == [schedule_id]
+        assert (await client.get("/schedules", headers=bearer(globex_writer))).json()["schedules"] == []
+        for method, route in [
+            ("POST", "/schedules"),
+            ("PATCH", path),
+            ("DELETE", path),
+            ("POST", f"{path}/pause"),
+            ("POST", f"{path}/resume"),
+            ("POST", f"{path}/trigger"),
+        ]:
+            response = await client.request(method, route, json={}, headers=bearer(acme_reader))
+            assert response.status_code == 403, (method, route, response.text)
+        for method, route in [
+            ("GET", path),
+            ("GET", f"{path}/runs"),
+            ("PATCH", path),
+            ("DELETE", path),
+            ("POST", f"{path}/pause"),
+            ("POST", f"{path}/trigger"),
+        ]:
+            response = await client.request(method, route, json={}, headers=bearer(globex_writer))
+            assert response.status_code == 404, (method, route, response.text)
+        assert (await client.get(path, headers=bearer(acme_reader))).json()["status"] == "active"
+        assert (await client.get(path, headers=bearer(ADMIN_KEY))).status_code == 200
+
+
 async def test_idempotency_keys_are_per_tenant(secured: Callable[..., Any]) -> None:
     async with secured() as client:
         acme = await make_key(client, "acme", "writer")

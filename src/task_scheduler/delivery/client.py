@@ -63,6 +63,9 @@ class WebhookRequest:
     labels: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
     signer: WebhookSigner | None = None  # None: the client's own
+    # A schedule's run: the schedule and the occurrence it stands for (None: triggered by hand).
+    schedule_id: int | None = None
+    occurrence_at: datetime | None = None
 
 
 def delivery_header_id(delivery_id: uuid.UUID) -> str:
@@ -80,10 +83,17 @@ def encode_body(webhook: WebhookRequest) -> tuple[bytes, str]:
             "attempt": webhook.attempt,
             "labels": webhook.labels,
         }
+        if webhook.schedule_id is not None:
+            default["schedule_id"] = webhook.schedule_id
+            default["occurrence_at"] = _iso(webhook.occurrence_at)
         return json.dumps(default, separators=(",", ":")).encode(), "application/json"
     if isinstance(body, str):
         return body.encode(), "text/plain; charset=utf-8"
     return json.dumps(body, separators=(",", ":")).encode(), "application/json"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -217,6 +227,10 @@ class WebhookClient:
         headers.update(signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
         headers["X-Timer-Id"] = str(webhook.timer_id)
         headers["X-Timer-Attempt"] = str(webhook.attempt)
+        if webhook.schedule_id is not None:
+            headers["X-Schedule-Id"] = str(webhook.schedule_id)
+            if webhook.occurrence_at is not None:
+                headers["X-Schedule-Occurrence"] = webhook.occurrence_at.isoformat()
         return body, headers
 
 

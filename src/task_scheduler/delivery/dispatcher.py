@@ -41,6 +41,7 @@ from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision
 from task_scheduler.delivery.writer import OutcomeWriter
 from task_scheduler.logs import log_event
+from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import ClaimedTimer
@@ -232,8 +233,11 @@ class Dispatcher:
                 verdict.unprocessable(row.timer_id, row.attempt, reason=row.reason, at=db_now)
                 for row in claim.unprocessable
             ]
+            claimed = claim.timers
+            if any(timer.schedule_id is not None for timer in claimed):
+                claimed = await self._advance_schedules(conn, claimed, db_now, bad)
             scheduled: list[tuple[ClaimedTimer, float]] = []
-            for timer in claim.timers:
+            for timer in claimed:
                 try:
                     scheduled.append((timer, received + max(0.0, (timer.due_at - db_now).total_seconds())))
                 except Exception as exc:  # noqa: BLE001 - one bad timer fails only itself
@@ -254,6 +258,30 @@ class Dispatcher:
             metrics.HELD.set(len(self._held))
             log_event(logger, "dispatcher.claimed", logging.DEBUG, count=count)
         return count
+
+    async def _advance_schedules(
+        self, conn: AsyncConnection, claimed: list[ClaimedTimer], db_now: datetime, bad: list[Decision]
+    ) -> list[ClaimedTimer]:
+        """Move the series of the schedules' runs among `claimed` on, in the claim's transaction
+        (schedules/engine.py); returns the timers still to fire. If that fails, the runs of
+        schedules are quarantined and the ordinary timers of the claim fire all the same."""
+        try:
+            async with conn.begin_nested():
+                advanced = await schedule_engine.advance(
+                    conn,
+                    owner=self.owner,
+                    claimed=claimed,
+                    now=db_now,
+                    notify_within=self._settings.lookahead_seconds,
+                )
+        except Exception as exc:  # noqa: BLE001 - one bad schedule must not stop every claim
+            log_event(logger, "schedule.advance_failed", logging.ERROR, count=len(claimed), error=repr(exc))
+            runs = [t for t in claimed if t.schedule_id is not None]
+            reason = f"the schedule could not be advanced: {exc!r}"
+            bad.extend(verdict.unprocessable(t.id, t.attempt, reason=reason, at=db_now) for t in runs)
+            return [t for t in claimed if t.schedule_id is None]
+        done = advanced.skipped | advanced.deferred
+        return [t for t in claimed if t.id not in done]
 
     async def _quarantine(self, conn: AsyncConnection, bad: list[Decision]) -> None:
         """Fail claimed rows this instance cannot handle, in the claim's transaction; if even that
@@ -371,6 +399,8 @@ class Dispatcher:
                     labels=timer.labels,
                     timeout_seconds=timeout,
                     signer=None if self._signers is None else self._signers.for_tenant(timer.tenant),
+                    schedule_id=timer.schedule_id,
+                    occurrence_at=timer.occurrence_at,
                 )
             )
         metrics.FIRING_LATENESS.observe(max(late_ms, 0.0) / 1000)

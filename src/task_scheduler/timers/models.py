@@ -5,6 +5,7 @@ timer follows.
     pending   firing      claim_due                           due within the lookahead window
     pending   cancelled   cancel                              DELETE /timer/{id}
     pending   pending     update_pending                      PATCH /timer/{id}
+    pending   cancelled   cancel_occurrences                  a schedule paused, edited or deleted
     firing    delivered   mark_delivered                      the webhook answered 2xx
     firing    pending     schedule_retry                      attempt failed, attempts remain
     firing    failed      mark_failed                         attempt failed, none remain (or 410 Gone)
@@ -12,6 +13,8 @@ timer follows.
     firing    failed      expire_leases                       its lease lapsed max_lease_expiries times
     firing    expired     mark_expired                        delivery would start after deliver_before
     firing    pending     return_leases / expire_leases       returned unsent / owner died
+    firing    pending     defer_occurrences                   overlap buffer_one: waits for the run before
+    firing    cancelled   skip_occurrences                    claimed occurrence skipped (overlap, catch-up)
     firing    firing      extend_leases                       the owner's heartbeat (lease only)
     failed    pending     redrive                             POST /timer/{id}/retry
     expired   pending     redrive                             POST /timer/{id}/retry
@@ -58,6 +61,7 @@ ALLOWED_TRANSITIONS: dict[TimerStatus, frozenset[TimerStatus]] = {
     TimerStatus.PENDING: frozenset({TimerStatus.FIRING, TimerStatus.CANCELLED, TimerStatus.PENDING}),
     TimerStatus.FIRING: frozenset(
         {
+            TimerStatus.CANCELLED,
             TimerStatus.DELIVERED,
             TimerStatus.PENDING,
             TimerStatus.FAILED,
@@ -106,6 +110,9 @@ timers = Table(
     Column("attempts_before_redrive", Integer, nullable=False, server_default=text("0")),
     # The tenant of the API key that created it; other tenants cannot see it.
     Column("tenant", Text, nullable=False, server_default=text("'default'")),
+    # A schedule's run: its occurrence time (NULL for a run triggered outside the series).
+    Column("schedule_id", BigInteger, ForeignKey("schedules.id"), nullable=True),
+    Column("occurrence_at", DateTime(timezone=True), nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(
@@ -129,6 +136,16 @@ timers = Table(
         postgresql_using="gin",
         postgresql_ops={"labels": "jsonb_path_ops"},
     ),
+    # Exactly one run per occurrence of a schedule (a skipped or cancelled one may be made again).
+    Index(
+        "ux_timers_schedule_occurrence",
+        "schedule_id",
+        "occurrence_at",
+        unique=True,
+        postgresql_where=text("schedule_id IS NOT NULL AND status <> 'cancelled'"),
+    ),
+    # A schedule's runs, newest first; ordinary timers have no entry.
+    Index("ix_timers_schedule_runs", "schedule_id", "id", postgresql_where=text("schedule_id IS NOT NULL")),
     # Retention deletes finished timers oldest first, without scanning pending ones.
     Index(
         "ix_timers_finished",

@@ -44,6 +44,8 @@ class TimerRow(TimerSpec):
     last_error: str | None
     delivered_at: datetime | None
     db_now: datetime
+    schedule_id: int | None = None
+    occurrence_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +57,9 @@ class NewTimer(TimerSpec):
     delay_seconds: float | None = None
     fire_at: datetime | None = None
     max_lateness_seconds: float | None = None
+    # A schedule's run: the occurrence it stands for (None for a run triggered outside the series).
+    schedule_id: int | None = None
+    occurrence_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +71,8 @@ class ClaimedTimer(TimerSpec):
     lease_expires_at: datetime
     attempts_before_redrive: int = 0
     tenant: str = "default"
+    schedule_id: int | None = None
+    occurrence_at: datetime | None = None
 
 
 TIMER_ROW = Flat(TimerRow)
@@ -116,7 +123,7 @@ _STORED_AS = {
 _INSERT_ARRAYS = {**_SCHEDULING, **{c: _array_type(c) for c in _STORED}}
 _UNNEST_ARGS = ",\n        ".join(f"CAST(:{c} AS {t})" for c, t in _INSERT_ARRAYS.items())
 
-_INSERT = text(f"""
+_INSERT_TEMPLATE = f"""
 WITH input AS (
     SELECT * FROM unnest(
         {_UNNEST_ARGS}
@@ -129,12 +136,21 @@ WITH input AS (
     SELECT due, {", ".join(_STORED_AS.get(c, c) for c in _STORED)}
     FROM scheduled
     ORDER BY ord
+    {{on_conflict}}
     RETURNING id, due_at
 )
 SELECT new.id, new.due_at, now() AS db_now, {_NOTIFY_IF_SOON.format(due="new.due_at")}
 FROM new
 ORDER BY new.id
-""")
+"""
+_INSERT = text(_INSERT_TEMPLATE.format(on_conflict=""))
+# A schedule's run for an occurrence that has one already is not made twice (the unique index).
+_INSERT_RUNS = text(
+    _INSERT_TEMPLATE.format(
+        on_conflict="ON CONFLICT (schedule_id, occurrence_at)"
+        " WHERE schedule_id IS NOT NULL AND status <> 'cancelled' DO NOTHING"
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +162,7 @@ class CreatedTimer:
     db_now: datetime
 
 
-async def insert_timers(
-    conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
-) -> list[CreatedTimer]:
-    """Insert pending timers with one statement, returned in input order; due-soon ones NOTIFY
-    the dispatchers (PostgreSQL sends one notification per transaction, on commit)."""
+def _insert_params(timers: Sequence[NewTimer], notify_within: float) -> dict[str, object]:
     params: dict[str, object] = {"notify_within": notify_within}
     for column in _INSERT_ARRAYS:
         get = NEW_TIMER.getters[column]
@@ -158,8 +170,25 @@ async def insert_timers(
             params[column] = [_jsonb_text(get(t)) for t in timers]
         else:
             params[column] = [get(t) for t in timers]
-    result = await conn.execute(_INSERT, params)
+    return params
+
+
+async def insert_timers(
+    conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
+) -> list[CreatedTimer]:
+    """Insert pending timers with one statement, returned in input order; due-soon ones NOTIFY
+    the dispatchers (PostgreSQL sends one notification per transaction, on commit)."""
+    result = await conn.execute(_INSERT, _insert_params(timers, notify_within))
     return [CreatedTimer(row.id, row.due_at, row.db_now) for row in result]
+
+
+async def insert_runs(
+    conn: AsyncConnection, *, timers: Sequence[NewTimer], notify_within: float
+) -> list[int]:
+    """Insert runs of schedules like insert_timers, but a run whose occurrence has a run already
+    (not cancelled) is not inserted; returns the ids of those that were."""
+    result = await conn.execute(_INSERT_RUNS, _insert_params(timers, notify_within))
+    return [row.id for row in result]
 
 
 # `tenant`, wherever a caller reads or changes timers: the tenant whose timers alone it sees;
@@ -176,7 +205,7 @@ async def get_timer(conn: AsyncConnection, *, timer_id: int, tenant: str | None)
 
 # Columns that may hold a time written from outside; asyncpg reads ±infinity back as a naive
 # datetime.min / datetime.max, which no aware datetime can be compared with.
-_OUTSIDE_TIMES = ("due_at", "deliver_before")
+_OUTSIDE_TIMES = ("due_at", "deliver_before", "occurrence_at")
 
 
 def _timer_row(m: RowMapping) -> TimerRow:
@@ -467,8 +496,9 @@ def _claimed_timer(m: RowMapping) -> ClaimedTimer:
         raise ValueError("headers and labels must be JSON objects")
     for name in ("due_at", "lease_expires_at"):
         _finite_time(m[name], name)
-    if m["deliver_before"] is not None:
-        _finite_time(m["deliver_before"], "deliver_before")
+    for name in ("deliver_before", "occurrence_at"):
+        if m[name] is not None:
+            _finite_time(m[name], name)
     return CLAIMED_TIMER.build(m)
 
 
@@ -684,6 +714,101 @@ async def expire_leases(conn: AsyncConnection, *, limit: int, max_lapses: int) -
     failed = (await conn.execute(_FAIL_LAPSED_LEASES, params)).rowcount
     returned = (await conn.execute(_EXPIRE_LEASES, {"limit": limit})).rowcount
     return LapsedLeases(returned=returned, failed=failed)
+
+
+# -- a schedule's runs (schedules/engine.py decides; these make the transitions) -----------------
+
+_CANCEL_OCCURRENCES = text("""
+UPDATE timers SET status = 'cancelled', last_error = :reason, updated_at = now()
+WHERE id = ANY(ARRAY(
+    SELECT id FROM timers
+    WHERE schedule_id = :schedule_id AND occurrence_at IS NOT NULL AND status = 'pending'
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING id
+""")
+
+
+async def cancel_occurrences(conn: AsyncConnection, *, schedule_id: int, reason: str) -> list[int]:
+    """pending → cancelled for the series runs of a schedule (paused, edited or deleted). A run
+    locked by a claim at this moment is skipped, not waited for: the claim holds it and then waits
+    for the schedule's row, which the caller holds (waiting here would deadlock)."""
+    result = await conn.execute(_CANCEL_OCCURRENCES, {"schedule_id": schedule_id, "reason": reason})
+    return [row.id for row in result]
+
+
+_SKIP_OCCURRENCES = text(f"""
+UPDATE timers AS t
+SET status = 'cancelled', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]))
+    AS o(id, attempt, error)
+WHERE {_FENCE}
+RETURNING t.id
+""")
+
+
+async def skip_occurrences(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → cancelled: claimed runs their schedule skips (overlap or catch-up), unsent."""
+    return await _finish(conn, _SKIP_OCCURRENCES, owner=owner, outcomes=outcomes)
+
+
+_DEFER_OCCURRENCES = text(f"""
+UPDATE timers AS t
+SET status = 'pending', attempts = t.attempts - 1, due_at = now() + make_interval(secs => o.delay),
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),
+            CAST(:delays AS double precision[])) AS o(id, attempt, delay)
+WHERE {_FENCE}
+RETURNING t.id
+""")
+
+
+async def defer_occurrences(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
+    """firing → pending, unsent and due again `retry_in_seconds` from now (the attempt undone):
+    a run that waits for its schedule's previous run to finish (overlap `buffer_one`)."""
+    return await _finish(conn, _DEFER_OCCURRENCES, owner=owner, outcomes=outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRun:
+    """A run of a schedule not finished yet (pending, firing or waiting for a retry)."""
+
+    schedule_id: int
+    timer_id: int
+    status: TimerStatus
+    occurrence_at: datetime | None
+    attempts: int
+
+
+_ACTIVE_RUNS = text("""
+SELECT schedule_id, id AS timer_id, status, occurrence_at, attempts FROM timers
+WHERE schedule_id = ANY(CAST(:schedule_ids AS bigint[])) AND status IN ('pending', 'firing')
+""")
+
+
+async def active_runs(conn: AsyncConnection, *, schedule_ids: Sequence[int]) -> list[ActiveRun]:
+    rows = await conn.execute(_ACTIVE_RUNS, {"schedule_ids": list(schedule_ids)})
+    return [
+        ActiveRun(row.schedule_id, row.timer_id, TimerStatus(row.status), row.occurrence_at, row.attempts)
+        for row in rows
+    ]
+
+
+async def list_runs(
+    conn: AsyncConnection, *, schedule_id: int, before_id: int | None, limit: int
+) -> list[TimerRow]:
+    """A schedule's runs, newest (highest id) first, before the keyset cursor `before_id`."""
+    params: dict[str, object] = {"schedule_id": schedule_id, "limit": limit}
+    cursor = ""
+    if before_id is not None:
+        cursor = "AND id < :before_id"
+        params["before_id"] = before_id
+    statement = text(f"""
+        SELECT {_TIMER_COLUMNS} FROM timers WHERE schedule_id = :schedule_id {cursor}
+        ORDER BY schedule_id DESC, id DESC LIMIT :limit
+    """)
+    return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
 
 
 _DELETE_FINISHED = text("""

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.logs import log_event
+from task_scheduler.schedules import repository as schedule_repository
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers import repository
 
@@ -67,7 +68,9 @@ class Housekeeper:
         """Set the pending and overdue gauges; returns the pending timers."""
         async with self._engine.connect() as conn:
             pending, overdue = await repository.pending_stats(conn)
+            active_schedules = await schedule_repository.count_active(conn)
         metrics.PENDING.set(pending)
+        metrics.SCHEDULES_ACTIVE.set(active_schedules)
         metrics.OVERDUE.set(overdue)
         return pending
 

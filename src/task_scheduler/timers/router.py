@@ -35,16 +35,17 @@ def timers_of(request: Request) -> TimerService:
 TimerId = Annotated[int, Path(ge=1, le=MAX_TIMER_ID, description="Identifier of the timer.")]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+def error_responses(*codes: int, subject: str = "timer") -> dict[int | str, dict[str, object]]:
+    """The error answers of a route (its own `codes` and those every route has), for OpenAPI."""
     described = {
         401: "Missing, invalid or revoked API key.",
         403: "The key's role does not allow this.",
-        404: "No such timer (or another tenant's).",
+        404: f"No such {subject} (or another tenant's).",
         429: "Rate limit or the tenant's pending-timer cap reached; see Retry-After.",
         400: "The body could not be read (not UTF-8, nested too deeply, a huge number).",
         415: "The body is not JSON (send Content-Type: application/json).",
-        409: "The timer's status does not allow this; the error carries the status.",
-        412: "If-Match does not match the timer's current ETag.",
+        409: f"The {subject}'s status does not allow this; the error carries the status.",
+        412: f"If-Match does not match the {subject}'s current ETag.",
         413: "Request body too large.",
         422: "Invalid input; the error names the field.",
         503: "The database is unreachable; try again.",
@@ -63,7 +64,10 @@ router = APIRouter(tags=["timers"])
     status_code=status.HTTP_201_CREATED,
     response_model=TimerCreated,
     response_model_exclude_none=True,
-    responses={200: {"model": TimerCreated, "description": "Idempotent replay"}, **_errors(400, 413, 415)},
+    responses={
+        200: {"model": TimerCreated, "description": "Idempotent replay"},
+        **error_responses(400, 413, 415),
+    },
     summary="Create a timer that calls a webhook once",
 )
 async def create_timer(
@@ -94,7 +98,7 @@ async def create_timer(
     status_code=status.HTTP_201_CREATED,
     response_model=TimerBatchCreated,
     response_model_exclude_none=True,
-    responses=_errors(400, 413, 415),
+    responses=error_responses(400, 413, 415),
     summary="Create up to 1,000 timers in one transaction",
 )
 async def create_timers(body: TimerBatch, request: Request, principal: Writer) -> TimerBatchCreated:
@@ -104,7 +108,7 @@ async def create_timers(body: TimerBatch, request: Request, principal: Writer) -
 @router.get(
     "/timer/{timer_id}",
     response_model=TimerView,
-    responses=_errors(404),
+    responses=error_responses(404),
     summary="Get a timer's time left and delivery status",
 )
 async def get_timer(timer_id: TimerId, response: Response, request: Request, principal: Reader) -> TimerView:
@@ -116,7 +120,7 @@ async def get_timer(timer_id: TimerId, response: Response, request: Request, pri
 @router.patch(
     "/timer/{timer_id}",
     response_model=TimerView,
-    responses=_errors(400, 404, 409, 412, 413, 415),
+    responses=error_responses(400, 404, 409, 412, 413, 415),
     summary="Reschedule or edit a pending timer",
 )
 async def update_timer(
@@ -137,7 +141,7 @@ async def update_timer(
 @router.delete(
     "/timer/{timer_id}",
     response_model=TimerView,
-    responses=_errors(404, 409),
+    responses=error_responses(404, 409),
     summary="Cancel a pending timer",
 )
 async def cancel_timer(timer_id: TimerId, request: Request, principal: Writer) -> TimerView:
@@ -147,7 +151,7 @@ async def cancel_timer(timer_id: TimerId, request: Request, principal: Writer) -
 @router.post(
     "/timer/{timer_id}/retry",
     response_model=TimerView,
-    responses=_errors(404, 409),
+    responses=error_responses(404, 409),
     summary="Send a failed or expired timer again (manual redrive)",
 )
 async def retry_timer(timer_id: TimerId, request: Request, principal: Writer) -> TimerView:
@@ -157,14 +161,14 @@ async def retry_timer(timer_id: TimerId, request: Request, principal: Writer) ->
 @router.get(
     "/timer/{timer_id}/attempts",
     response_model=AttemptList,
-    responses=_errors(404),
+    responses=error_responses(404),
     summary="The delivery attempts of a timer",
 )
 async def list_attempts(timer_id: TimerId, request: Request, principal: Reader) -> AttemptList:
     return await timers_of(request).attempts(timer_id, tenant=principal.visible_tenant)
 
 
-@router.get("/timers", response_model=TimerPage, responses=_errors(), summary="List timers")
+@router.get("/timers", response_model=TimerPage, responses=error_responses(), summary="List timers")
 async def list_timers(
     request: Request,
     principal: Reader,
@@ -187,7 +191,7 @@ async def list_timers(
     return await timers_of(request).list(
         tenant=principal.visible_tenant,
         status=status_,
-        labels=_parse_labels(label or []),
+        labels=parse_labels(label or []),
         due_after=due_after,
         due_before=due_before,
         cursor=cursor,
@@ -195,7 +199,7 @@ async def list_timers(
     )
 
 
-def _parse_labels(values: list[str]) -> dict[str, str]:
+def parse_labels(values: list[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for value in values:
         key, sep, label = value.partition(":")

@@ -54,6 +54,8 @@ SERVICE_HEADERS = frozenset(
         "webhook-signature",
         "x-timer-id",
         "x-timer-attempt",
+        "x-schedule-id",
+        "x-schedule-occurrence",
     }
 )
 
@@ -163,6 +165,13 @@ def validate_labels(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+def validate_body(value: JsonValue) -> JsonValue:
+    problem = None if value is None else storable.json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class RetryPolicy(BaseModel):
     """How this timer is retried; each omitted field takes the service default."""
 
@@ -204,7 +213,27 @@ class RetryPolicy(BaseModel):
         return self
 
 
-class _TimerFields(BaseModel):
+class DeliveryFieldChecks(BaseModel):
+    """The checks of the webhook fields every sender of webhooks has (a timer, a schedule), written
+    once; the models that inherit them declare the fields themselves."""
+
+    @field_validator("headers", check_fields=False)
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return validate_headers(value)
+
+    @field_validator("labels", check_fields=False)
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return validate_labels(value)
+
+    @field_validator("body", check_fields=False)
+    @classmethod
+    def _storable_body(cls, value: JsonValue) -> JsonValue:
+        return validate_body(value)
+
+
+class _TimerFields(DeliveryFieldChecks):
     """What create and edit share: when, where, what, and how to retry."""
 
     hours: DurationUnit = Field(default=0, description="Whole hours from now.")
@@ -242,24 +271,6 @@ class _TimerFields(BaseModel):
         default=None, description="Same as deliver_before, relative to the due time."
     )
     retry: RetryPolicy | None = Field(default=None, description="Per-timer retry policy.")
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_headers(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return validate_labels(value)
-
-    @field_validator("body")
-    @classmethod
-    def _storable_body(cls, value: JsonValue) -> JsonValue:
-        problem = None if value is None else storable.json_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
     @model_validator(mode="after")
     def _one_way_to_say_when(self) -> Any:

@@ -26,6 +26,7 @@ from task_scheduler.errors import (
     ValidationFailed,
 )
 from task_scheduler.logs import log_event
+from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.timers import repository, storable
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
@@ -36,6 +37,7 @@ from task_scheduler.timers.schemas import (
     AttemptList,
     AttemptView,
     EffectiveRetryPolicy,
+    RetryPolicy,
     TimerBatch,
     TimerBatchCreated,
     TimerCreate,
@@ -131,12 +133,7 @@ class TimerService:
             engine=engine, cap=settings.max_pending_per_tenant, ttl_seconds=_PENDING_COUNT_TTL_SECONDS
         )
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
-        self._retry_defaults = RetrySpec(
-            max_attempts=settings.max_attempts,
-            backoff_base_seconds=settings.backoff_base_seconds,
-            backoff_cap_seconds=settings.backoff_cap_seconds,
-            timeout_seconds=settings.request_timeout_seconds,
-        )
+        self._retry_defaults = retry_defaults(settings)
 
     async def close(self) -> None:
         await self._pending_cap.close()
@@ -253,23 +250,14 @@ class TimerService:
                     f"{prefix}deliver_before: more than the maximum of {latest} seconds ahead",
                     field=f"{prefix}deliver_before",
                 )
-        url = getattr(fields, "url", None)
-        blocked = None if url is None else self._address_policy.literal_host_reason(url)
-        if blocked is not None:
-            raise ValidationFailed(
-                f"{prefix}url: blocked destination: {blocked}; {ALLOW_NETWORKS_HINT}", field=f"{prefix}url"
-            )
-        if fields.body is not None and _body_size(fields.body) > settings.max_webhook_body_bytes:
-            raise ValidationFailed(
-                f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
-                field=f"{prefix}body",
-            )
-        timeout = fields.retry.timeout_seconds if fields.retry else None
-        if timeout is not None and timeout >= settings.lease_seconds:
-            raise ValidationFailed(
-                f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
-                field=f"{prefix}retry.timeout_seconds",
-            )
+        check_delivery(
+            url=getattr(fields, "url", None),
+            body=fields.body,
+            retry=fields.retry,
+            settings=settings,
+            policy=self._address_policy,
+            prefix=prefix,
+        )
         if fields.deliver_before is not None and isinstance(fields, TimerCreate):
             # (an edit is checked against the stored due time, in its UPDATE)
             due = fields.fire_at or datetime.now(UTC) + timedelta(seconds=fields.total_seconds)
@@ -375,6 +363,10 @@ class TimerService:
             row = await repository.cancel(conn, timer_id=timer_id, tenant=tenant)
             if row is None:
                 raise await _refusal(conn, timer_id, tenant, "cancelled")
+            if row.schedule_id is not None:  # a schedule's run: its series goes on without it
+                await schedule_engine.skip_cancelled(
+                    conn, run=row, notify_within=self._settings.lookahead_seconds
+                )
         log_event(logger, "timer.cancelled", timer_id=timer_id)
         return self._view(row)
 
@@ -399,6 +391,45 @@ class TimerService:
                 "headers": redact_headers(row.request.headers),
                 "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
             }
+        )
+
+
+def retry_defaults(settings: Settings) -> RetrySpec:
+    """The service's retry policy: what a timer's unset retry fields take at firing time."""
+    return RetrySpec(
+        max_attempts=settings.max_attempts,
+        backoff_base_seconds=settings.backoff_base_seconds,
+        backoff_cap_seconds=settings.backoff_cap_seconds,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
+
+
+def check_delivery(
+    *,
+    url: str | None,
+    body: JsonValue,
+    retry: RetryPolicy | None,
+    settings: Settings,
+    policy: AddressPolicy,
+    prefix: str = "",
+) -> None:
+    """The delivery rules that depend on settings, for a timer and a schedule alike: a blocked
+    literal destination, the body size and a request timeout below the lease."""
+    blocked = None if url is None else policy.literal_host_reason(url)
+    if blocked is not None:
+        raise ValidationFailed(
+            f"{prefix}url: blocked destination: {blocked}; {ALLOW_NETWORKS_HINT}", field=f"{prefix}url"
+        )
+    if body is not None and _body_size(body) > settings.max_webhook_body_bytes:
+        raise ValidationFailed(
+            f"{prefix}body: larger than {settings.max_webhook_body_bytes} bytes",
+            field=f"{prefix}body",
+        )
+    timeout = retry.timeout_seconds if retry else None
+    if timeout is not None and timeout >= settings.lease_seconds:
+        raise ValidationFailed(
+            f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
+            field=f"{prefix}retry.timeout_seconds",
         )
 
 

@@ -1,0 +1,383 @@
+"""Schedule use cases: validate against the settings, change the schedule and its pending run in
+one transaction (under the schedule's row lock, see engine.py), shape the answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from task_scheduler import metrics
+from task_scheduler.config import Settings
+from task_scheduler.delivery.client import delivery_header_id
+from task_scheduler.delivery.ssrf import AddressPolicy
+from task_scheduler.errors import Conflict, NotFoundError, PreconditionFailed, ValidationFailed
+from task_scheduler.logs import log_event
+from task_scheduler.schedules import cron, engine
+from task_scheduler.schedules import repository as repo
+from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus
+from task_scheduler.schedules.repository import SCHEDULE_ROW, SCHEDULE_SPEC, ScheduleRow, ScheduleSpec
+from task_scheduler.schedules.schemas import (
+    MAX_BACKFILL,
+    NEXT_RUNS,
+    BackfillCreated,
+    NextRun,
+    RunPage,
+    RunView,
+    ScheduleBackfill,
+    ScheduleCreate,
+    SchedulePage,
+    ScheduleUpdate,
+    ScheduleView,
+    _ScheduleFields,
+)
+from task_scheduler.timers import repository as timer_repository
+from task_scheduler.timers.repository import TimerRow
+from task_scheduler.timers.schemas import EffectiveRetryPolicy
+from task_scheduler.timers.service import (
+    check_delivery,
+    etag_of,
+    parse_if_match,
+    redact_headers,
+    retry_defaults,
+)
+from task_scheduler.timers.shape import RequestSpec, RetrySpec
+
+logger = logging.getLogger(__name__)
+
+# Fields whose change replaces the pending run (it was made from the old values).
+_REMAKES_RUN = frozenset(
+    {"cron", "timezone", "end_at", "jitter_seconds", "method", "headers", "body", "labels"}
+    | {"max_lateness_seconds", "retry", "url"}
+)
+_NEW_CURSOR = frozenset({"cron", "timezone"})
+# An edit's null leaves these as they are; any other null takes the default.
+_NULL_KEEPS = frozenset({"cron", "url", "method", "timezone"})
+
+
+class ScheduleService:
+    def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
+        self._retry_defaults = retry_defaults(settings)
+
+    def _check(self, fields: _ScheduleFields) -> None:
+        check_delivery(
+            url=getattr(fields, "url", None),
+            body=fields.body,
+            retry=fields.retry,
+            settings=self._settings,
+            policy=self._address_policy,
+        )
+
+    async def create(self, new: ScheduleCreate, *, tenant: str) -> ScheduleView:
+        self._check(new)
+        spec = ScheduleSpec(
+            expression=new.cron,
+            cron=cron.parse(new.cron).normalised,
+            timezone=new.timezone or "UTC",
+            start_at=new.start_at,
+            end_at=new.end_at,
+            max_runs=new.max_runs,
+            jitter_seconds=new.jitter_seconds or 0.0,
+            overlap=new.overlap or Overlap.ALLOW,
+            catchup=new.catchup or Catchup.LATEST,
+            catchup_window_seconds=new.catchup_window_seconds or 3600.0,
+            url=new.url,
+            request=RequestSpec(method=new.method or "POST", headers=new.headers or {}, body=new.body),
+            labels=new.labels or {},
+            max_lateness_seconds=new.max_lateness_seconds,
+            retry=_retry_spec(new),
+        )
+        now = datetime.now(UTC)
+        first = self._first_occurrence(spec, now)
+        async with self._engine.begin() as conn:
+            row = await repo.insert_schedule(conn, spec=spec, tenant=tenant, next_occurrence_at=first)
+            await self._make_run(conn, row, first, now)
+            view = self._view(row)
+        log_event(logger, "schedule.created", schedule_id=row.id, cron=row.cron, timezone=row.timezone)
+        return view
+
+    def _first_occurrence(self, spec: ScheduleSpec, now: datetime) -> datetime:
+        """The first occurrence, which must exist and be within the service's horizon."""
+        first = engine.first_occurrence(spec, now)
+        if first is None:
+            field = (
+                "end_at" if spec.end_at is not None else "start_at" if spec.start_at is not None else "cron"
+            )
+            raise ValidationFailed(f"{field}: the schedule would have no occurrence", field=field)
+        horizon = self._settings.max_horizon_seconds
+        if (first - now).total_seconds() > horizon:
+            field = "start_at" if spec.start_at is not None and spec.start_at > now else "cron"
+            raise ValidationFailed(
+                f"{field}: the first occurrence is more than the maximum of {horizon} seconds ahead",
+                field=field,
+            )
+        return first
+
+    async def _make_run(
+        self, conn: AsyncConnection, row: ScheduleRow, occurrence: datetime, now: datetime
+    ) -> None:
+        run = engine.run_of(row, occurrence, now=now)
+        await engine.insert_runs(conn, runs=[run], notify_within=self._settings.lookahead_seconds)
+
+    async def get(self, schedule_id: int, *, tenant: str | None) -> ScheduleView:
+        async with self._engine.connect() as conn:
+            row = await repo.get_schedule(conn, schedule_id=schedule_id, tenant=tenant)
+        if row is None:
+            raise _not_found(schedule_id)
+        return self._view(row)
+
+    async def list(
+        self,
+        *,
+        tenant: str | None,
+        labels: dict[str, str],
+        status: ScheduleStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> SchedulePage:
+        after = _decode_cursor(cursor)
+        async with self._engine.connect() as conn:
+            rows = await repo.list_schedules(
+                conn, tenant=tenant, labels=labels, status=status, after_id=after, limit=limit + 1
+            )
+        page = rows[:limit]
+        next_cursor = str(page[-1].id) if len(rows) > limit else None
+        return SchedulePage(schedules=[self._view(r) for r in page], next_cursor=next_cursor)
+
+    async def update(
+        self, schedule_id: int, changes: ScheduleUpdate, *, tenant: str | None, if_match: str | None
+    ) -> ScheduleView:
+        self._check(changes)
+        expected = None if if_match is None else parse_if_match(if_match)
+        if expected == []:
+            raise PreconditionFailed("If-Match does not name a version of this schedule", field="If-Match")
+        columns = _changed_columns(changes)
+        given = changes.model_fields_set
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            if expected is not None and current.updated_at not in expected:
+                raise PreconditionFailed(
+                    f"schedule {schedule_id} changed since that ETag (now {_etag(current)})", field="If-Match"
+                )
+            if current.status is ScheduleStatus.ENDED:
+                raise _conflict(schedule_id, current.status, "edited")
+            edited = SCHEDULE_ROW.build({**SCHEDULE_ROW.flatten(current), **columns})
+            cursor: datetime | None
+            if given & _NEW_CURSOR:
+                cursor = self._first_occurrence(edited, now)
+            else:  # the same series; it may end sooner now
+                cursor = engine.within_end(edited, current.next_occurrence_at)
+            if given & _REMAKES_RUN:
+                await timer_repository.cancel_occurrences(
+                    conn, schedule_id=schedule_id, reason="cancelled: the schedule was edited"
+                )
+            row = await repo.update_schedule(
+                conn, schedule_id=schedule_id, changes=columns, next_occurrence_at=cursor
+            )
+            if cursor is None:
+                row = await repo.end(conn, schedule_id=schedule_id) or row
+            elif row.status is ScheduleStatus.ACTIVE and given & _REMAKES_RUN:
+                await self._make_run(conn, row, cursor, now)
+            view = self._view(row)
+        log_event(logger, "schedule.updated", schedule_id=schedule_id, fields=sorted(given))
+        return view
+
+    async def _locked(self, conn: AsyncConnection, schedule_id: int, tenant: str | None) -> ScheduleRow:
+        row = await repo.lock_schedule(conn, schedule_id=schedule_id, tenant=tenant)
+        if row is None:
+            raise _not_found(schedule_id)
+        return row
+
+    async def pause(self, schedule_id: int, *, tenant: str | None) -> ScheduleView:
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            row = await repo.pause(conn, schedule_id=schedule_id)
+            if row is None:
+                raise _conflict(schedule_id, current.status, "paused")
+            await timer_repository.cancel_occurrences(
+                conn, schedule_id=schedule_id, reason="cancelled: the schedule was paused"
+            )
+            view = self._view(row)
+        log_event(logger, "schedule.paused", schedule_id=schedule_id)
+        return view
+
+    async def resume(self, schedule_id: int, *, tenant: str | None) -> ScheduleView:
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            row = await repo.resume(conn, schedule_id=schedule_id)
+            if row is None:
+                raise _conflict(schedule_id, current.status, "resumed")
+            if row.next_occurrence_at is not None:
+                # The run at the cursor again; its claim applies the catch-up rule to the pause.
+                await self._make_run(conn, row, row.next_occurrence_at, datetime.now(UTC))
+            view = self._view(row)
+        log_event(logger, "schedule.resumed", schedule_id=schedule_id)
+        return view
+
+    async def end(self, schedule_id: int, *, tenant: str | None, cancel_pending: bool) -> ScheduleView:
+        """End the schedule (its past runs stay); ending an ended one changes nothing."""
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            row = await repo.end(conn, schedule_id=schedule_id) or current
+            if cancel_pending:
+                await timer_repository.cancel_occurrences(
+                    conn, schedule_id=schedule_id, reason="cancelled: the schedule was deleted"
+                )
+            view = self._view(row)
+        log_event(logger, "schedule.ended", schedule_id=schedule_id, cancel_pending=cancel_pending)
+        return view
+
+    async def trigger(self, schedule_id: int, *, tenant: str | None) -> RunView:
+        """One extra run now, outside the series (no occurrence, not counted in runs)."""
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            if current.status is ScheduleStatus.ENDED:
+                raise _conflict(schedule_id, current.status, "triggered")
+            (created,) = await timer_repository.insert_timers(
+                conn,
+                timers=[engine.run_of(current, None, now=now)],
+                notify_within=self._settings.lookahead_seconds,
+            )
+            timer = await timer_repository.get_timer(conn, timer_id=created.id, tenant=None)
+            assert timer is not None
+        log_event(logger, "schedule.triggered", schedule_id=schedule_id, timer_id=created.id)
+        return _run_view(timer)
+
+    async def backfill(
+        self, schedule_id: int, request: ScheduleBackfill, *, tenant: str | None
+    ) -> BackfillCreated:
+        """A run, due now, for each occurrence in [from, to] that has none (at most MAX_BACKFILL);
+        they are runs of the series for `overlap` (but not counted in runs, nor moving the cursor)."""
+        now = datetime.now(UTC)
+        if request.to > now:
+            raise ValidationFailed("to: must not be in the future (the series runs the future)", field="to")
+        async with self._engine.begin() as conn:
+            current = await self._locked(conn, schedule_id, tenant)
+            if current.status is ScheduleStatus.ENDED:
+                raise _conflict(schedule_id, current.status, "backfilled")
+            occurrences = current.cadence().between(
+                request.from_ - timedelta(microseconds=1), request.to, limit=MAX_BACKFILL + 1
+            )
+            if len(occurrences) > MAX_BACKFILL:
+                raise ValidationFailed(
+                    f"from: the range holds more than {MAX_BACKFILL} occurrences; backfill it in parts",
+                    field="from",
+                )
+            runs = [dataclasses.replace(engine.run_of(current, o, now=now), fire_at=now) for o in occurrences]
+            made = await timer_repository.insert_runs(
+                conn, timers=runs, notify_within=self._settings.lookahead_seconds
+            )
+            rows = [
+                await timer_repository.get_timer(conn, timer_id=timer_id, tenant=None) for timer_id in made
+            ]
+        log_event(logger, "schedule.backfilled", schedule_id=schedule_id, created=len(made))
+        if made:
+            metrics.SCHEDULE_OCCURRENCES_CREATED.inc(len(made))
+        views = sorted((_run_view(r) for r in rows if r is not None), key=lambda v: v.occurrence_at or now)
+        return BackfillCreated(runs=views, already_run=len(occurrences) - len(made))
+
+    async def runs(self, schedule_id: int, *, tenant: str | None, cursor: str | None, limit: int) -> RunPage:
+        before = _decode_cursor(cursor)
+        async with self._engine.connect() as conn:
+            if await repo.get_schedule(conn, schedule_id=schedule_id, tenant=tenant) is None:
+                raise _not_found(schedule_id)
+            rows = await timer_repository.list_runs(
+                conn, schedule_id=schedule_id, before_id=before, limit=limit + 1
+            )
+        page = rows[:limit]
+        next_cursor = str(page[-1].id) if len(rows) > limit else None
+        return RunPage(runs=[_run_view(r) for r in page], next_cursor=next_cursor)
+
+    def _view(self, row: ScheduleRow) -> ScheduleView:
+        retry = row.retry.or_defaults(self._retry_defaults)
+        return ScheduleView.model_validate(
+            {
+                **SCHEDULE_ROW.flatten(row),
+                "schedule_id": row.id,
+                "description": cron.describe(cron.parse(row.cron), row.timezone),
+                "next_runs": next_runs(row),
+                "headers": redact_headers(row.request.headers),
+                "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
+            }
+        )
+
+
+def next_runs(row: ScheduleRow) -> list[NextRun]:
+    """The next occurrences from the cursor, within end_at and max_runs, in UTC and local time."""
+    if row.status is ScheduleStatus.ENDED or row.next_occurrence_at is None:
+        return []
+    count = NEXT_RUNS if row.max_runs is None else max(0, min(NEXT_RUNS, row.max_runs - row.runs))
+    cadence = row.cadence()
+    found: list[datetime] = []
+    current: datetime | None = row.next_occurrence_at
+    while current is not None and len(found) < count and engine.within_end(row, current) is not None:
+        found.append(current)
+        current = cadence.after(current)
+    return [NextRun(utc=moment.astimezone(UTC), local=moment.astimezone(cadence.zone)) for moment in found]
+
+
+def _retry_spec(fields: _ScheduleFields) -> RetrySpec:
+    retry = fields.retry
+    if retry is None:
+        return RetrySpec()
+    return RetrySpec(**retry.model_dump())
+
+
+def _changed_columns(changes: ScheduleUpdate) -> dict[str, Any]:
+    """The schedule columns an edit sets (the API's field → its column, or the value object's)."""
+    given = changes.model_fields_set
+    columns: dict[str, Any] = {}
+    for name in given:
+        value = getattr(changes, name)
+        if value is None and name in _NULL_KEEPS:
+            continue
+        if name == "cron":
+            columns.update(expression=value, cron=cron.parse(value).normalised)
+        elif name == "retry":
+            columns.update(dataclasses.asdict(_retry_spec(changes)))
+        elif name in ("method", "headers", "body"):
+            columns[name] = SCHEDULE_SPEC.default(name) if value is None and name != "body" else value
+        elif name in SCHEDULE_SPEC.columns:
+            columns[name] = SCHEDULE_SPEC.default(name) if value is None else value
+    return columns
+
+
+def _run_view(row: TimerRow) -> RunView:
+    return RunView(
+        timer_id=row.id,
+        occurrence_at=row.occurrence_at,
+        status=row.status,
+        due_at=row.due_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+        delivery_id=delivery_header_id(row.delivery_id),
+    )
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) >= 2**63:
+        raise ValidationFailed("cursor: not a cursor this API returned", field="cursor")
+    return int(cursor)
+
+
+def _etag(row: ScheduleRow) -> str:
+    return etag_of(row.updated_at)
+
+
+def _not_found(schedule_id: int) -> NotFoundError:
+    return NotFoundError(f"schedule {schedule_id} does not exist", field="schedule_id")
+
+
+def _conflict(schedule_id: int, status: ScheduleStatus, verb: str) -> Conflict:
+    return Conflict(f"schedule {schedule_id} is {status} and cannot be {verb}", status=status)
