@@ -226,6 +226,8 @@ async def test_ui_pages_carry_a_strict_csp_and_the_api_keeps_its_own(secured: Ca
         assert directive in csp
     assert "unsafe-inline" not in csp
     assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "same-origin"
+    assert page.headers["x-frame-options"] == "DENY"
     assert css.status_code == js.status_code == 200
     assert len(js.content) <= 100 * 1024
     assert api.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
