@@ -187,7 +187,7 @@ async def list_timers(
     return await timers_of(request).list(
         tenant=principal.visible_tenant,
         status=status_,
-        labels=_parse_labels(label or []),
+        labels=parse_labels(label or []),
         due_after=due_after,
         due_before=due_before,
         cursor=cursor,
@@ -195,7 +195,8 @@ async def list_timers(
     )
 
 
-def _parse_labels(values: list[str]) -> dict[str, str]:
+def parse_labels(values: list[str]) -> dict[str, str]:
+    """`key:value` filters (the API's `label` query, the dashboard's label field) as a dict."""
     labels: dict[str, str] = {}
     for value in values:
         key, sep, label = value.partition(":")

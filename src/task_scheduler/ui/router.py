@@ -26,7 +26,7 @@ from task_scheduler.auth.schemas import KeyCreate
 from task_scheduler.auth.service import AuthService, Principal
 from task_scheduler.errors import PreconditionFailed, ServiceError, Unauthorized
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.router import MAX_TIMER_ID, _parse_labels
+from task_scheduler.timers.router import MAX_TIMER_ID, parse_labels
 from task_scheduler.timers.schemas import TimerUpdate, TimerView
 from task_scheduler.timers.service import TimerService, etag_of
 from task_scheduler.ui import session
@@ -342,7 +342,7 @@ def _filter(values: Callable[[str], str | None]) -> TimerFilter:
             raise _Refused(422, f"status: not one of {', '.join(TimerStatus)}") from None
     labels_text = [part.strip() for part in text["label"].split(",") if part.strip()]
     try:
-        labels = _parse_labels(labels_text)
+        labels = parse_labels(labels_text)
     except ServiceError as exc:
         raise _Refused(422, exc.message) from None
     return TimerFilter(
