@@ -557,3 +557,55 @@ async def test_a_writer_may_not_manage_keys(secured: Callable[..., Any]) -> None
         assert (
             await client.post("/ui/keys", data={"csrf": token, "tenant": "x", "role": "admin"})
         ).status_code == 403
+
+
+async def test_counts_for_a_small_table_a_big_one_and_a_tenant(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    async with secured() as client:
+        writer = await make_key(client, "acme", "writer")
+        mine = [await make_timer(client, writer) for _ in range(3)]
+        for _ in range(4):
+            await make_timer(client)
+        await db.execute("UPDATE timers SET status = 'delivered' WHERE id = $1", mine[0])
+        await db.execute("ANALYZE timers")
+        await sign_in(client, ADMIN_KEY)
+        small = (await client.get("/ui/live.json")).json()
+        await sign_in(client, writer)
+        overview = await client.get("/ui")
+        tenant = (await client.get("/ui/live.json")).json()
+        await db.execute(
+            "INSERT INTO timers (url, due_at, status) SELECT 'http://example.com/', now(),"
+            " CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'delivered' END FROM generate_series(1, 12000) AS i"
+        )
+        await db.execute(
+            "INSERT INTO timers (url, due_at, status) VALUES ('http://example.com/', now(), 'expired')"
+        )
+        await db.execute("ANALYZE timers")
+        await sign_in(client, ADMIN_KEY)
+        big_page = (await client.get("/ui")).text  # (live.json still has the small table's, cached)
+    big = {status: shown.strip() for status, shown in re.findall(r'data-count="(\w+)">([^<]+)<', big_page)}
+    assert small["estimated"] is False
+    assert small["counts"] == {
+        "pending": 6,
+        "firing": 0,
+        "delivered": 1,
+        "failed": 0,
+        "expired": 0,
+        "cancelled": 0,
+    }
+    assert tenant["estimated"] is False
+    assert tenant["counts"] == {
+        "pending": 2,
+        "firing": 0,
+        "delivered": 1,
+        "failed": 0,
+        "expired": 0,
+        "cancelled": 0,
+    }
+    assert "Counted over your newest" in overview.text
+    assert "Estimated from the planner's statistics" in big_page
+    assert big["pending"] == "6"  # counted from the partial index, below the cap
+    assert 10_000 <= int(big["delivered"].replace(",", "")) <= 12_000  # reltuples x frequency
+    assert 1_000 <= int(big["failed"].replace(",", "")) <= 1_400
+    assert big["expired"].startswith("≤ ")  # too rare for the statistics: an upper bound

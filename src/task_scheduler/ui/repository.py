@@ -1,10 +1,12 @@
 """Read-only SQL behind the dashboard's overview, charts and destinations; every query is bounded.
 
-- Timers by status, whole table (admins): `pg_class.reltuples` times the status column's
-  most-common-value frequencies in `pg_stats` (what ANALYZE / autovacuum last saw): no scan at
-  all, so it costs the same at 10 M rows as at 10. Pending alone is also counted from its partial
-  index up to `COUNT_CAP` (exact below the cap, "at least" above), since that is the number an
-  operator watches.
+- Timers by status, whole table (admins): below `COUNT_CAP` rows (by `pg_class.reltuples`, or a
+  table never analysed) they are counted, reading at most `COUNT_CAP` rows. Above, they are
+  `reltuples` times the status column's most-common-value frequencies in `pg_stats` (what ANALYZE
+  / autovacuum last saw): no scan at all, the same cost at 10 M rows as at 10 k. A status too rare
+  to be among the most common values gets an upper bound (the rows no common value covers), shown
+  as "≤ N". Pending alone is also counted from its partial index up to `COUNT_CAP` (exact below
+  the cap, "at least" above), since that is the number an operator watches.
 - Timers by status, one tenant: counted over that tenant's newest `COUNT_CAP` timers by due time
   (an index range on ix_timers_tenant_due), shown as "of the latest N" when the cap is reached.
 - Charts and destinations read `timer_attempts` of the newest `RECENT_TIMERS` timers by id (a
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.timers.models import TimerStatus
@@ -32,11 +34,11 @@ class StatusCounts:
     counts: dict[str, int]
     capped: bool  # a count reached COUNT_CAP: "at least"
     estimated: bool  # from the planner's statistics, not counted
+    upper_bounds: frozenset[str] = frozenset()  # statuses whose number is only an upper bound
 
 
 _TABLE_ESTIMATE = text("""
-SELECT greatest(c.reltuples, 0)::bigint AS total, s.most_common_vals::text AS vals,
-       s.most_common_freqs AS freqs
+SELECT c.reltuples::bigint AS total, s.most_common_vals::text AS vals, s.most_common_freqs AS freqs
 FROM pg_class c
 LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = 'timers'
                     AND s.attname = 'status'
@@ -45,6 +47,9 @@ WHERE c.oid = to_regclass('timers')
 _PENDING_CAPPED = text("""
 SELECT count(*) FROM (SELECT 1 FROM timers WHERE status = 'pending' LIMIT :cap) AS capped
 """)
+_FIRST_ROWS = text("""
+SELECT status, count(*) AS n FROM (SELECT status FROM timers LIMIT :cap) AS first_rows GROUP BY status
+""")
 _TENANT_LATEST = text("""
 SELECT status, count(*) AS n FROM (
     SELECT status FROM timers WHERE tenant = :tenant ORDER BY due_at DESC, id DESC LIMIT :cap
@@ -52,22 +57,27 @@ SELECT status, count(*) AS n FROM (
 """)
 
 
+async def _counted(conn: AsyncConnection, statement: TextClause, params: dict[str, object]) -> StatusCounts:
+    rows = (await conn.execute(statement, {**params, "cap": COUNT_CAP})).all()
+    counts = {s.value: 0 for s in TimerStatus} | {r.status: int(r.n) for r in rows}
+    return StatusCounts(counts=counts, capped=sum(counts.values()) >= COUNT_CAP, estimated=False)
+
+
 async def status_counts(conn: AsyncConnection, *, tenant: str | None) -> StatusCounts:
     if tenant is not None:
-        rows = (await conn.execute(_TENANT_LATEST, {"tenant": tenant, "cap": COUNT_CAP})).all()
-        counts = {s.value: 0 for s in TimerStatus} | {r.status: int(r.n) for r in rows}
-        return StatusCounts(counts=counts, capped=sum(counts.values()) >= COUNT_CAP, estimated=False)
-    counts = {s.value: 0 for s in TimerStatus}
+        return await _counted(conn, _TENANT_LATEST, {"tenant": tenant})
     row = (await conn.execute(_TABLE_ESTIMATE)).one_or_none()
-    if row is not None and row.vals is not None and row.freqs is not None:
-        values = row.vals.strip("{}").split(",")
-        for value, freq in zip(values, row.freqs, strict=False):
-            if value in counts:
-                counts[value] = round(int(row.total) * float(freq))
+    if row is None or row.total < COUNT_CAP or row.vals is None or row.freqs is None:
+        return await _counted(conn, _FIRST_ROWS, {})
+    total = int(row.total)
+    common = dict(zip(row.vals.strip("{}").split(","), (float(f) for f in row.freqs), strict=False))
+    rest = round(total * max(0.0, 1.0 - sum(common.values())))
+    counts = {s.value: round(total * common[s.value]) if s.value in common else rest for s in TimerStatus}
     pending = int((await conn.execute(_PENDING_CAPPED, {"cap": COUNT_CAP})).scalar_one())
     capped = pending >= COUNT_CAP
     counts["pending"] = max(counts["pending"], pending) if capped else pending
-    return StatusCounts(counts=counts, capped=capped, estimated=True)
+    bounds = frozenset(s.value for s in TimerStatus if s.value not in common and s.value != "pending")
+    return StatusCounts(counts=counts, capped=capped, estimated=True, upper_bounds=bounds)
 
 
 @dataclass(frozen=True, slots=True)

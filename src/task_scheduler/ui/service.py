@@ -192,6 +192,7 @@ class Dashboard:
                 "counts": counts.counts,
                 "capped": counts.capped,
                 "estimated": counts.estimated,
+                "upper_bounds": sorted(counts.upper_bounds),
                 "at": datetime.now(UTC).isoformat(),
             }
             if len(self._live) > 1000:

@@ -58,7 +58,8 @@
           var marker = JSON.stringify(data.counts);
           Object.keys(data.counts).forEach(function (status) {
             var cell = document.querySelector('[data-count="' + status + '"]');
-            if (cell) { cell.textContent = Number(data.counts[status]).toLocaleString("en"); }
+            var bound = (data.upper_bounds || []).indexOf(status) >= 0 ? "\u2264 " : "";
+            if (cell) { cell.textContent = bound + Number(data.counts[status]).toLocaleString("en"); }
           });
           if (last !== null && marker !== last && document.body.getAttribute("data-page") === "timers" && !busy()) {
             window.location.reload();
