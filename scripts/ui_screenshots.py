@@ -2,7 +2,8 @@
 
     python scripts/ui_screenshots.py http://127.0.0.1:8080 <admin API key>
 
-Creates a few demo timers through the API on that service first (use a scratch database)."""
+Creates a few demo timers through the API on that service first (use a scratch database, and
+start the service with SCHEDULER_WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8 so some can be delivered)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ async def demo_timers(base_url: str, key: str) -> int:
             )
             response.raise_for_status()
             first = first or response.json()["timer_id"]
+        # Some that fire now: to the service's own /healthz (delivered) and to hosts that do not
+        # resolve (failed), so the charts and destinations have something to show.
+        for i in range(24):
+            url = f"{base_url}/healthz" if i % 3 else f"https://unreachable-{i % 2}.invalid/hook"
+            response = await api.post(
+                "/timer",
+                json={"seconds": 1 + i % 4, "url": url, "method": "GET", "retry": {"max_attempts": 1}},
+            )
+            response.raise_for_status()
+        await asyncio.sleep(8)
         return int(first)
 
 
