@@ -139,3 +139,24 @@ def test_copy_as_curl_recreates_the_timer() -> None:
     assert body["headers"] == {"Authorization": "[redacted]"}
     assert body["body"] == {"text": "it's"}
     assert body["retry"]["max_attempts"] == 5
+
+
+async def test_the_cache_computes_once_for_callers_that_miss_together() -> None:
+    import asyncio
+
+    from task_scheduler.ui.service import TtlCache
+
+    calls: list[str | None] = []
+
+    async def compute() -> int:
+        calls.append("x")
+        await asyncio.sleep(0)
+        return len(calls)
+
+    shared: TtlCache[int] = TtlCache(ttl=60)
+    assert await asyncio.gather(*(shared.get("acme", compute) for _ in range(5))) == [1] * 5
+    assert await shared.get(None, compute) == 2  # another tenant: its own answer
+    expiring: TtlCache[int] = TtlCache(ttl=0, max_keys=1)
+    assert await expiring.get("a", compute) == 3
+    assert await expiring.get("a", compute) == 4  # expired at once
+    assert await expiring.get("b", compute) == 5  # over max_keys: the old ones are dropped

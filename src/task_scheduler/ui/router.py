@@ -15,7 +15,6 @@ from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -205,8 +204,6 @@ class _UiRoute(APIRoute):
                 return _error(request, exc.status_code, exc.message)
             except ServiceError as exc:
                 return _error(request, exc.status_code, exc.message)
-            except RequestValidationError:
-                return _error(request, 422, "invalid address or parameter")
 
         return handle
 

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +21,9 @@ from task_scheduler.timers.service import TimerService
 from task_scheduler.ui import repository
 from task_scheduler.ui.repository import RecentAttempt, StatusCounts
 
+T = TypeVar("T")
 LIVE_TTL_SECONDS = 3.0
+ATTEMPTS_TTL_SECONDS = 10.0
 BULK_BATCH = 200
 BULK_MAX = 10_000
 CHART_WIDTH = 600
@@ -154,51 +157,65 @@ class BulkScope:
     due_before: datetime | None
 
 
-@dataclass(slots=True)
-class _Cached:
-    until: float
-    value: dict[str, object]
+class TtlCache(Generic[T]):
+    """Answers kept `ttl` seconds per key (the visible tenant) and shared by every caller of this
+    instance; callers that miss together wait for one computation. At most `max_keys` keys."""
+
+    def __init__(self, ttl: float, max_keys: int = 1000) -> None:
+        self._ttl, self._max_keys = ttl, max_keys
+        self._values: dict[str | None, tuple[float, T]] = {}
+        self._locks: defaultdict[str | None, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def get(self, key: str | None, compute: Callable[[], Awaitable[T]]) -> T:
+        found = self._values.get(key)
+        if found is not None and found[0] > time.monotonic():
+            return found[1]
+        async with self._locks[key]:
+            found = self._values.get(key)
+            if found is not None and found[0] > time.monotonic():
+                return found[1]
+            value = await compute()
+            if len(self._values) >= self._max_keys:
+                self._values.clear()
+                self._locks.clear()
+            self._values[key] = (time.monotonic() + self._ttl, value)
+            return value
 
 
 @dataclass
 class Dashboard:
-    """The dashboard's reads and bulk actions. The live snapshot is cached per visible tenant for
-    `LIVE_TTL_SECONDS` and shared by every tab of this instance: one query per interval, and
-    concurrent misses wait for the same query."""
+    """The dashboard's reads and bulk actions. The live snapshot (`LIVE_TTL_SECONDS`) and the
+    recent attempts behind the charts (`ATTEMPTS_TTL_SECONDS`) are cached per visible tenant and
+    shared by every tab of this instance: one query per interval, whatever the viewers."""
 
     engine: AsyncEngine
     timers: TimerService
-    _live: dict[str | None, _Cached] = field(default_factory=dict)
-    _locks: dict[str | None, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    _live: TtlCache[dict[str, object]] = field(default_factory=lambda: TtlCache(LIVE_TTL_SECONDS))
+    _attempts: TtlCache[list[RecentAttempt]] = field(default_factory=lambda: TtlCache(ATTEMPTS_TTL_SECONDS))
 
     async def counts(self, *, tenant: str | None) -> StatusCounts:
         async with self.engine.connect() as conn:
             return await repository.status_counts(conn, tenant=tenant)
 
     async def recent_attempts(self, *, tenant: str | None) -> list[RecentAttempt]:
-        async with self.engine.connect() as conn:
-            return await repository.recent_attempts(conn, tenant=tenant)
+        async def read() -> list[RecentAttempt]:
+            async with self.engine.connect() as conn:
+                return await repository.recent_attempts(conn, tenant=tenant)
+
+        return await self._attempts.get(tenant, read)
 
     async def live(self, *, tenant: str | None) -> dict[str, object]:
-        cached = self._live.get(tenant)
-        if cached is not None and cached.until > time.monotonic():
-            return cached.value
-        async with self._locks[tenant]:
-            cached = self._live.get(tenant)
-            if cached is not None and cached.until > time.monotonic():
-                return cached.value
+        async def read() -> dict[str, object]:
             counts = await self.counts(tenant=tenant)
-            value: dict[str, object] = {
+            return {
                 "counts": counts.counts,
                 "capped": counts.capped,
                 "estimated": counts.estimated,
                 "upper_bounds": sorted(counts.upper_bounds),
                 "at": datetime.now(UTC).isoformat(),
             }
-            if len(self._live) > 1000:
-                self._live.clear()  # bounded: one entry per tenant seen
-            self._live[tenant] = _Cached(time.monotonic() + LIVE_TTL_SECONDS, value)
-            return value
+
+        return await self._live.get(tenant, read)
 
     async def _page(self, scope: BulkScope, cursor: str | None, limit: int) -> TimerPage:
         return await self.timers.list(
