@@ -571,6 +571,8 @@ async def test_counts_for_a_small_table_a_big_one_and_a_tenant(
         await db.execute("ANALYZE timers")
         await sign_in(client, ADMIN_KEY)
         small = (await client.get("/ui/live.json")).json()
+        every_tenant_default = (await client.get("/ui/timers")).text
+        every_tenant_any = (await client.get("/ui/timers", params={"status": ""})).text
         await sign_in(client, writer)
         overview = await client.get("/ui")
         tenant = (await client.get("/ui/live.json")).json()
@@ -604,8 +606,45 @@ async def test_counts_for_a_small_table_a_big_one_and_a_tenant(
         "cancelled": 0,
     }
     assert "Counted over your newest" in overview.text
+    assert f'/ui/timers/{mine[1]}"' in overview.text  # next due, the tenant's
+    assert f'/ui/timers/{mine[0]}"' not in every_tenant_default  # every tenant's: pending first
+    assert f'/ui/timers/{mine[0]}"' in every_tenant_any
     assert "Estimated from the planner's statistics" in big_page
     assert big["pending"] == "6"  # counted from the partial index, below the cap
     assert 10_000 <= int(big["delivered"].replace(",", "")) <= 12_000  # reltuples x frequency
     assert 1_000 <= int(big["failed"].replace(",", "")) <= 1_400
     assert big["expired"].startswith("≤ ")  # too rare for the statistics: an upper bound
+
+
+async def test_the_attempt_rollup_aggregates_in_the_database(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    from task_scheduler.db import create_engine
+    from task_scheduler.ui.repository import attempt_rollup
+
+    await db.execute(
+        "INSERT INTO timers (id, url, due_at, status, attempts, tenant) OVERRIDING SYSTEM VALUE VALUES"
+        " (1, 'http://user:secret@Example.COM:8080/x?y', now() - interval '1 second', 'delivered', 1, 'acme'),"
+        " (2, 'https://other.example/hook', now(), 'failed', 2, 'globex')"
+    )
+    await db.execute(
+        "INSERT INTO timer_attempts VALUES (1, 1, now(), 30, 200, NULL, NULL, NULL),"
+        " (2, 1, now() - interval '2 minutes', 5, 503, 'http_status', 'HTTP 503', NULL),"
+        " (2, 2, now() - interval '2 hours', 5, 503, 'http_status', 'HTTP 503', NULL)"
+    )
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            everyone = await attempt_rollup(conn, tenant=None)
+            acme = await attempt_rollup(conn, tenant="acme")
+    finally:
+        await engine.dispose()
+    hosts = {h.authority: h for h in everyone.hosts}
+    assert set(hosts) == {"example.com:8080", "other.example"}  # no user:password, lower case
+    assert (hosts["example.com:8080"].succeeded, hosts["example.com:8080"].last_ok) == (1, True)
+    assert (hosts["other.example"].attempts, hosts["other.example"].last_error) == (1, "http_status")
+    assert hosts["example.com:8080"].p50_ms == 30.0
+    assert sorted(everyone.per_minute.values()) in ([(0, 1), (1, 0)], [(1, 1)])
+    assert everyone.durations == {0: (0, 1), 1: (1, 0)}  # 5 ms below 10; 30 ms in 10-50
+    assert sum(ok + failed for ok, failed in everyone.lateness.values()) == 1  # first attempts only
+    assert [h.authority for h in acme.hosts] == ["example.com:8080"]

@@ -11,7 +11,7 @@ import pytest
 
 from task_scheduler.timers.schemas import TimerView
 from task_scheduler.ui import session
-from task_scheduler.ui.repository import RecentAttempt
+from task_scheduler.ui.repository import DURATION_EDGES_MS, AttemptRollup, HostStats
 from task_scheduler.ui.router import curl_command
 from task_scheduler.ui.service import (
     CHART_HEIGHT,
@@ -19,7 +19,6 @@ from task_scheduler.ui.service import (
     destinations,
     duration_chart,
     lateness_chart,
-    percentile,
 )
 
 KEY = session.mac_key(b"server", b"hash-of-key")
@@ -61,70 +60,45 @@ def test_csrf_tokens_belong_to_one_session() -> None:
     assert not session.csrf_ok(one, KEY, "")
 
 
-def test_percentile() -> None:
-    assert percentile([], 0.5) == 0.0
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.5) == 50.0
-    assert percentile(values, 0.99) == 99.0
-    assert percentile([7.0], 0.99) == 7.0
-
-
-def attempt(
-    minutes_ago: float,
-    *,
-    ok: bool = True,
-    host: str = "a.example",
-    duration: float = 20.0,
-    lateness: float | None = 5.0,
-) -> RecentAttempt:
-    return RecentAttempt(
-        started_at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
-        duration_ms=duration,
-        ok=ok,
-        lateness_ms=lateness,
-        host=host,
-        error_class=None if ok else "http_status",
-    )
+def host(authority: str, *, attempts: int, succeeded: int, last_ok: bool) -> HostStats:
+    return HostStats(authority, attempts, succeeded, 20.0, 90.0, last_ok, None if last_ok else "http_status")
 
 
 def test_destinations_put_the_failing_first() -> None:
-    found = destinations(
-        [
-            attempt(3),
-            attempt(2),
-            attempt(1),
-            attempt(5, host="b.example"),
-            attempt(1, ok=False, host="b.example"),
-        ]
-    )
+    hosts = [
+        host("a.example", attempts=3, succeeded=3, last_ok=True),
+        host("b.example", attempts=2, succeeded=1, last_ok=False),
+    ]
+    found = destinations(AttemptRollup({}, {}, {}, hosts))
     assert [d.host for d in found] == ["b.example", "a.example"]
     failing, healthy = found
     assert failing.failing_now
     assert failing.success_rate == 0.5
     assert failing.last_error == "http_status"
     assert not healthy.failing_now
-    assert healthy.deliveries == 3
     assert healthy.success_rate == 1.0
-    assert destinations([]) == []
+    assert destinations(AttemptRollup({}, {}, {}, [])) == []
 
 
 def test_the_deliveries_chart_stacks_failures_on_successes() -> None:
-    chart = deliveries_chart([attempt(0), attempt(0), attempt(0, ok=False), attempt(10)], datetime.now(UTC))
+    now = datetime.now(UTC)
+    minute = now.replace(second=0, microsecond=0)
+    rollup = AttemptRollup({minute: (2, 1), minute - timedelta(minutes=10): (1, 0)}, {}, {}, [])
+    chart = deliveries_chart(rollup, now)
     assert chart.peak == 3
-    kinds = [bar.kind for bar in chart.bars]
-    assert kinds.count("fail") == 1
+    assert [bar.kind for bar in chart.bars].count("fail") == 1
     assert all(0 <= bar.y <= CHART_HEIGHT and bar.height >= 1 for bar in chart.bars)
     tallest = [bar for bar in chart.bars if bar.x == max(b.x for b in chart.bars)]
     assert sum(bar.height for bar in tallest) == pytest.approx(CHART_HEIGHT)
-    assert deliveries_chart([], datetime.now(UTC)).bars == []
+    assert deliveries_chart(AttemptRollup({}, {}, {}, []), now).bars == []
 
 
-def test_histograms_bucket_duration_and_lateness() -> None:
-    attempts = [attempt(1, duration=5), attempt(1, duration=60_000, lateness=None), attempt(1, duration=300)]
-    assert duration_chart(attempts).peak == 1
-    assert len(duration_chart(attempts).bars) == 3
-    assert sum(1 for _ in lateness_chart(attempts).bars) == 1
-    assert lateness_chart(attempts).bars[0].label.startswith("≤ 10 ms")
+def test_histograms_name_their_buckets() -> None:
+    rollup = AttemptRollup({}, {0: (1, 0), 4: (0, 2), len(DURATION_EDGES_MS): (1, 0)}, {1: (3, 0)}, [])
+    duration = duration_chart(rollup)
+    assert duration.peak == 2
+    assert [bar.label for bar in duration.bars] == ["< 10 ms: 1", "250-500 ms: 2", "≥ 10000 ms: 1"]
+    assert [bar.label for bar in lateness_chart(rollup).bars] == ["10-50 ms: 3"]
 
 
 def test_copy_as_curl_recreates_the_timer() -> None:

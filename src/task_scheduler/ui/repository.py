@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,7 +27,7 @@ from task_scheduler.timers.models import TimerStatus
 
 COUNT_CAP = 10_000
 RECENT_TIMERS = 200_000
-ATTEMPT_ROWS = 50_000
+ATTEMPT_ROWS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,44 +81,97 @@ async def status_counts(conn: AsyncConnection, *, tenant: str | None) -> StatusC
     return StatusCounts(counts=counts, capped=capped, estimated=True, upper_bounds=bounds)
 
 
+DURATION_EDGES_MS = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+
+
 @dataclass(frozen=True, slots=True)
-class RecentAttempt:
-    started_at: datetime
-    duration_ms: float
-    ok: bool
-    lateness_ms: float | None  # first attempts only: started_at - due_at
-    host: str
-    error_class: str | None
+class HostStats:
+    authority: str  # host[:port] of the webhook URL, without any user:password@
+    attempts: int
+    succeeded: int
+    p50_ms: float
+    p99_ms: float
+    last_ok: bool
+    last_error: str | None
 
 
-_RECENT_ATTEMPTS = text("""
-SELECT a.started_at, a.duration_ms, a.error_class IS NULL AS ok, a.error_class,
-       CASE WHEN a.attempt = 1 AND t.attempts = 1
-            THEN extract(epoch FROM a.started_at - t.due_at) * 1000 END AS lateness_ms,
-       lower(coalesce(substring(t.url FROM '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\\[[^]]*\\]|[^:/?#]*)'), ''))
-           AS host
-FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
-WHERE a.timer_id > (SELECT coalesce(max(id), 0) FROM timers) - :recent
-  AND a.started_at > now() - interval '1 hour'
-  AND (CAST(:tenant AS text) IS NULL OR t.tenant = :tenant)
-ORDER BY a.timer_id DESC
-LIMIT :rows
+@dataclass(frozen=True, slots=True)
+class AttemptRollup:
+    """Recent attempts, already aggregated by the database: small whatever the traffic.
+    Bucket i of a histogram holds values from DURATION_EDGES_MS[i-1] up to DURATION_EDGES_MS[i]
+    (bucket 0: below the first edge, the last: the last edge and above)."""
+
+    per_minute: dict[datetime, tuple[int, int]]  # minute: (succeeded, failed)
+    durations: dict[int, tuple[int, int]]
+    lateness: dict[int, tuple[int, int]]  # first attempts only: started_at - due_at
+    hosts: list[HostStats]
+
+
+_ATTEMPT_ROLLUP = text("""
+WITH recent AS MATERIALIZED (
+    SELECT a.started_at, a.duration_ms, a.error_class, a.error_class IS NULL AS ok,
+           CASE WHEN a.attempt = 1 AND t.attempts = 1
+                THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END AS lateness_ms,
+           split_part(split_part(split_part(t.url, '/', 3), '?', 1), '#', 1) AS authority
+    FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
+    WHERE a.timer_id > (SELECT coalesce(max(id), 0) FROM timers) - :recent
+      AND a.started_at > now() - interval '1 hour'
+      AND (CAST(:tenant AS text) IS NULL OR t.tenant = :tenant)
+    ORDER BY a.timer_id DESC
+    LIMIT :rows
+), bucketed AS (
+    SELECT date_trunc('minute', started_at) AS minute,
+           width_bucket(duration_ms, CAST(:edges AS double precision[])) AS duration_bucket,
+           width_bucket(lateness_ms, CAST(:edges AS double precision[])) AS lateness_bucket, ok
+    FROM recent
+)
+SELECT CASE WHEN GROUPING(minute) = 0 THEN 'minute'
+            WHEN GROUPING(duration_bucket) = 0 THEN 'duration' ELSE 'lateness' END AS kind,
+       extract(epoch FROM minute) AS minute, coalesce(duration_bucket, lateness_bucket) AS bucket, ok,
+       count(*) AS n, NULL AS authority, NULL AS succeeded, NULL AS p50, NULL AS p99,
+       NULL AS last_ok, NULL AS last_error
+FROM bucketed
+GROUP BY GROUPING SETS ((minute, ok), (duration_bucket, ok), (lateness_bucket, ok))
+HAVING GROUPING(lateness_bucket) = 1 OR lateness_bucket IS NOT NULL
+UNION ALL
+SELECT 'host', NULL, NULL, NULL, count(*), lower(substr(authority, strpos(authority, '@') + 1)),
+       count(*) FILTER (WHERE ok),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms),
+       (array_agg(ok ORDER BY started_at DESC))[1], (array_agg(error_class ORDER BY started_at DESC))[1]
+FROM recent
+GROUP BY lower(substr(authority, strpos(authority, '@') + 1))
 """)
 
 
-async def recent_attempts(conn: AsyncConnection, *, tenant: str | None) -> list[RecentAttempt]:
-    """The attempts behind the charts and the destinations page (bounded: see the module)."""
+async def attempt_rollup(conn: AsyncConnection, *, tenant: str | None) -> AttemptRollup:
+    """What the charts and the destinations page show (bounded: see the module)."""
     result = await conn.execute(
-        _RECENT_ATTEMPTS, {"tenant": tenant, "recent": RECENT_TIMERS, "rows": ATTEMPT_ROWS}
+        _ATTEMPT_ROLLUP,
+        {"tenant": tenant, "recent": RECENT_TIMERS, "rows": ATTEMPT_ROWS, "edges": list(DURATION_EDGES_MS)},
     )
-    return [
-        RecentAttempt(
-            started_at=r.started_at,
-            duration_ms=float(r.duration_ms),
-            ok=bool(r.ok),
-            lateness_ms=None if r.lateness_ms is None else float(r.lateness_ms),
-            host=r.host or "?",
-            error_class=r.error_class,
-        )
-        for r in result
-    ]
+    per_minute: dict[datetime, tuple[int, int]] = {}
+    histograms: dict[str, dict[int, tuple[int, int]]] = {"duration": {}, "lateness": {}}
+    hosts: list[HostStats] = []
+    for r in result:
+        if r.kind == "host":
+            hosts.append(
+                HostStats(
+                    authority=r.authority or "?",
+                    attempts=int(r.n),
+                    succeeded=int(r.succeeded),
+                    p50_ms=float(r.p50),
+                    p99_ms=float(r.p99),
+                    last_ok=bool(r.last_ok),
+                    last_error=r.last_error,
+                )
+            )
+            continue
+        if r.kind == "minute":
+            key: datetime | int = datetime.fromtimestamp(float(r.minute), UTC)
+            table: dict[Any, tuple[int, int]] = per_minute
+        else:
+            key, table = int(r.bucket), histograms[r.kind]
+        ok, failed = table.get(key, (0, 0))
+        table[key] = (ok + int(r.n), failed) if r.ok else (ok, failed + int(r.n))
+    return AttemptRollup(per_minute, histograms["duration"], histograms["lateness"], hosts)

@@ -262,16 +262,8 @@ async def overview(request: Request) -> Response:
     dashboard = _dashboard(request)
     tenant = viewer.principal.visible_tenant
     counts = await dashboard.counts(tenant=tenant)
-    attempts = await dashboard.recent_attempts(tenant=tenant)
-    next_due = await _timers(request).list(
-        tenant=tenant,
-        status=TimerStatus.PENDING,
-        labels={},
-        due_after=None,
-        due_before=None,
-        cursor=None,
-        limit=10,
-    )
+    attempts = await dashboard.attempts(tenant=tenant)
+    next_due = await dashboard.next_due(tenant=tenant)
     failing = [d for d in destinations(attempts) if d.failing_now or d.success_rate < 1][:10]
     return _page(
         request,
@@ -283,7 +275,7 @@ async def overview(request: Request) -> Response:
             lateness_chart(attempts),
             duration_chart(attempts),
         ],
-        next_due=next_due.timers,
+        next_due=next_due,
         failing=failing,
     )
 
@@ -297,7 +289,7 @@ async def live(request: Request) -> Response:
 @router.get("/destinations")
 async def destinations_page(request: Request) -> Response:
     viewer = await _viewer(request)
-    attempts = await _dashboard(request).recent_attempts(tenant=viewer.principal.visible_tenant)
+    attempts = await _dashboard(request).attempts(tenant=viewer.principal.visible_tenant)
     return _page(request, viewer, "destinations.html", destinations=destinations(attempts))
 
 
@@ -327,10 +319,12 @@ def _parse_time(value: str, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
-def _filter(values: Callable[[str], str | None]) -> TimerFilter:
+def _filter(values: Callable[[str], str | None], default_status: str = "") -> TimerFilter:
     text = {
         name: (values(name) or "").strip()[:500] for name in ("status", "label", "due_after", "due_before")
     }
+    if values("status") is None:
+        text["status"] = default_status
     status = None
     if text["status"]:
         try:
@@ -359,7 +353,9 @@ async def timers_page(request: Request) -> Response:
         if not lookup.isdigit() or not 1 <= int(lookup) <= MAX_TIMER_ID:
             raise _Refused(422, "id: a timer id is a positive whole number")
         return RedirectResponse(f"/ui/timers/{int(lookup)}", status_code=303)
-    chosen = _filter(request.query_params.get)
+    # A first visit of every tenant's timers lists the pending ones: their partial index has them in
+    # due order, and nothing else does across tenants. A tenant's own are in order in its index.
+    chosen = _filter(request.query_params.get, "pending" if viewer.principal.visible_tenant is None else "")
     cursor = request.query_params.get("cursor") or None
     page = await _timers(request).list(
         tenant=viewer.principal.visible_tenant,

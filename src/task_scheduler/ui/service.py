@@ -4,7 +4,6 @@ host, the shared live snapshot, and bulk actions in bounded batches. No FastAPI 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.schemas import TimerPage, TimerView
 from task_scheduler.timers.service import TimerService
 from task_scheduler.ui import repository
-from task_scheduler.ui.repository import RecentAttempt, StatusCounts
+from task_scheduler.ui.repository import DURATION_EDGES_MS, AttemptRollup, StatusCounts
 
 T = TypeVar("T")
 LIVE_TTL_SECONDS = 3.0
@@ -28,7 +27,6 @@ BULK_BATCH = 200
 BULK_MAX = 10_000
 CHART_WIDTH = 600
 CHART_HEIGHT = 120
-DURATION_BUCKETS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, math.inf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,34 +63,21 @@ class Destination:
         return self.succeeded / self.deliveries if self.deliveries else 0.0
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def destinations(attempts: list[RecentAttempt]) -> list[Destination]:
-    """Per host: deliveries, success rate, p50/p99 duration, and whether its latest attempt failed."""
-    by_host: dict[str, list[RecentAttempt]] = defaultdict(list)
-    for attempt in attempts:
-        by_host[attempt.host].append(attempt)
-    found = []
-    for host, rows in by_host.items():
-        rows.sort(key=lambda a: a.started_at)
-        durations = sorted(a.duration_ms for a in rows)
-        latest = rows[-1]
-        found.append(
-            Destination(
-                host=host,
-                deliveries=len(rows),
-                succeeded=sum(a.ok for a in rows),
-                p50_ms=percentile(durations, 0.5),
-                p99_ms=percentile(durations, 0.99),
-                failing_now=not latest.ok,
-                last_error=latest.error_class,
-            )
+def destinations(rollup: AttemptRollup) -> list[Destination]:
+    """Per host: attempts, success rate, p50/p99 duration, and whether its latest attempt failed;
+    the failing first, then the least successful."""
+    found = [
+        Destination(
+            host=h.authority,
+            deliveries=h.attempts,
+            succeeded=h.succeeded,
+            p50_ms=h.p50_ms,
+            p99_ms=h.p99_ms,
+            failing_now=not h.last_ok,
+            last_error=h.last_error,
         )
+        for h in rollup.hosts
+    ]
     return sorted(found, key=lambda d: (not d.failing_now, d.success_rate, -d.deliveries, d.host))
 
 
@@ -113,37 +98,38 @@ def _stacked(counts: list[tuple[str, int, int]], title: str) -> Chart:
     return Chart(title=title, bars=bars, peak=peak)
 
 
-def deliveries_chart(attempts: list[RecentAttempt], now: datetime) -> Chart:
+def deliveries_chart(rollup: AttemptRollup, now: datetime) -> Chart:
     minutes = [(now - timedelta(minutes=59 - i)).replace(second=0, microsecond=0) for i in range(60)]
-    ok: dict[datetime, int] = defaultdict(int)
-    failed: dict[datetime, int] = defaultdict(int)
-    for a in attempts:
-        minute = a.started_at.astimezone(UTC).replace(second=0, microsecond=0)
-        (ok if a.ok else failed)[minute] += 1
-    counts = [(f"{m:%H:%M}: {ok[m]} ok, {failed[m]} failed", ok[m], failed[m]) for m in minutes]
+    counts = []
+    for minute in minutes:
+        ok, failed = rollup.per_minute.get(minute, (0, 0))
+        counts.append((f"{minute:%H:%M}: {ok} ok, {failed} failed", ok, failed))
     return _stacked(counts, "Attempts per minute, last hour")
 
 
-def _histogram(values: list[tuple[float, bool]], title: str, unit: str) -> Chart:
-    counts: list[tuple[str, int, int]] = []
-    low = -math.inf
-    for high in DURATION_BUCKETS_MS:
-        inside = [ok for v, ok in values if low < v <= high]
-        name = f"≤ {high:g} {unit}" if high != math.inf else f"> {low:g} {unit}"
-        counts.append((f"{name}: {len(inside)}", sum(inside), len(inside) - sum(inside)))
-        low = high
-    return Chart(
-        title=title, bars=_stacked(counts, title).bars, peak=max((o + f for _, o, f in counts), default=0)
-    )
+def _bucket_name(index: int, unit: str) -> str:
+    edges = DURATION_EDGES_MS
+    if index == 0:
+        return f"< {edges[0]:g} {unit}"
+    if index >= len(edges):
+        return f"≥ {edges[-1]:g} {unit}"
+    return f"{edges[index - 1]:g}-{edges[index]:g} {unit}"
 
 
-def duration_chart(attempts: list[RecentAttempt]) -> Chart:
-    return _histogram([(a.duration_ms, a.ok) for a in attempts], "Attempt duration, last hour", "ms")
+def _histogram(buckets: dict[int, tuple[int, int]], title: str) -> Chart:
+    counts = []
+    for index in range(len(DURATION_EDGES_MS) + 1):
+        ok, failed = buckets.get(index, (0, 0))
+        counts.append((f"{_bucket_name(index, 'ms')}: {ok + failed}", ok, failed))
+    return _stacked(counts, title)
 
 
-def lateness_chart(attempts: list[RecentAttempt]) -> Chart:
-    values = [(max(0.0, a.lateness_ms), a.ok) for a in attempts if a.lateness_ms is not None]
-    return _histogram(values, "Lateness of first attempts (start - due), last hour", "ms")
+def duration_chart(rollup: AttemptRollup) -> Chart:
+    return _histogram(rollup.durations, "Attempt duration, last hour")
+
+
+def lateness_chart(rollup: AttemptRollup) -> Chart:
+    return _histogram(rollup.lateness, "Lateness of first attempts (start - due), last hour")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,16 +177,16 @@ class Dashboard:
     engine: AsyncEngine
     timers: TimerService
     _live: TtlCache[dict[str, object]] = field(default_factory=lambda: TtlCache(LIVE_TTL_SECONDS))
-    _attempts: TtlCache[list[RecentAttempt]] = field(default_factory=lambda: TtlCache(ATTEMPTS_TTL_SECONDS))
+    _attempts: TtlCache[AttemptRollup] = field(default_factory=lambda: TtlCache(ATTEMPTS_TTL_SECONDS))
 
     async def counts(self, *, tenant: str | None) -> StatusCounts:
         async with self.engine.connect() as conn:
             return await repository.status_counts(conn, tenant=tenant)
 
-    async def recent_attempts(self, *, tenant: str | None) -> list[RecentAttempt]:
-        async def read() -> list[RecentAttempt]:
+    async def attempts(self, *, tenant: str | None) -> AttemptRollup:
+        async def read() -> AttemptRollup:
             async with self.engine.connect() as conn:
-                return await repository.recent_attempts(conn, tenant=tenant)
+                return await repository.attempt_rollup(conn, tenant=tenant)
 
         return await self._attempts.get(tenant, read)
 
@@ -216,6 +202,24 @@ class Dashboard:
             }
 
         return await self._live.get(tenant, read)
+
+    async def next_due(self, *, tenant: str | None, limit: int = 10) -> list[TimerView]:
+        """The next pending timers by due time. Every tenant's: from the pending partial index
+        (overdue ones first). One tenant's: the timers due from now on, from its (tenant, due_at,
+        id) index, of which the pending ones (no index holds a tenant's pending timers in order)."""
+        if tenant is None:
+            scope = BulkScope(None, TimerStatus.PENDING, {}, None, None)
+            return (await self._page(scope, None, limit)).timers
+        page = await self.timers.list(
+            tenant=tenant,
+            status=None,
+            labels={},
+            due_after=datetime.now(UTC),
+            due_before=None,
+            cursor=None,
+            limit=5 * limit,
+        )
+        return [t for t in page.timers if t.status == TimerStatus.PENDING][:limit]
 
     async def _page(self, scope: BulkScope, cursor: str | None, limit: int) -> TimerPage:
         return await self.timers.list(
