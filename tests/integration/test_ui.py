@@ -316,10 +316,23 @@ async def test_filters_id_lookup_and_pagination(secured: Callable[..., Any]) -> 
             "/ui/timers", params={"due_after": "2000-01-01T00:00", "due_before": "2001-01-01T00:00"}
         )
         assert "No timers match" in window.text
-        for params in ({"status": "nope"}, {"label": "nocolon"}, {"due_after": "yesterday"}, {"id": "x1"}):
+        for params in (
+            {"status": "nope"},
+            {"label": "nocolon"},
+            {"due_after": "yesterday"},
+            {"id": "x1"},
+            {"id": "²"},
+            {"id": str(2**63)},
+        ):
             assert (await client.get("/ui/timers", params=params)).status_code == 422, params
         assert (await client.get("/ui/timers/0")).status_code == 404
         assert (await client.get("/ui/timers/abc")).status_code == 404
+        assert (await client.get("/ui/timers/²")).status_code == 404
+        token = await csrf(client)
+        bulk = await client.post(
+            "/ui/timers/bulk", data={"csrf": token, "action": "cancel", "timer_id": ["²", "0"]}
+        )
+        assert bulk.status_code == 422
 
 
 async def test_pagination_follows_the_service_cursor(secured: Callable[..., Any]) -> None:

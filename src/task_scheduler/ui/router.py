@@ -306,7 +306,8 @@ class TimerFilter:
 
     @property
     def query(self) -> str:
-        return urlencode({k: v for k, v in self.text.items() if v})
+        # status stays even when empty: "any" differs from a first visit's default
+        return urlencode({k: v for k, v in self.text.items() if v or k == "status"})
 
 
 def _parse_time(value: str, name: str) -> datetime | None:
@@ -350,9 +351,10 @@ async def timers_page(request: Request) -> Response:
     viewer = await _viewer(request)
     lookup = (request.query_params.get("id") or "").strip()
     if lookup:
-        if not lookup.isdigit() or not 1 <= int(lookup) <= MAX_TIMER_ID:
+        timer_id = _positive_id(lookup)
+        if timer_id is None:
             raise _Refused(422, "id: a timer id is a positive whole number")
-        return RedirectResponse(f"/ui/timers/{int(lookup)}", status_code=303)
+        return RedirectResponse(f"/ui/timers/{timer_id}", status_code=303)
     # A first visit of every tenant's timers lists the pending ones: their partial index has them in
     # due order, and nothing else does across tenants. A tenant's own are in order in its index.
     chosen = _filter(request.query_params.get, "pending" if viewer.principal.visible_tenant is None else "")
@@ -413,9 +415,7 @@ async def bulk(request: Request) -> Response:
             )
         done, skipped = await dashboard.apply_matching(act, scope)
     else:
-        ids = [int(v) for v in fields.get("timer_id", []) if v.isdigit() and 1 <= int(v) <= MAX_TIMER_ID][
-            :1000
-        ]
+        ids = [i for i in map(_positive_id, fields.get("timer_id", [])[:1000]) if i is not None]
         if not ids:
             raise _Refused(422, "select at least one timer")
         done, skipped = await dashboard.apply(act, ids)
@@ -460,10 +460,18 @@ async def _detail(
     )
 
 
+def _positive_id(text: str) -> int | None:
+    """A timer id typed or posted: ASCII digits only (int() refuses some that isdigit() allows)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TIMER_ID:
+        return None
+    return int(text)
+
+
 def _timer_id(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TIMER_ID:
+    timer_id = _positive_id(raw)
+    if timer_id is None:
         raise _Refused(404, "no such timer")
-    return int(raw)
+    return timer_id
 
 
 @router.get("/timers/{timer_id}")
