@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler import __version__, health
@@ -35,6 +36,9 @@ from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
 from task_scheduler.timers.router import router as timers_router
 from task_scheduler.timers.service import TimerService
+from task_scheduler.ui.router import STATIC_DIR
+from task_scheduler.ui.router import router as ui_router
+from task_scheduler.ui.service import Dashboard
 from task_scheduler.web import (
     BodyLimitMiddleware,
     RequestLogMiddleware,
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             app.state.engine = engine = await _open_database(stack, settings, url)
             app.state.timer_service, app.state.auth_service = await _start_services(stack, settings, engine)
             app.state.schedule_service = ScheduleService(engine=engine, settings=settings)
+            app.state.dashboard = Dashboard(engine=engine, timers=app.state.timer_service)
             app.state.dispatcher = None
             app.state.supervisor = supervisor = Supervisor()
             stack.push_async_callback(supervisor.stop)  # whatever the components left running
@@ -164,6 +169,8 @@ def _build_api(
     app.include_router(auth_router)
     app.include_router(health.router)
     app.include_router(schedules_router)
+    app.include_router(ui_router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     document_security(app, timers_router, schedules_router, auth_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:

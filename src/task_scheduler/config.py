@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         default="", description="Comma-separated origins allowed by CORS; empty: CORS off."
     )
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Extra secret mixed into dashboard session signatures (same on every instance).",
+    )
     retention_seconds: float = Field(
         default=604_800.0, gt=0, description="Finished timers and their attempts are deleted after this."
     )

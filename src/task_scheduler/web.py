@@ -281,6 +281,21 @@ _SECURITY_HEADERS = [
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _NO_STORE = (b"cache-control", b"no-store")
 _DOCS_PATHS = ("/docs", "/redoc")
+# The dashboard: its own files only; no inline script or style, so stored text can never run.
+_UI_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    b"form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'",
+)
+_UI_PREFIX = "/ui"
+# Same-origin referrers on the dashboard: with no-referrer a browser sends `Origin: null` on its
+# own form posts, and the origin check could not tell them from another site's.
+_UI_HEADERS = [
+    *(h for h in _SECURITY_HEADERS if h[0] != b"referrer-policy"),
+    (b"referrer-policy", b"same-origin"),
+    _UI_CSP,
+    _NO_STORE,
+]
 
 
 class SecurityHeadersMiddleware:
@@ -293,9 +308,13 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(_SECURITY_HEADERS)
-        if not scope["path"].startswith(_DOCS_PATHS):
-            extra += [_API_CSP, _NO_STORE]
+        path: str = scope["path"]
+        if path == _UI_PREFIX or path.startswith(_UI_PREFIX + "/"):
+            extra = _UI_HEADERS
+        else:
+            extra = list(_SECURITY_HEADERS)
+            if not path.startswith(_DOCS_PATHS):
+                extra += [_API_CSP, _NO_STORE]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

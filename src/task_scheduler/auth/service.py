@@ -89,6 +89,15 @@ class AuthService:
         self._rate_limit(principal.key_id or "loopback")
         return principal
 
+    async def session_key(self, key_id: str) -> tuple[Principal, bytes] | None:
+        """A dashboard session's caller and its key's stored hash (which signs the session);
+        None once the key is revoked or gone. Cached like `authenticate`'s lookup."""
+        row = await self._lookup(key_id)
+        if row is None or row.revoked_at is not None:
+            return None
+        self._rate_limit(row.key_id)
+        return Principal(tenant=row.tenant, role=row.role, key_id=row.key_id), row.key_hash
+
     async def _lookup(self, key_id: str) -> ApiKeyRow | None:
         now = time.monotonic()
         cached = self._keys.get(key_id)

@@ -200,6 +200,7 @@ async def list_timers(
 
 
 def parse_labels(values: list[str]) -> dict[str, str]:
+    """`key:value` filters (the API's `label` query, the dashboard's label field) as a dict."""
     labels: dict[str, str] = {}
     for value in values:
         key, sep, label = value.partition(":")
