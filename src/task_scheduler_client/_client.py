@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar, Unpack
 
@@ -19,6 +20,10 @@ from task_scheduler_client._core import (
     Engine,
     Paging,
     Retry,
+    ScheduleChangeFields,
+    ScheduleFields,
+    SchedulePaging,
+    ScheduleQuery,
     TimerChangeFields,
     TimerFields,
     TimerQuery,
@@ -26,10 +31,13 @@ from task_scheduler_client._core import (
 )
 from task_scheduler_client._models import (
     AttemptView,
+    BackfillCreated,
     KeyCreated,
     KeyView,
     NewTimer,
     Role,
+    RunView,
+    ScheduleView,
     SecretCreated,
     SecretView,
     TimerCreated,
@@ -148,6 +156,71 @@ class Client:
     def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""
         return self.send(Calls.timer_attempts(timer_id)).attempts
+
+    def create_schedule(self, **schedule: Unpack[ScheduleFields]) -> ScheduleView:
+        """Creates a schedule: `cron` and `url`, and the rest of `ScheduleFields`; its `next_runs`
+        and `description` say when it fires."""
+        return self.send(Calls.create_schedule(schedule))
+
+    def get_schedule(self, schedule_id: int) -> ScheduleView:
+        """The schedule; its `etag` is what `update_schedule(if_match=...)` takes."""
+        return self.send(Calls.get_schedule(schedule_id))
+
+    def list_schedules(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str | None = None,
+        max_schedules: int | None = None,
+        **where: Unpack[ScheduleQuery],
+    ) -> Iterator[ScheduleView]:
+        """Every schedule that matches `where` (status, labels), in id order, fetching page after
+        page as it is iterated."""
+        paging = SchedulePaging(where, page_size=page_size, cursor=cursor, max_items=max_schedules)
+        while (call := paging.next_schedules()) is not None:
+            page = self.send(call)
+            paging.advance(len(page.schedules), page.next_cursor)
+            yield from page.schedules
+
+    def update_schedule(
+        self, schedule_id: int, *, if_match: str | None = None, **changes: Unpack[ScheduleChangeFields]
+    ) -> ScheduleView:
+        """Edits a schedule (a new cron or timezone recomputes the next run); with `if_match` (an
+        `etag`), only if it has not changed since (else PreconditionFailed)."""
+        return self.send(Calls.update_schedule(schedule_id, changes, if_match))
+
+    def delete_schedule(self, schedule_id: int, *, cancel_pending: bool = False) -> ScheduleView:
+        """Ends a schedule (its past runs stay); its pending run still fires unless `cancel_pending`."""
+        return self.send(Calls.delete_schedule(schedule_id, cancel_pending))
+
+    def pause_schedule(self, schedule_id: int) -> ScheduleView:
+        """Pauses an active schedule (Conflict otherwise)."""
+        return self.send(Calls.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: int) -> ScheduleView:
+        """Resumes a paused schedule (Conflict otherwise)."""
+        return self.send(Calls.resume_schedule(schedule_id))
+
+    def trigger_schedule(self, schedule_id: int) -> RunView:
+        """Runs the schedule now, outside its occurrences."""
+        return self.send(Calls.trigger_schedule(schedule_id))
+
+    def backfill_schedule(self, schedule_id: int, *, start: datetime, end: datetime) -> BackfillCreated:
+        """Runs for the occurrences from `start` to `end` (both included, not in the future) that
+        had none."""
+        return self.send(Calls.backfill_schedule(schedule_id, start, end))
+
+    def schedule_runs(
+        self, schedule_id: int, *, page_size: int = 100, max_runs: int | None = None
+    ) -> Iterator[RunView]:
+        """The schedule's runs, newest first, fetching page after page as it is iterated."""
+        paging = SchedulePaging(
+            {}, schedule_id=schedule_id, page_size=page_size, cursor=None, max_items=max_runs
+        )
+        while (call := paging.next_runs()) is not None:
+            page = self.send(call)
+            paging.advance(len(page.runs), page.next_cursor)
+            yield from page.runs
 
     def list_keys(self) -> list[KeyView]:
         """Every API key (an admin key's call)."""
@@ -279,6 +352,69 @@ class AsyncClient:
     async def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""
         return (await self.send(Calls.timer_attempts(timer_id))).attempts
+
+    async def create_schedule(self, **schedule: Unpack[ScheduleFields]) -> ScheduleView:
+        """Creates a schedule: see `Client.create_schedule`."""
+        return await self.send(Calls.create_schedule(schedule))
+
+    async def get_schedule(self, schedule_id: int) -> ScheduleView:
+        """The schedule; its `etag` is what `update_schedule(if_match=...)` takes."""
+        return await self.send(Calls.get_schedule(schedule_id))
+
+    async def list_schedules(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str | None = None,
+        max_schedules: int | None = None,
+        **where: Unpack[ScheduleQuery],
+    ) -> AsyncIterator[ScheduleView]:
+        """Every schedule that matches `where`, in id order: `async for s in api.list_schedules():`."""
+        paging = SchedulePaging(where, page_size=page_size, cursor=cursor, max_items=max_schedules)
+        while (call := paging.next_schedules()) is not None:
+            page = await self.send(call)
+            paging.advance(len(page.schedules), page.next_cursor)
+            for view in page.schedules:
+                yield view
+
+    async def update_schedule(
+        self, schedule_id: int, *, if_match: str | None = None, **changes: Unpack[ScheduleChangeFields]
+    ) -> ScheduleView:
+        """Edits a schedule; with `if_match`, only if unchanged since (else PreconditionFailed)."""
+        return await self.send(Calls.update_schedule(schedule_id, changes, if_match))
+
+    async def delete_schedule(self, schedule_id: int, *, cancel_pending: bool = False) -> ScheduleView:
+        """Ends a schedule (its past runs stay); its pending run still fires unless `cancel_pending`."""
+        return await self.send(Calls.delete_schedule(schedule_id, cancel_pending))
+
+    async def pause_schedule(self, schedule_id: int) -> ScheduleView:
+        """Pauses an active schedule (Conflict otherwise)."""
+        return await self.send(Calls.pause_schedule(schedule_id))
+
+    async def resume_schedule(self, schedule_id: int) -> ScheduleView:
+        """Resumes a paused schedule (Conflict otherwise)."""
+        return await self.send(Calls.resume_schedule(schedule_id))
+
+    async def trigger_schedule(self, schedule_id: int) -> RunView:
+        """Runs the schedule now, outside its occurrences."""
+        return await self.send(Calls.trigger_schedule(schedule_id))
+
+    async def backfill_schedule(self, schedule_id: int, *, start: datetime, end: datetime) -> BackfillCreated:
+        """Runs for the occurrences from `start` to `end` (both included) that had none."""
+        return await self.send(Calls.backfill_schedule(schedule_id, start, end))
+
+    async def schedule_runs(
+        self, schedule_id: int, *, page_size: int = 100, max_runs: int | None = None
+    ) -> AsyncIterator[RunView]:
+        """The schedule's runs, newest first: `async for run in api.schedule_runs(id):`."""
+        paging = SchedulePaging(
+            {}, schedule_id=schedule_id, page_size=page_size, cursor=None, max_items=max_runs
+        )
+        while (call := paging.next_runs()) is not None:
+            page = await self.send(call)
+            paging.advance(len(page.runs), page.next_cursor)
+            for run in page.runs:
+                yield run
 
     async def list_keys(self) -> list[KeyView]:
         """Every API key (an admin key's call)."""

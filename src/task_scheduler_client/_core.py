@@ -19,13 +19,23 @@ from pydantic import BaseModel, JsonValue, ValidationError
 from task_scheduler_client._errors import TransportError, UnexpectedResponse, error_from_answer
 from task_scheduler_client._models import (
     AttemptList,
+    BackfillCreated,
+    Catchup,
     HttpMethod,
     KeyCreated,
     KeyList,
     KeyView,
+    NewSchedule,
     NewTimer,
+    Overlap,
     RetryPolicy,
     Role,
+    RunPage,
+    RunView,
+    ScheduleChanges,
+    SchedulePage,
+    ScheduleStatus,
+    ScheduleView,
     SecretCreated,
     SecretList,
     TimerBatchCreated,
@@ -105,6 +115,47 @@ class TimerQuery(TypedDict, total=False):
     due_before: datetime | str
 
 
+class _ScheduleSettings(TypedDict, total=False):
+    timezone: str
+    end_at: datetime
+    max_runs: int
+    jitter_seconds: float
+    overlap: Overlap
+    catchup: Catchup
+    catchup_window_seconds: float
+    method: HttpMethod
+    headers: Mapping[str, str]
+    body: JsonValue
+    labels: Mapping[str, str]
+    max_lateness: timedelta | float
+    retry: RetryPolicy
+
+
+class ScheduleFields(_ScheduleSettings, total=False):
+    """A schedule to create: `cron` (5 or 6 fields, @daily..., @every 90s) and `url`; `timezone`
+    (IANA, UTC by default), `start_at`, `end_at`, `max_runs`, `jitter_seconds`, `overlap`,
+    `catchup`, `catchup_window_seconds`, and each run's `method`, `headers`, `body`, `labels`,
+    `max_lateness` (a timedelta, or seconds) and `retry` (a RetryPolicy)."""
+
+    cron: Required[str]
+    url: Required[str]
+    start_at: datetime
+
+
+class ScheduleChangeFields(_ScheduleSettings, total=False):
+    """What `update_schedule` changes: only the keys given (those of ScheduleFields)."""
+
+    cron: str
+    url: str
+
+
+class ScheduleQuery(TypedDict, total=False):
+    """Which schedules `list_schedules` yields: every condition given holds."""
+
+    status: ScheduleStatus
+    labels: Mapping[str, str]
+
+
 def _wire_fields(fields: Mapping[str, object]) -> dict[str, object]:
     """TimerFields as the API's body: a `delay` becomes whole seconds (rounded up), a
     `max_lateness` timedelta becomes `max_lateness_seconds`."""
@@ -168,6 +219,12 @@ def _reader(model: type[M]) -> Callable[[httpx.Response], M]:
 
 def _read_view(response: httpx.Response) -> TimerView:
     view = _reader(TimerView)(response)
+    view._etag = response.headers.get("ETag")
+    return view
+
+
+def _read_schedule(response: httpx.Response) -> ScheduleView:
+    view = _reader(ScheduleView)(response)
     view._etag = response.headers.get("ETag")
     return view
 
@@ -251,6 +308,65 @@ class Calls:
             params.append(("cursor", cursor))
         return Call("GET", "/timers", _reader(TimerPage), params=params, resendable=True)
 
+    # -- recurring schedules -----------------------------------------------------------------
+
+    @staticmethod
+    def create_schedule(schedule: ScheduleFields) -> Call[ScheduleView]:
+        body = _json(NewSchedule.model_validate(_wire_fields(schedule)))
+        return Call("POST", "/schedules", _read_schedule, body=body)
+
+    @staticmethod
+    def get_schedule(schedule_id: int) -> Call[ScheduleView]:
+        return Call("GET", f"/schedules/{schedule_id}", _read_schedule, resendable=True)
+
+    @staticmethod
+    def schedule_page(where: ScheduleQuery, limit: int | None, cursor: str | None) -> Call[SchedulePage]:
+        params = [("label", f"{key}:{value}") for key, value in where.get("labels", {}).items()]
+        if "status" in where:
+            params.append(("status", where["status"]))
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        return Call("GET", "/schedules", _reader(SchedulePage), params=params, resendable=True)
+
+    @staticmethod
+    def update_schedule(
+        schedule_id: int, changes: ScheduleChangeFields, if_match: str | None
+    ) -> Call[ScheduleView]:
+        body = _json(ScheduleChanges.model_validate(_wire_fields(changes)))
+        headers = {"If-Match": if_match} if if_match else {}
+        return Call("PATCH", f"/schedules/{schedule_id}", _read_schedule, body=body, headers=headers)
+
+    @staticmethod
+    def delete_schedule(schedule_id: int, cancel_pending: bool) -> Call[ScheduleView]:
+        params = [("cancel_pending", "true")] if cancel_pending else []
+        return Call("DELETE", f"/schedules/{schedule_id}", _read_schedule, params=params)
+
+    @staticmethod
+    def pause_schedule(schedule_id: int) -> Call[ScheduleView]:
+        return Call("POST", f"/schedules/{schedule_id}/pause", _read_schedule)
+
+    @staticmethod
+    def resume_schedule(schedule_id: int) -> Call[ScheduleView]:
+        return Call("POST", f"/schedules/{schedule_id}/resume", _read_schedule)
+
+    @staticmethod
+    def trigger_schedule(schedule_id: int) -> Call[RunView]:
+        return Call("POST", f"/schedules/{schedule_id}/trigger", _reader(RunView))
+
+    @staticmethod
+    def backfill_schedule(schedule_id: int, start: datetime, end: datetime) -> Call[BackfillCreated]:
+        body = json.dumps({"from": start.isoformat(), "to": end.isoformat()}).encode()
+        return Call("POST", f"/schedules/{schedule_id}/backfill", _reader(BackfillCreated), body=body)
+
+    @staticmethod
+    def run_page(schedule_id: int, limit: int | None, cursor: str | None) -> Call[RunPage]:
+        params = [("limit", str(limit))] if limit is not None else []
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        return Call("GET", f"/schedules/{schedule_id}/runs", _reader(RunPage), params=params, resendable=True)
+
     # -- API keys and signing secrets --------------------------------------------------------
 
     @staticmethod
@@ -312,6 +428,55 @@ class Paging:
             self._cursor is None
             or not page.timers
             or (self._max_timers is not None and self._seen >= self._max_timers)
+        )
+
+
+class SchedulePaging:
+    """Follows the keyset cursor of GET /schedules (`schedule_id` None) or of GET
+    /schedules/{schedule_id}/runs, until the end or `max_items`."""
+
+    def __init__(
+        self,
+        where: ScheduleQuery,
+        *,
+        schedule_id: int | None = None,
+        page_size: int,
+        cursor: str | None,
+        max_items: int | None,
+    ) -> None:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}")
+        self._where = where
+        self._schedule_id = schedule_id
+        self._page_size = page_size
+        self._cursor = cursor
+        self._max_items = max_items
+        self._seen = 0
+        self._done = max_items is not None and max_items <= 0
+
+    def _limit(self) -> int:
+        if self._max_items is None:
+            return self._page_size
+        return min(self._page_size, self._max_items - self._seen)
+
+    def next_schedules(self) -> Call[SchedulePage] | None:
+        """The call for the next page of schedules; None when there is none."""
+        return None if self._done else Calls.schedule_page(self._where, self._limit(), self._cursor)
+
+    def next_runs(self) -> Call[RunPage] | None:
+        """The call for the next page of the schedule's runs; None when there is none."""
+        if self._done or self._schedule_id is None:
+            return None
+        return Calls.run_page(self._schedule_id, self._limit(), self._cursor)
+
+    def advance(self, count: int, next_cursor: str | None) -> None:
+        """Takes in the page just read: how many items it had, and its next_cursor."""
+        self._seen += count
+        self._cursor = next_cursor
+        self._done = (
+            next_cursor is None
+            or count == 0
+            or (self._max_items is not None and self._seen >= self._max_items)
         )
 
 

@@ -215,3 +215,123 @@ class ErrorEnvelope(_Answer):
     """The envelope of every 4xx/5xx answer of the service."""
 
     error: ErrorBody
+
+
+ScheduleStatus = Literal["active", "paused", "ended"]
+"""Where a schedule is in its life."""
+
+Overlap = Literal["allow", "skip", "buffer_one"]
+"""What a run does while an earlier one is unfinished."""
+
+Catchup = Literal["latest", "all", "none"]
+"""Which occurrences missed while no instance ran (or paused) still run."""
+
+
+class _ScheduleSettings(_Request):
+    timezone: str | None = Field(default=None, description="IANA time zone of the expression (UTC).")
+    end_at: datetime | None = Field(default=None, description="No occurrence after this time.")
+    max_runs: int | None = Field(default=None, ge=1, description="Ends after this many runs.")
+    jitter_seconds: float | None = Field(default=None, ge=0, description="Random delay of each run.")
+    overlap: Overlap | None = Field(default=None, description="allow (default), skip or buffer_one.")
+    catchup: Catchup | None = Field(default=None, description="latest (default), all or none.")
+    catchup_window_seconds: float | None = Field(default=None, description="How far back `all` replays.")
+    method: HttpMethod | None = Field(default=None, description="HTTP method of the webhook (POST).")
+    headers: dict[str, str] | None = Field(default=None, description="Extra request headers.")
+    body: JsonValue = Field(default=None, description="JSON value or string; None: the default body.")
+    labels: dict[str, str] | None = Field(default=None, description="Labels, copied to every run.")
+    max_lateness_seconds: float | None = Field(default=None, ge=0, description="A run this late expires.")
+    retry: RetryPolicy | None = Field(default=None, description="Retry policy of every run.")
+
+
+class NewSchedule(_ScheduleSettings):
+    """The body of POST /schedules: `cron` and `url`; only the fields given are sent."""
+
+    cron: str = Field(description="5 or 6 fields, @daily..., or @every <duration>.")
+    url: str = Field(description="Where each run's webhook goes.")
+    start_at: datetime | None = Field(
+        default=None, description="No occurrence before this time; the anchor of @every."
+    )
+
+
+class ScheduleChanges(_ScheduleSettings):
+    """The body of PATCH /schedules/{id}: only the fields given are changed."""
+
+    cron: str | None = Field(default=None, description="New expression.")
+    url: str | None = Field(default=None, description="New URL.")
+
+
+class NextRun(_Answer):
+    """An upcoming occurrence, in UTC and in the schedule's time zone."""
+
+    utc: datetime
+    local: datetime
+
+
+class ScheduleView(_Answer):
+    """A schedule as GET /schedules/{id} shows it; `etag` is what `update_schedule(if_match=...)` takes."""
+
+    schedule_id: int
+    status: str
+    cron: str
+    expression: str
+    description: str
+    timezone: str
+    start_at: datetime | None
+    end_at: datetime | None
+    max_runs: int | None
+    runs: int
+    jitter_seconds: float
+    overlap: str
+    catchup: str
+    catchup_window_seconds: float
+    next_occurrence_at: datetime | None
+    next_runs: list[NextRun]
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: JsonValue
+    labels: dict[str, str]
+    max_lateness_seconds: float | None
+    retry: EffectiveRetryPolicy
+    created_at: datetime
+    updated_at: datetime
+    _etag: str | None = PrivateAttr(default=None)
+
+    @property
+    def etag(self) -> str | None:
+        """The ETag the service sent with this view, else None."""
+        return self._etag
+
+
+class SchedulePage(_Answer):
+    """One page of GET /schedules, in id order; `next_cursor` None at the end."""
+
+    schedules: list[ScheduleView]
+    next_cursor: str | None
+
+
+class RunView(_Answer):
+    """One run of a schedule (a timer: GET /timer/{timer_id} for the whole of it)."""
+
+    timer_id: int
+    occurrence_at: datetime | None
+    status: str
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    delivery_id: str
+
+
+class RunPage(_Answer):
+    """One page of a schedule's runs, newest first; `next_cursor` None at the end."""
+
+    runs: list[RunView]
+    next_cursor: str | None
+
+
+class BackfillCreated(_Answer):
+    """The runs a backfill created (oldest occurrence first), and how many occurrences had one."""
+
+    runs: list[RunView]
+    already_run: int

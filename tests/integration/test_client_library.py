@@ -67,6 +67,13 @@ async def listed(api: Api, **query: Any) -> list[TimerView]:
     return await asyncio.to_thread(lambda: list(api.client.list_timers(**query)))
 
 
+async def collected(api: Api, method: str, *args: Any, **query: Any) -> list[Any]:
+    """The items of an iterating method (list_schedules, schedule_runs) of either client."""
+    if isinstance(api, AsyncClient):
+        return [item async for item in getattr(api, method)(*args, **query)]
+    return await asyncio.to_thread(lambda: list(getattr(api.client, method)(*args, **query)))
+
+
 async def pages(api: Api, **query: Any) -> list[Any]:
     if isinstance(api, AsyncClient):
         return [page async for page in api.timer_pages(**query)]
@@ -212,6 +219,105 @@ async def test_a_batch_and_the_iterator_across_pages(serve: Any, connect: Client
         later = await listed(api, due_after=datetime.now(UTC) + timedelta(hours=4))
         assert {view.url for view in later} == {"http://example.com/b"}
         assert await listed(api, due_before=datetime.now(UTC)) == []
+
+
+async def test_a_schedule_from_create_to_delete(serve: Any, connect: ClientMaker) -> None:
+    async with serve() as base_url, connect(base_url) as api:
+        with pytest.raises(ValidationFailed) as bad:
+            await api.create_schedule(cron="61 * * * *", url="http://example.com/s")
+        assert (bad.value.status, bad.value.field) == (422, "cron")
+
+        created = await api.create_schedule(
+            cron="0 9 * * 1-5",
+            timezone="Europe/Berlin",
+            url="http://example.com/s",
+            labels={"team": "ops"},
+            overlap="skip",
+            max_lateness=timedelta(minutes=2),
+            retry=RetryPolicy(max_attempts=2),
+        )
+        assert (created.status, created.timezone, created.overlap) == ("active", "Europe/Berlin", "skip")
+        assert created.description
+        assert len(created.next_runs) == 5
+        assert all(run.local.hour == 9 and run.local.weekday() < 5 for run in created.next_runs)
+        assert (created.max_lateness_seconds, created.retry.max_attempts) == (120.0, 2)
+        view = await api.get_schedule(created.schedule_id)
+        assert (view.schedule_id, view.labels, view.etag is not None) == (
+            created.schedule_id,
+            {"team": "ops"},
+            True,
+        )
+
+        changed = await api.update_schedule(created.schedule_id, if_match=view.etag, cron="0 10 * * 1-5")
+        assert changed.cron == "0 10 * * 1-5"
+        assert changed.etag not in (None, view.etag)
+        assert all(run.local.hour == 10 for run in changed.next_runs)
+        with pytest.raises(PreconditionFailed) as stale:
+            await api.update_schedule(created.schedule_id, if_match=view.etag, labels={"team": "dev"})
+        assert stale.value.status == 412
+
+        assert (await api.pause_schedule(created.schedule_id)).status == "paused"
+        with pytest.raises(Conflict):
+            await api.pause_schedule(created.schedule_id)
+        assert (await api.resume_schedule(created.schedule_id)).status == "active"
+
+        triggered = await api.trigger_schedule(created.schedule_id)
+        assert (triggered.occurrence_at, triggered.status) == (None, "pending")
+
+        deleted = await api.delete_schedule(created.schedule_id, cancel_pending=True)
+        assert (deleted.status, deleted.next_runs) == ("ended", [])
+        assert (await api.get_schedule(created.schedule_id)).status == "ended"
+        with pytest.raises(Conflict):
+            await api.resume_schedule(created.schedule_id)
+        with pytest.raises(NotFound):
+            await api.get_schedule(created.schedule_id + 10_000)
+
+
+async def test_schedules_across_pages_runs_and_a_backfill(serve: Any, connect: ClientMaker) -> None:
+    async with serve() as base_url, connect(base_url) as api:
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        made = [
+            await api.create_schedule(
+                cron="0 * * * *",
+                url="http://example.com/h",
+                labels={"set": "pages"},
+                start_at=hour - timedelta(days=1),
+            )
+            for _ in range(3)
+        ]
+        await api.create_schedule(cron="@daily", url="http://example.com/d", labels={"set": "other"})
+        listed_ids = [
+            s.schedule_id
+            for s in await collected(api, "list_schedules", page_size=2, labels={"set": "pages"})
+        ]
+        assert listed_ids == [s.schedule_id for s in made]
+        await api.pause_schedule(made[0].schedule_id)
+        paused = await collected(api, "list_schedules", status="paused")
+        assert [s.schedule_id for s in paused] == [made[0].schedule_id]
+
+        schedule_id = made[1].schedule_id
+        backfill = await api.backfill_schedule(
+            schedule_id, start=hour - timedelta(hours=3), end=hour - timedelta(hours=1)
+        )
+        assert len(backfill.runs) + backfill.already_run == 3
+        occurrences = [run.occurrence_at for run in backfill.runs]
+        assert occurrences == sorted(occurrences)  # oldest first
+        again = await api.backfill_schedule(
+            schedule_id, start=hour - timedelta(hours=3), end=hour - timedelta(hours=1)
+        )
+        assert (again.runs, again.already_run) == ([], 3)
+        with pytest.raises(ValidationFailed) as future:
+            await api.backfill_schedule(schedule_id, start=hour, end=hour + timedelta(days=1))
+        assert future.value.field == "to"
+
+        triggered = await api.trigger_schedule(schedule_id)
+        runs = await collected(api, "schedule_runs", schedule_id)
+        assert {triggered.timer_id} | {run.timer_id for run in backfill.runs} <= {
+            run.timer_id for run in runs
+        }
+        assert await collected(api, "schedule_runs", schedule_id, page_size=1) == runs
+        assert len(await collected(api, "schedule_runs", schedule_id, page_size=1, max_runs=2)) == 2
+        assert (await api.delete_schedule(schedule_id)).status == "ended"
 
 
 async def test_keys_and_signing_secrets(serve: Any, connect: ClientMaker) -> None:
