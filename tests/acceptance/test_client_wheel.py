@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from task_scheduler.delivery.signing import generate_secret
-from tests.acceptance.test_wheel import ROOT, _run, _uv
 from tests.support.polling import WAIT
 from tests.support.processes import ServiceProcess
 from tests.support.receiver import Receiver, running
+from tests.support.wheels import ROOT, build_wheel, fresh_venv, run
 
 pytestmark = pytest.mark.acceptance
 
@@ -46,24 +45,14 @@ print(json.dumps(body))
 
 @pytest.fixture(scope="module")
 def client_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dist = tmp_path_factory.mktemp("client-dist")
-    _run(_uv(), "build", "--wheel", "--out-dir", dist, ROOT / "clients" / "python")
-    (built,) = dist.glob("task_scheduler_client-*.whl")
-    return built
+    out_dir = tmp_path_factory.mktemp("client-dist")
+    return build_wheel(ROOT / "clients" / "python", out_dir, "task_scheduler_client-*.whl")
 
 
 @pytest.fixture(scope="module")
 def client_venv(client_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with the wheel, its dependencies pinned to the lock's versions."""
-    work = tmp_path_factory.mktemp("client-venv")
-    venv = work / "venv"
-    _run(_uv(), "venv", "--python", sys.executable, venv)
-    constraints = work / "constraints.txt"
-    constraints.write_text(
-        _run(_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet")
-    )
-    _run(_uv(), "pip", "install", "--python", venv / "bin" / "python", "-c", constraints, client_wheel)
-    return venv
+    return fresh_venv(tmp_path_factory.mktemp("client-venv"), client_wheel, only_constrained=True)
 
 
 def test_the_client_wheel_holds_only_the_library(client_wheel: Path) -> None:
@@ -73,7 +62,7 @@ def test_the_client_wheel_holds_only_the_library(client_wheel: Path) -> None:
     packages = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert packages == {"task_scheduler_client"}
     assert "task_scheduler_client/py.typed" in names
-    tracked = _run("git", "ls-files", "src/task_scheduler_client").split()
+    tracked = run("git", "ls-files", "src/task_scheduler_client").split()
     assert sorted(name.removeprefix("src/") for name in tracked) == sorted(
         name for name in names if name.startswith("task_scheduler_client/")
     )
@@ -84,7 +73,7 @@ def test_the_client_wheel_holds_only_the_library(client_wheel: Path) -> None:
 
 
 def test_the_environment_has_none_of_the_server_packages(client_venv: Path) -> None:
-    found = _run(
+    found = run(
         client_venv / "bin" / "python",
         "-c",
         "import importlib.util, json, sys; "

@@ -5,9 +5,6 @@ PostgreSQL and fires a timer end to end, without this checkout on its path."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,50 +14,27 @@ import pytest
 from tests.support.polling import WAIT, wait_for_status
 from tests.support.processes import FAST, ServiceProcess
 from tests.support.receiver import Receiver, running
+from tests.support.wheels import ROOT, build_wheel, fresh_venv, run
 
 pytestmark = pytest.mark.acceptance
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "src/task_scheduler"
-
-
-def _uv() -> str:
-    found = shutil.which("uv") or str(ROOT / ".venv-uv" / "bin" / "uv")
-    assert Path(found).exists(), "uv not found: `make install` bootstraps it"
-    return found
-
-
-def _run(*args: str | Path, cwd: Path = ROOT) -> str:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    _run(_uv(), "build", "--wheel", "--out-dir", dist, ROOT)
-    (built,) = dist.glob("task_scheduler-*.whl")
-    return built
+    return build_wheel(ROOT, tmp_path_factory.mktemp("dist"), "task_scheduler-*.whl")
 
 
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment holding the wheel and the lock's runtime dependencies."""
-    work = tmp_path_factory.mktemp("venv")
-    venv = work / "venv"
-    _run(_uv(), "venv", "--python", sys.executable, venv)
-    requirements = work / "requirements.txt"
-    requirements.write_text(
-        _run(_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet")
-    )
-    _run(_uv(), "pip", "install", "--python", venv / "bin" / "python", "-r", requirements, wheel)
-    return venv
+    return fresh_venv(tmp_path_factory.mktemp("venv"), wheel, only_constrained=False)
 
 
 def _package_files() -> set[str]:
     """Every file git tracks in the package, as a path inside the wheel."""
-    tracked = _run("git", "ls-files", PACKAGE).split()
+    tracked = run("git", "ls-files", PACKAGE).split()
     return {name.removeprefix("src/") for name in tracked}
 
 
@@ -73,7 +47,7 @@ def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
 
 
 def test_the_installed_package_is_imported_from_the_environment_not_the_checkout(installed: Path) -> None:
-    where = _run(
+    where = run(
         installed / "bin" / "python",
         "-c",
         "import task_scheduler; print(task_scheduler.__file__)",
