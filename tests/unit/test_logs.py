@@ -157,3 +157,13 @@ def test_json_timestamp_is_the_record_time_in_utc_to_the_millisecond(
     assert written.utcoffset() is not None
     assert abs((written - expected).total_seconds()) < 0.001
     assert written.replace(microsecond=0) == expected.replace(microsecond=0)
+
+
+def test_a_field_named_like_a_record_attribute_never_fails_the_caller(
+    stream_logger: tuple[logging.Logger, io.StringIO, logging.Handler],
+) -> None:
+    logger, stream, handler = stream_logger
+    handler.setFormatter(JsonFormatter())
+    log_event(logger, "schedule.backfilled", created=3, name="x", message="m", schedule_id=7)
+    (event,) = _json_lines(stream)
+    assert (event["created_"], event["name_"], event["message_"], event["schedule_id"]) == (3, "x", "m", 7)

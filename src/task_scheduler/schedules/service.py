@@ -278,7 +278,7 @@ class ScheduleService:
             rows = [
                 await timer_repository.get_timer(conn, timer_id=timer_id, tenant=None) for timer_id in made
             ]
-        log_event(logger, "schedule.backfilled", schedule_id=schedule_id, created=len(made))
+        log_event(logger, "schedule.backfilled", schedule_id=schedule_id, runs_created=len(made))
         if made:
             metrics.SCHEDULE_OCCURRENCES_CREATED.inc(len(made))
         views = sorted((_run_view(r) for r in rows if r is not None), key=lambda v: v.occurrence_at or now)
