@@ -38,8 +38,8 @@ from task_scheduler.delivery.client import WebhookClient, WebhookRequest
 from task_scheduler.delivery.host_slots import HostSlots
 from task_scheduler.delivery.listener import Listener
 from task_scheduler.delivery.signers import TenantSigners
-from task_scheduler.delivery.verdict import Decision
-from task_scheduler.delivery.writer import OutcomeWriter
+from task_scheduler.delivery.verdict import Decision, Verdict
+from task_scheduler.delivery.writer import OutcomeWriter, write_decisions
 from task_scheduler.logs import log_event
 from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
@@ -229,22 +229,22 @@ class Dispatcher:
             # after it.
             db_now = await repository.database_clock(conn)
             received = time.monotonic()
-            bad = [
+            settled = [
                 verdict.unprocessable(row.timer_id, row.attempt, reason=row.reason, at=db_now)
                 for row in claim.unprocessable
             ]
             claimed = claim.timers
             if any(timer.schedule_id is not None for timer in claimed):
-                claimed = await self._advance_schedules(conn, claimed, db_now, bad)
+                claimed = await self._advance_schedules(conn, claimed, db_now, settled)
             scheduled: list[tuple[ClaimedTimer, float]] = []
             for timer in claimed:
                 try:
                     scheduled.append((timer, received + max(0.0, (timer.due_at - db_now).total_seconds())))
                 except Exception as exc:  # noqa: BLE001 - one bad timer fails only itself
                     reason = f"cannot be scheduled: {exc!r}"
-                    bad.append(verdict.unprocessable(timer.id, timer.attempt, reason=reason, at=db_now))
-            if bad:
-                await self._quarantine(conn, bad)
+                    settled.append(verdict.unprocessable(timer.id, timer.attempt, reason=reason, at=db_now))
+            if settled:
+                await self._settle(conn, settled)
         lease_valid_until = asked_at + settings.lease_seconds
         for timer, fire_at_monotonic in scheduled:
             task = asyncio.create_task(
@@ -252,7 +252,7 @@ class Dispatcher:
             )
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
-        count = len(scheduled) + len(bad)
+        count = len(scheduled) + len(settled)
         if count:
             metrics.CLAIMED.inc(count)
             metrics.HELD.set(len(self._held))
@@ -260,41 +260,72 @@ class Dispatcher:
         return count
 
     async def _advance_schedules(
-        self, conn: AsyncConnection, claimed: list[ClaimedTimer], db_now: datetime, bad: list[Decision]
+        self, conn: AsyncConnection, claimed: list[ClaimedTimer], db_now: datetime, settled: list[Decision]
     ) -> list[ClaimedTimer]:
         """Move the series of the schedules' runs among `claimed` on, in the claim's transaction
-        (schedules/engine.py); returns the timers still to fire. If that fails, the runs of
-        schedules are quarantined and the ordinary timers of the claim fire all the same."""
+        (schedules/engine.py); returns the timers still to fire. If the batch fails, each schedule
+        is tried alone, so one that cannot be advanced fails only its own runs: they are unsent
+        and retried after a backoff (verdict.not_advanced), and every other timer fires."""
+        runs = [t for t in claimed if t.schedule_id is not None]
         try:
-            async with conn.begin_nested():
-                advanced = await schedule_engine.advance(
-                    conn,
-                    owner=self.owner,
-                    claimed=claimed,
-                    now=db_now,
-                    notify_within=self._settings.lookahead_seconds,
-                )
+            done = await self._advance(conn, runs, db_now)
         except Exception as exc:  # noqa: BLE001 - one bad schedule must not stop every claim
-            log_event(logger, "schedule.advance_failed", logging.ERROR, count=len(claimed), error=repr(exc))
-            runs = [t for t in claimed if t.schedule_id is not None]
-            reason = f"the schedule could not be advanced: {exc!r}"
-            bad.extend(verdict.unprocessable(t.id, t.attempt, reason=reason, at=db_now) for t in runs)
-            return [t for t in claimed if t.schedule_id is None]
-        done = advanced.skipped | advanced.deferred
+            log_event(
+                logger, "schedule.advance_batch_failed", logging.WARNING, count=len(runs), error=repr(exc)
+            )
+            done = set()
+            per_schedule: dict[int | None, list[ClaimedTimer]] = {}
+            for timer in runs:
+                per_schedule.setdefault(timer.schedule_id, []).append(timer)
+            for schedule_id, group in per_schedule.items():
+                try:
+                    done |= await self._advance(conn, group, db_now)
+                except Exception as alone:  # noqa: BLE001 - this schedule fails only its own runs
+                    log_event(
+                        logger,
+                        "schedule.advance_failed",
+                        logging.ERROR,
+                        schedule_id=schedule_id,
+                        error=repr(alone),
+                    )
+                    done |= {t.id for t in group}
+                    settled.extend(
+                        verdict.not_advanced(
+                            t, self._settings, reason=repr(alone), at=db_now, instance=self.owner
+                        )
+                        for t in group
+                    )
         return [t for t in claimed if t.id not in done]
 
-    async def _quarantine(self, conn: AsyncConnection, bad: list[Decision]) -> None:
-        """Fail claimed rows this instance cannot handle, in the claim's transaction; if even that
+    async def _advance(self, conn: AsyncConnection, runs: list[ClaimedTimer], db_now: datetime) -> set[int]:
+        """One savepoint's advance of `runs`; returns the runs it skipped or deferred (not to fire)."""
+        async with conn.begin_nested():
+            advanced = await schedule_engine.advance(
+                conn,
+                owner=self.owner,
+                claimed=runs,
+                now=db_now,
+                notify_within=self._settings.lookahead_seconds,
+            )
+        return advanced.skipped | advanced.deferred
+
+    async def _settle(self, conn: AsyncConnection, settled: list[Decision]) -> None:
+        """Write the outcomes of claimed rows settled without a request (rows this instance cannot
+        handle, runs whose schedule could not be advanced) in the claim's transaction; if even that
         fails, the claim still stands for the others (those rows' leases lapse)."""
         try:
             async with conn.begin_nested():
-                await repository.quarantine(conn, owner=self.owner, outcomes=[d.outcome for d in bad])
+                await write_decisions(conn, owner=self.owner, decisions=settled)
         except Exception as exc:  # noqa: BLE001 - lease expiry takes over; it counts lapses
-            log_event(logger, "dispatcher.quarantine_failed", logging.ERROR, count=len(bad), error=repr(exc))
+            log_event(logger, "dispatcher.settle_failed", logging.ERROR, count=len(settled), error=repr(exc))
             return
-        for decision in bad:
-            metrics.DELIVERIES.labels("unprocessable").inc()
-            log_event(logger, "timer.unprocessable", logging.ERROR, **decision.fields)
+        for decision in settled:
+            if decision.verdict is Verdict.RETRY:
+                metrics.DELIVERIES.labels("retry").inc()
+                log_event(logger, "timer.retry_scheduled", logging.WARNING, **decision.fields)
+            else:
+                metrics.DELIVERIES.labels("unprocessable").inc()
+                log_event(logger, "timer.unprocessable", logging.ERROR, **decision.fields)
 
     def _forget(self, timer_id: int, task: asyncio.Task[None]) -> None:
         if self._held.get(timer_id) is task:

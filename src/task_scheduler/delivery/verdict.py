@@ -112,6 +112,28 @@ def expired(timer: ClaimedTimer, *, late_by_seconds: float) -> Decision:
     return Decision(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields)
 
 
+NOT_ADVANCED = "schedule_not_advanced"
+
+
+def not_advanced(
+    timer: ClaimedTimer, settings: Settings, *, reason: str, at: datetime, instance: str
+) -> Decision:
+    """A schedule's run whose series could not be moved on in the claim's transaction: nothing was
+    sent. It counts as a failed, retryable attempt (error class `schedule_not_advanced`), so it is
+    claimed again after the timer's backoff, which moves the series on then; a schedule that
+    fails every time ends when the run's retry budget is used up, never the claim of the others."""
+    result = DeliveryResult(
+        ok=False,
+        status_code=None,
+        error=f"the schedule could not be advanced: {reason}",
+        retryable=True,
+        duration_ms=0.0,
+        started_at=at,
+        error_class=NOT_ADVANCED,
+    )
+    return decide(timer, result, settings, late_ms=0.0, instance=instance)
+
+
 def returned(timer_id: int, attempt: int) -> Decision:
     """Claimed but not sent (shutdown, or no heartbeat vouches for the lease): returned."""
     return Decision(Verdict.RETURNED, Outcome(timer_id, attempt), {"timer_id": timer_id})

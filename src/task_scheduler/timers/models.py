@@ -8,8 +8,8 @@ timer follows.
     pending   cancelled   cancel_occurrences                  a schedule paused, edited or deleted
     firing    delivered   mark_delivered                      the webhook answered 2xx
     firing    pending     schedule_retry                      attempt failed, attempts remain
-    firing    failed      mark_failed                         attempt failed, none remain (or 410 Gone)
-    firing    failed      quarantine                          claimed row the dispatcher cannot handle
+    firing    failed      mark_failed                         attempt failed, none remain (or 410 Gone),
+                                                                  or a claimed row the dispatcher cannot handle
     firing    failed      expire_leases                       its lease lapsed max_lease_expiries times
     firing    expired     mark_expired                        delivery would start after deliver_before
     firing    pending     return_leases / expire_leases       returned unsent / owner died

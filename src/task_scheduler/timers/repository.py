@@ -511,7 +511,7 @@ async def claim_due(
     limit: int,
 ) -> Claim:
     """pending → firing for timers due within the lookahead, leased to `owner`, earliest first.
-    A row that cannot be made a ClaimedTimer is returned apart, for `quarantine`; it never fails
+    A row that cannot be made a ClaimedTimer is returned apart, to be failed as unprocessable; it never fails
     the others."""
     result = await conn.execute(
         _CLAIM_DUE,
@@ -608,15 +608,6 @@ async def schedule_retry(conn: AsyncConnection, *, owner: str, outcomes: Sequenc
 async def mark_failed(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → failed (attempts used up, or not retryable); returns the ids whose lease held."""
     return await _finish(conn, _MARK_FAILED, owner=owner, outcomes=outcomes)
-
-
-async def quarantine(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
-    """firing → failed for claimed timers the dispatcher cannot handle, with their attempt records
-    (error class `unprocessable`); returns the ids whose lease held."""
-    kept = await _finish(conn, _MARK_FAILED, owner=owner, outcomes=outcomes)
-    records = [o.record for o in outcomes if o.record is not None and o.timer_id in kept]
-    await insert_attempts(conn, records=records)
-    return kept
 
 
 _MARK_EXPIRED = text(f"""

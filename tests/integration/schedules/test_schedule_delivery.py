@@ -135,3 +135,83 @@ async def test_overlap_skip_with_a_slow_receiver(service: ServiceFactory, db: as
     # No two requests were ever in flight together: each began after the one before was answered.
     arrivals = sorted(d.arrived_at for d in slow.deliveries)
     assert all(b - a >= 1.6 - 0.05 for a, b in itertools.pairwise(arrivals))
+
+
+POISON_TRIGGER = """
+CREATE FUNCTION refuse_poisoned_schedule() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.labels ? 'poisoned' THEN
+        RAISE EXCEPTION 'this schedule refuses to be advanced';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poisoned_schedule BEFORE UPDATE ON schedules
+    FOR EACH ROW EXECUTE FUNCTION refuse_poisoned_schedule();
+"""
+
+
+async def test_a_schedule_that_cannot_be_advanced_fails_only_its_own_runs_and_retries_them(
+    service: ServiceFactory, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    """Regression: when moving one schedule's series on failed in a claim, every schedule run of
+    that claim was failed as unprocessable, which ended those series for good, even when the
+    failure was passing. Now the schedule is tried alone: its runs are retried after a backoff
+    within their retry budget, the others fire."""
+    await db.execute(POISON_TRIGGER)  # a real failure, raised by PostgreSQL inside the claim
+    quick_retries = {"max_attempts": 50, "backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.1}
+    async with service() as client:
+
+        async def create(**fields: Any) -> int:
+            body = {"cron": "* * * * * *", "url": receiver.url, **fields}
+            created = await client.post("/schedules", json=body)
+            assert created.status_code == 201, created.text
+            schedule_id: int = created.json()["schedule_id"]
+            return schedule_id
+
+        healthy = await create()
+        stuck = await create(labels={"poisoned": "yes"}, retry=quick_retries)
+        exhausted = await create(labels={"poisoned": "yes"}, retry={"max_attempts": 1})
+
+        def delivered(schedule_id: int) -> list[str]:
+            return [
+                headers_of(d)["x-schedule-occurrence"]
+                for d in receiver.deliveries
+                if headers_of(d)["x-schedule-id"] == str(schedule_id)
+            ]
+
+        assert await receiver.wait_for(lambda: len(delivered(healthy)) >= 3, WAIT)
+        assert delivered(stuck) == []
+        assert delivered(exhausted) == []
+        retried = await db.fetchrow(
+            "SELECT status, attempts, last_error FROM timers WHERE schedule_id = $1", stuck
+        )
+        assert retried["status"] in {"pending", "firing"}
+        assert retried["attempts"] >= 1
+        assert "the schedule could not be advanced" in retried["last_error"]
+        classes = await db.fetch(
+            """SELECT DISTINCT a.error_class FROM timer_attempts AS a JOIN timers AS t ON t.id = a.timer_id
+               WHERE t.schedule_id = ANY($1::bigint[])""",
+            [stuck, exhausted],
+        )
+        assert [r["error_class"] for r in classes] == ["schedule_not_advanced"]
+
+        async def exhausted_failed() -> bool:
+            status = await db.fetchval("SELECT status FROM timers WHERE schedule_id = $1", exhausted)
+            return bool(status == "failed")
+
+        for _ in range(200):
+            if await exhausted_failed():
+                break
+            await asyncio.sleep(0.05)
+        assert await exhausted_failed()
+
+        # The failure passes: the next retry moves the series on, and it keeps going.
+        await db.execute("DROP TRIGGER refuse_poisoned_schedule ON schedules")
+        assert await receiver.wait_for(lambda: len(delivered(stuck)) >= 3, WAIT)
+        for schedule_id in (healthy, stuck):
+            await client.delete(f"/schedules/{schedule_id}", params={"cancel_pending": "true"})
+
+    for schedule_id in (healthy, stuck):
+        occurrences = delivered(schedule_id)
+        assert len(occurrences) == len(set(occurrences))  # each occurrence once
+    assert delivered(exhausted) == []
