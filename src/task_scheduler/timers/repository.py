@@ -566,15 +566,23 @@ WHERE {_FENCE}
 RETURNING t.id
 """)
 
-_MARK_FAILED = text(f"""
+
+def _finish_with_error(status: str) -> TextClause:
+    """firing → `status` for a batch, each row with its error text (fenced like every finish)."""
+    return text(f"""
 UPDATE timers AS t
-SET status = 'failed', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
+SET status = '{status}', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
 FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]))
     AS o(id, attempt, error)
 WHERE {_FENCE}
 RETURNING t.id
 """)
+
+
+_MARK_FAILED = _finish_with_error("failed")
+_MARK_EXPIRED = _finish_with_error("expired")
+_SKIP_OCCURRENCES = _finish_with_error("cancelled")
 
 
 async def _finish(
@@ -608,17 +616,6 @@ async def schedule_retry(conn: AsyncConnection, *, owner: str, outcomes: Sequenc
 async def mark_failed(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
     """firing → failed (attempts used up, or not retryable); returns the ids whose lease held."""
     return await _finish(conn, _MARK_FAILED, owner=owner, outcomes=outcomes)
-
-
-_MARK_EXPIRED = text(f"""
-UPDATE timers AS t
-SET status = 'expired', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = now()
-FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]))
-    AS o(id, attempt, error)
-WHERE {_FENCE}
-RETURNING t.id
-""")
 
 
 async def mark_expired(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
@@ -726,17 +723,6 @@ async def cancel_occurrences(conn: AsyncConnection, *, schedule_id: int, reason:
     for the schedule's row, which the caller holds (waiting here would deadlock)."""
     result = await conn.execute(_CANCEL_OCCURRENCES, {"schedule_id": schedule_id, "reason": reason})
     return [row.id for row in result]
-
-
-_SKIP_OCCURRENCES = text(f"""
-UPDATE timers AS t
-SET status = 'cancelled', last_error = o.error, lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = now()
-FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]))
-    AS o(id, attempt, error)
-WHERE {_FENCE}
-RETURNING t.id
-""")
 
 
 async def skip_occurrences(conn: AsyncConnection, *, owner: str, outcomes: Sequence[Outcome]) -> set[int]:
