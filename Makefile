@@ -31,7 +31,7 @@ test-pg: install ## integration tests (every SQL statement) against the PostgreS
 lint: install ## checks only, never rewrites
 	$(VENV)/bin/ruff check src tests bench chaos
 	$(VENV)/bin/ruff format --check src tests bench chaos
-	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/mypy --strict src tests/support
 
 format: install ## rewrite files with ruff
 	$(VENV)/bin/ruff check --fix src tests bench chaos

@@ -291,12 +291,13 @@ def _http_answers(draw: st.DrawFn) -> Reply:
     else:
         steps = (Send(wire),)
     ending = draw(_ENDINGS)
-    tail: tuple[Step, ...] = {
+    endings: dict[str, tuple[Step, ...]] = {
         "close": (),
         "reset": (Reset(),),
         "half_close": (HalfClose(),),
         "stall": (Wait(draw(st.floats(0.0, 2.0))),),
-    }[ending]
+    }
+    tail = endings[ending]
     return Reply(steps + tail, f"HTTP {status}, {framing}, {encoding!r}, then {ending}")
 
 
