@@ -3,6 +3,7 @@ one fresh database per test cloned from a migrated template, and a real webhook 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,25 @@ from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn, create_engine, migrate
 from tests.support.databases import TEMPLATE_DB, database_from_template, with_database
 from tests.support.receiver import Receiver, running
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Undo what a test's `configure_logging` (the CLI's `main`, a log test) did to the logging
+    tree: its handler writes to that test's captured stderr, closed once the test ends, and every
+    later test's log line would otherwise raise "I/O operation on closed file" into the output."""
+    root = logging.getLogger()
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = (root.handlers[:], root.level)
+    loggers = [logging.getLogger(name) for name in names]
+    others = [(lg, lg.handlers[:], lg.propagate, lg.disabled, lg.level) for lg in loggers]
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for lg, handlers, propagate, disabled, lg_level in others:
+        lg.handlers[:] = handlers
+        lg.propagate, lg.disabled = propagate, disabled
+        lg.setLevel(lg_level)
 
 
 @pytest.fixture(scope="session")

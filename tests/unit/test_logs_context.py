@@ -10,18 +10,7 @@ import pytest
 from task_scheduler.logs import bind_request_id, configure_logging, log_event, reset_request_id
 
 
-@pytest.fixture
-def restore_root_logging() -> object:
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    yield None
-    root.handlers[:], level = saved
-    root.setLevel(level)
-
-
-def test_instance_and_request_id_on_every_line(
-    capsys: pytest.CaptureFixture[str], restore_root_logging: object
-) -> None:
+def test_instance_and_request_id_on_every_line(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", "json", instance="node-7")
     logger = logging.getLogger("task_scheduler.test")
     log_event(logger, "outside.request", timer_id=1)
@@ -39,7 +28,7 @@ def test_instance_and_request_id_on_every_line(
     assert lines[1]["timer_id"] == 2
 
 
-def test_level_setting_filters(capsys: pytest.CaptureFixture[str], restore_root_logging: object) -> None:
+def test_level_setting_filters(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("WARNING", "console", instance="node-7")
     logger = logging.getLogger("task_scheduler.test")
     log_event(logger, "quiet.info")
