@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -10,7 +10,8 @@ import pytest
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn
-from tests.support.app import ServiceFactory, running_app
+from tests.support.api import SHORT_HORIZON
+from tests.support.app import ServiceFactory, SharedApp, app_on_own_database, running_app
 from tests.support.hostile_receiver import HostileReceiver
 from tests.support.receiver import running
 from tests.support.receiver_extras import HeaderReceiver
@@ -61,3 +62,32 @@ async def header_receiver() -> AsyncIterator[HeaderReceiver]:
 async def hostile() -> AsyncIterator[HostileReceiver]:
     async with running(HostileReceiver()) as r:
         yield r
+
+
+# Requests that must be rejected share one app per module: a rejected request changes nothing,
+# and such tests end by checking that nothing was created (`nothing_created`).
+
+
+@pytest.fixture(scope="module")
+async def rejecting(pg_server_url: str, template_url: str) -> AsyncIterator[SharedApp]:
+    """An app (default settings) that only receives requests that must not create a timer."""
+    async with app_on_own_database(pg_server_url) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+async def short_horizon(pg_server_url: str, template_url: str) -> AsyncIterator[SharedApp]:
+    """Like `rejecting`, with a one-hour horizon."""
+    async with app_on_own_database(pg_server_url, max_horizon_seconds=SHORT_HORIZON) as shared:
+        yield shared
+
+
+@pytest.fixture
+async def nothing_created(rejecting: SharedApp, short_horizon: SharedApp) -> Callable[[], Awaitable[None]]:
+    """Call at the end of a test: asserts that no shared app gained a timer."""
+    before = (await rejecting.timer_count(), await short_horizon.timer_count())
+
+    async def check() -> None:
+        assert (await rejecting.timer_count(), await short_horizon.timer_count()) == before
+
+    return check

@@ -1,8 +1,8 @@
 """The HTTP API on a real PostgreSQL, without the dispatcher: contract, validation, errors.
 
-Requests that must be rejected share one app per module (`rejecting_api`): a rejected request
+Requests that must be rejected share one app per module (`rejecting`, tests/integration/conftest.py): a rejected request
 changes nothing, and such tests check that the number of timers stayed the same
-(`no_new_timers`), so they stay independent while ~150 cases do not each pay for a fresh database.
+(`nothing_created`), so they stay independent while ~150 cases do not each pay for a fresh database.
 """
 
 from __future__ import annotations
@@ -19,38 +19,19 @@ import pytest
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from tests.support.api import SHORT_HORIZON, URL, assert_envelope
-from tests.support.app import SharedApp, app_on_own_database, running_app
+from tests.support.app import SharedApp, running_app
 
 MAX_BIGINT = 2**63 - 1
 
 
-@pytest.fixture(scope="module")
-async def rejecting_app(pg_server_url: str, template_url: str) -> AsyncIterator[SharedApp]:
-    """An app that only ever receives requests that must not create a timer."""
-    async with app_on_own_database(pg_server_url) as shared:
-        yield shared
+@pytest.fixture
+def rejecting_api(rejecting: SharedApp) -> httpx.AsyncClient:
+    return rejecting.client
 
 
 @pytest.fixture
-def rejecting_api(rejecting_app: SharedApp) -> httpx.AsyncClient:
-    return rejecting_app.client
-
-
-@pytest.fixture
-async def no_new_timers(rejecting_app: SharedApp) -> Callable[[], Awaitable[None]]:
-    """Call at the end of a test: asserts that the test's requests created no timer."""
-    before = await rejecting_app.timer_count()
-
-    async def check() -> None:
-        assert await rejecting_app.timer_count() == before
-
-    return check
-
-
-@pytest.fixture(scope="module")
-async def short_horizon_api(pg_server_url: str, template_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_on_own_database(pg_server_url, max_horizon_seconds=SHORT_HORIZON) as shared:
-        yield shared.client
+def short_horizon_api(short_horizon: SharedApp) -> httpx.AsyncClient:
+    return short_horizon.client
 
 
 # -- the founding contract ----------------------------------------------------------------------
@@ -342,7 +323,7 @@ ODD_INPUTS: list[Any] = [
 @pytest.mark.parametrize(("request_kwargs", "status", "field"), ODD_INPUTS)
 async def test_odd_input_gets_a_4xx_envelope(
     rejecting_api: httpx.AsyncClient,
-    no_new_timers: Callable[[], Awaitable[None]],
+    nothing_created: Callable[[], Awaitable[None]],
     request_kwargs: dict[str, Any],
     status: int | tuple[int, ...],
     field: str | None,
@@ -351,7 +332,7 @@ async def test_odd_input_gets_a_4xx_envelope(
     error = assert_envelope(response, status, field)
     if field is None:
         assert error["field"] is None
-    await no_new_timers()
+    await nothing_created()
 
 
 async def test_rejection_does_not_echo_a_huge_input(rejecting_api: httpx.AsyncClient) -> None:
@@ -361,12 +342,12 @@ async def test_rejection_does_not_echo_a_huge_input(rejecting_api: httpx.AsyncCl
 
 
 async def test_validation_error_lists_every_problem(
-    rejecting_api: httpx.AsyncClient, no_new_timers: Callable[[], Awaitable[None]]
+    rejecting_api: httpx.AsyncClient, nothing_created: Callable[[], Awaitable[None]]
 ) -> None:
     response = await rejecting_api.post("/timer", json={"hours": -1, "minutes": "2", "url": "ftp://a/"})
     error = assert_envelope(response, 422)
     assert {d["field"] for d in error["details"]} == {"hours", "minutes", "url"}
-    await no_new_timers()
+    await nothing_created()
 
 
 @pytest.mark.parametrize("body", [b"\xff\xff\xff", DEEP_ARRAY.encode()], ids=["utf8", "deep"])
@@ -379,17 +360,17 @@ async def test_unparsable_body_message_does_not_blame_numbers(
 
 
 async def test_two_megabyte_body_is_413(
-    rejecting_api: httpx.AsyncClient, no_new_timers: Callable[[], Awaitable[None]]
+    rejecting_api: httpx.AsyncClient, nothing_created: Callable[[], Awaitable[None]]
 ) -> None:
     body = json.dumps({"url": URL, "pad": "x" * 2_000_000})
     response = await rejecting_api.post("/timer", content=body, headers={"content-type": "application/json"})
     error = assert_envelope(response, 413)
     assert error["code"] == "payload_too_large"
-    await no_new_timers()
+    await nothing_created()
 
 
 async def test_streamed_body_over_the_limit_is_413(
-    rejecting_api: httpx.AsyncClient, no_new_timers: Callable[[], Awaitable[None]]
+    rejecting_api: httpx.AsyncClient, nothing_created: Callable[[], Awaitable[None]]
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"url": "http://example.com/", "pad": "'
@@ -402,7 +383,7 @@ async def test_streamed_body_over_the_limit_is_413(
     )
     error = assert_envelope(response, 413)
     assert error["code"] == "payload_too_large"
-    await no_new_timers()
+    await nothing_created()
 
 
 async def test_body_under_the_limit_is_judged_on_its_content(
@@ -499,7 +480,7 @@ async def test_unknown_route_is_404_envelope(
 )
 async def test_wrong_method_is_405_envelope(
     rejecting_api: httpx.AsyncClient,
-    no_new_timers: Callable[[], Awaitable[None]],
+    nothing_created: Callable[[], Awaitable[None]],
     method: str,
     path: str,
 ) -> None:
@@ -507,7 +488,7 @@ async def test_wrong_method_is_405_envelope(
     error = assert_envelope(response, 405)
     assert error["code"] == "method_not_allowed"
     assert "allow" in response.headers
-    await no_new_timers()
+    await nothing_created()
 
 
 async def test_every_response_carries_a_request_id(rejecting_api: httpx.AsyncClient) -> None:

@@ -9,12 +9,11 @@ that they created nothing; tests that only create timers and read back their own
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.support.api import SHORT_HORIZON
 from tests.support.app import SharedApp, app_on_own_database
 
 # make_settings' retry and lease values, also given to the module-scoped `own` app.
@@ -28,13 +27,6 @@ FAST_RETRY_SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-async def rejecting(pg_server_url: str, template_url: str) -> AsyncIterator[SharedApp]:
-    """An app (default settings) that only receives requests that must not create a timer."""
-    async with app_on_own_database(pg_server_url) as shared:
-        yield shared
-
-
-@pytest.fixture(scope="module")
 async def own_timers_app(pg_server_url: str, template_url: str) -> AsyncIterator[SharedApp]:
     """An app for tests that create timers and read back only their own (no counts, no lists)."""
     async with app_on_own_database(pg_server_url, **FAST_RETRY_SETTINGS) as shared:
@@ -44,21 +36,3 @@ async def own_timers_app(pg_server_url: str, template_url: str) -> AsyncIterator
 @pytest.fixture
 def own(own_timers_app: SharedApp) -> httpx.AsyncClient:
     return own_timers_app.client
-
-
-@pytest.fixture(scope="module")
-async def short_horizon(pg_server_url: str, template_url: str) -> AsyncIterator[SharedApp]:
-    """Like `rejecting`, with a one-hour horizon."""
-    async with app_on_own_database(pg_server_url, max_horizon_seconds=SHORT_HORIZON) as shared:
-        yield shared
-
-
-@pytest.fixture
-async def nothing_created(rejecting: SharedApp, short_horizon: SharedApp) -> Callable[[], Awaitable[None]]:
-    """Call at the end of a test: asserts that no shared app gained a timer."""
-    before = (await rejecting.timer_count(), await short_horizon.timer_count())
-
-    async def check() -> None:
-        assert (await rejecting.timer_count(), await short_horizon.timer_count()) == before
-
-    return check
