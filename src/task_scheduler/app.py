@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             url = await _database_url(stack, settings)
             app.state.engine = engine = await _open_database(stack, settings, url)
             app.state.timer_service, app.state.auth_service = await _start_services(stack, settings, engine)
-            app.state.schedule_service = ScheduleService(engine=engine, settings=settings)
+            app.state.schedule_service = ScheduleService(
+                engine=engine, settings=settings, pending_cap=app.state.timer_service.pending_cap
+            )
             app.state.dashboard = Dashboard(engine=engine, timers=app.state.timer_service)
             app.state.dispatcher = None
             app.state.supervisor = supervisor = Supervisor()

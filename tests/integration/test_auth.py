@@ -283,6 +283,35 @@ async def test_pending_cap_per_tenant(secured: Callable[..., Any]) -> None:
     assert too_big.status_code == 429
 
 
+async def test_schedule_runs_count_against_the_pending_cap(secured: Callable[..., Any]) -> None:
+    """Regression: schedules made pending runs past the tenant's cap (one per schedule, and more
+    by trigger and backfill), so a tenant could hold any number of pending timers."""
+    async with secured(max_pending_per_tenant=3) as client:
+        acme = await make_key(client, "acme", "writer")
+        globex = await make_key(client, "globex", "writer")
+        hourly = {"cron": "@hourly", "url": URL}
+        timer = await client.post("/timer", json={"hours": 1, "url": URL}, headers=bearer(acme))
+        first = await client.post("/schedules", json=hourly, headers=bearer(acme))
+        schedule_id = first.json()["schedule_id"]
+        triggered = await client.post(f"/schedules/{schedule_id}/trigger", headers=bearer(acme))
+        second = await client.post("/schedules", json=hourly, headers=bearer(acme))
+        trigger_past_cap = await client.post(f"/schedules/{schedule_id}/trigger", headers=bearer(acme))
+        backfill = await client.post(
+            f"/schedules/{schedule_id}/backfill",
+            json={"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T05:00:00Z"},
+            headers=bearer(acme),
+        )
+        other_tenant = await client.post("/schedules", json=hourly, headers=bearer(globex))
+        pending = (await client.get("/timers", params={"status": "pending"}, headers=bearer(acme))).json()
+    assert [timer.status_code, first.status_code, triggered.status_code] == [201, 201, 201]
+    for refused in (second, trigger_past_cap, backfill):
+        assert refused.status_code == 429, refused.text
+        assert "SCHEDULER_MAX_PENDING_PER_TENANT" in refused.json()["error"]["message"]
+        assert int(refused.headers["retry-after"]) >= 1
+    assert other_tenant.status_code == 201
+    assert len(pending["timers"]) == 3
+
+
 # -- tenant signing secrets --------------------------------------------------------------------
 
 

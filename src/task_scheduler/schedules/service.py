@@ -3,8 +3,10 @@ one transaction (under the schedule's row lock, see engine.py), shape the answer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +37,7 @@ from task_scheduler.schedules.schemas import (
     _ScheduleFields,
 )
 from task_scheduler.timers import repository as timer_repository
+from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.repository import TimerRow
 from task_scheduler.timers.schemas import EffectiveRetryPolicy
 from task_scheduler.timers.service import (
@@ -59,9 +62,12 @@ _NULL_KEEPS = frozenset({"cron", "url", "method", "timezone"})
 
 
 class ScheduleService:
-    def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(self, *, engine: AsyncEngine, settings: Settings, pending_cap: PendingCap) -> None:
         self._engine = engine
         self._settings = settings
+        # A schedule keeps one run pending (its next), and trigger and backfill add runs: each is
+        # a pending timer of the tenant, counted against the same cap as the timers it creates.
+        self._pending_cap = pending_cap
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
         self._retry_defaults = retry_defaults(settings)
 
@@ -95,12 +101,23 @@ class ScheduleService:
         )
         now = datetime.now(UTC)
         first = self._first_occurrence(spec, now)
-        async with self._engine.begin() as conn:
+        async with self._reserved(tenant, 1), self._engine.begin() as conn:
             row = await repo.insert_schedule(conn, spec=spec, tenant=tenant, next_occurrence_at=first)
             await self._make_run(conn, row, first, now)
             view = self._view(row)
         log_event(logger, "schedule.created", schedule_id=row.id, cron=row.cron, timezone=row.timezone)
         return view
+
+    @contextlib.asynccontextmanager
+    async def _reserved(self, tenant: str, runs: int) -> AsyncIterator[None]:
+        """Count `runs` new pending runs against the tenant's cap (429 past it) for the block;
+        given back if the block fails."""
+        await self._pending_cap.reserve(tenant, runs)
+        try:
+            yield
+        except BaseException:
+            self._pending_cap.release(tenant, runs)
+            raise
 
     def _first_occurrence(self, spec: ScheduleSpec, now: datetime) -> datetime:
         """The first occurrence, which must exist and be within the service's horizon."""
@@ -241,11 +258,12 @@ class ScheduleService:
             current = await self._locked(conn, schedule_id, tenant)
             if current.status is ScheduleStatus.ENDED:
                 raise _conflict(schedule_id, current.status, "triggered")
-            (created,) = await timer_repository.insert_timers(
-                conn,
-                timers=[engine.run_of(current, None, now=now)],
-                notify_within=self._settings.lookahead_seconds,
-            )
+            async with self._reserved(current.tenant, 1):
+                (created,) = await timer_repository.insert_timers(
+                    conn,
+                    timers=[engine.run_of(current, None, now=now)],
+                    notify_within=self._settings.lookahead_seconds,
+                )
             timer = await timer_repository.get_timer(conn, timer_id=created.id, tenant=None)
             assert timer is not None
         log_event(logger, "schedule.triggered", schedule_id=schedule_id, timer_id=created.id)
@@ -272,9 +290,11 @@ class ScheduleService:
                     field="from",
                 )
             runs = [dataclasses.replace(engine.run_of(current, o, now=now), fire_at=now) for o in occurrences]
-            made = await timer_repository.insert_runs(
-                conn, timers=runs, notify_within=self._settings.lookahead_seconds
-            )
+            async with self._reserved(current.tenant, len(runs)):
+                made = await timer_repository.insert_runs(
+                    conn, timers=runs, notify_within=self._settings.lookahead_seconds
+                )
+            self._pending_cap.release(current.tenant, len(runs) - len(made))  # those already run
             rows = [
                 await timer_repository.get_timer(conn, timer_id=timer_id, tenant=None) for timer_id in made
             ]

@@ -135,6 +135,11 @@ class TimerService:
         self._address_policy = AddressPolicy.parse_allowed(settings.webhook_allowed_networks)
         self._retry_defaults = retry_defaults(settings)
 
+    @property
+    def pending_cap(self) -> PendingCap:
+        """The tenants' pending-timer cap, shared with the schedules' runs."""
+        return self._pending_cap
+
     async def close(self) -> None:
         await self._pending_cap.close()
 
