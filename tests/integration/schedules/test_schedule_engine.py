@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from task_scheduler import metrics
 from task_scheduler.db import create_engine
 from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.timers import repository
@@ -174,6 +175,28 @@ async def test_catchup_latest_fires_the_most_recent_missed_occurrence_once(
     assert upcoming > now
     reason = await db.fetchval("SELECT last_error FROM timers WHERE occurrence_at = $1", missed)
     assert reason.startswith("skipped (catchup)")
+
+
+def skipped_by_catchup() -> float:
+    return float(metrics.SCHEDULE_OCCURRENCES_SKIPPED.labels("catchup")._value.get())
+
+
+async def test_counting_what_a_claim_skips_has_one_budget_per_claim(
+    api: httpx.AsyncClient, db: asyncpg.Connection, claim_engine: AsyncEngine
+) -> None:
+    """Regression: after a long outage each every-second series counted up to 10,000 skipped
+    occurrences, a step of the cadence each, under the claim's locks: many such series in one
+    claim held them for seconds. The count now shares one budget per claim (a metric only)."""
+    schedule_ids = [await make_schedule(api, cron="@every 1s") for _ in range(3)]
+    for schedule_id in schedule_ids:
+        await simulate_outage(db, schedule_id, 3 * 3600)  # 10,800 missed occurrences each
+    before = skipped_by_catchup()
+    assert await claim_and_fire(claim_engine, "a") == []  # each missed run is skipped...
+    counted = skipped_by_catchup() - before
+    # The three skipped runs, and of the 3 x 10,799 occurrences jumped over, the claim's budget.
+    assert counted == len(schedule_ids) + schedule_engine.CLAIM_COUNT_BUDGET
+    fired = await claim_and_fire(claim_engine, "a")  # ...and each latest one fires
+    assert sorted(t.schedule_id for t in fired) == schedule_ids
 
 
 async def test_catchup_none_skips_what_was_missed(
