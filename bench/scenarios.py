@@ -4,6 +4,7 @@ a row: the figure, the target, whether it was met, and correctness (lost, duplic
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -330,6 +331,35 @@ async def api_burst(server_url: str, workdir: Path, count: int = 10_000) -> Row:
     )
 
 
+async def log_cost(server_url: str, workdir: Path, pairs: int = 5, seconds: float = 5.0) -> Row:
+    """What logging at INFO (the default) costs creates against WARNING, measured in pairs (INFO,
+    then WARNING, on fresh databases, `pairs` times) with the ordinary client at 64 connections:
+    the ratio pair by pair holds when a shared machine's speed drifts."""
+    ratios: list[float] = []
+    rates: dict[str, list[int]] = {"INFO": [], "WARNING": []}
+    for _ in range(pairs):
+        pair: dict[str, int] = {}
+        for level in ("INFO", "WARNING"):
+            _, proc = await _service(server_url, workdir, f"log-{level.lower()}", SCHEDULER_LOG_LEVEL=level)
+            try:
+                await ordinary_closed_loop(f"{proc.base_url}/timer", 64, 1.0, BODY)  # warm up
+                result = await ordinary_closed_loop(f"{proc.base_url}/timer", 64, seconds, BODY)
+            finally:
+                proc.terminate()
+            pair[level] = result["per_second"]
+            rates[level].append(result["per_second"])
+        ratios.append(pair["INFO"] / max(1, pair["WARNING"]))
+    cost = 1.0 - statistics.median(ratios)
+    return Row(
+        f"logging at INFO vs WARNING: creates/s, {pairs} pairs, ordinary client, 64 connections",
+        f"INFO costs {cost:.1%} (median of the pairs' ratios)",
+        "< 10 %",
+        cost < 0.10,
+        f"INFO {sorted(rates['INFO'])}, WARNING {sorted(rates['WARNING'])} creates/s",
+        {"ratios": [round(r, 3) for r in ratios], "rates": rates},
+    )
+
+
 QUICK = {
     "create_installed": create_as_installed,
     "api_burst": api_burst,
@@ -352,4 +382,5 @@ FULL = {
     "burst_2_workers": lambda s, w: burst(s, w, workers=2),
     "recovery_2_workers": lambda s, w: recovery(s, w, workers=2),
     "scale": scale,
+    "log_cost": log_cost,
 }
