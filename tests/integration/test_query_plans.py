@@ -16,11 +16,12 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import TextClause, text
+from sqlalchemy import TextClause, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from task_scheduler.db import create_engine, sqlalchemy_url
 from task_scheduler.timers import repository
+from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.repository import NewTimer, Outcome
 
 LOADED = 20_000
@@ -126,5 +127,50 @@ async def test_hot_statements_stay_index_scans_on_a_young_table(
             lapsed = await repository.expire_leases(conn, limit=LIMIT, max_lapses=5)
             await conn.commit()
             assert lapsed.returned == LIMIT
+    finally:
+        await engine.dispose()
+
+
+def _index_names(plan: dict[str, Any]) -> set[str]:
+    own = {plan["Index Name"]} if "Index Name" in plan else set()
+    return own.union(*(_index_names(child) for child in plan.get("Plans", [])))
+
+
+async def test_a_tenants_pending_list_reads_only_its_pending_timers(database_url: str) -> None:
+    """Regression: listing one tenant's pending timers walked all of its timers in due order,
+    finished ones included (453 ms at 1,000,000 rows for a tenant with none pending); the partial
+    index (tenant, due_at, id) WHERE pending answers it from pending entries alone."""
+    engine = create_engine(database_url, pool_size=1)
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        seen.append((statement, parameters))
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("""
+                INSERT INTO timers (url, due_at, tenant, status)
+                SELECT 'http://example.com/hook', now() + i * interval '1 s',
+                       CASE WHEN i % 10 = 0 THEN 'acme' ELSE 'tenant-' || i % 10 END,
+                       CASE WHEN i % 10 = 0 OR i % 3 = 0 THEN 'delivered' ELSE 'pending' END
+                FROM generate_series(1, 50000) AS i
+                """)
+            )
+            await conn.execute(text("ANALYZE timers"))
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        async with engine.connect() as conn:
+            for tenant in ("acme", "tenant-1"):  # none pending, and two thirds pending
+                rows = await repository.list_timers(conn, tenant=tenant, status=TimerStatus.PENDING, limit=51)
+                assert len(rows) == (0 if tenant == "acme" else 51)
+                statement, parameters = seen[-1]
+                explained = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+                plan = explained.scalar_one()
+                tree = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+                used = _index_names(tree)
+                if tenant == "acme":  # not a walk through every pending timer to find none
+                    assert used == {"ix_timers_pending_tenant_due"}, used
+                else:  # pending entries only, whichever order is cheaper
+                    assert used <= {"ix_timers_pending_tenant_due", "ix_timers_pending_due"}, used
     finally:
         await engine.dispose()

@@ -126,8 +126,11 @@ timers = Table(
     Index("ix_timers_pending_due", "due_at", "id", postgresql_where=text("status = 'pending'")),
     # Lease expiry scans only timers being fired.
     Index("ix_timers_firing_lease", "lease_expires_at", postgresql_where=text("status = 'firing'")),
-    # The per-tenant pending cap counts a tenant's pending timers here (not the whole table).
-    Index("ix_timers_pending_tenant", "tenant", postgresql_where=text("status = 'pending'")),
+    # A tenant's pending timers in due order (GET /timers?status=pending, the dashboard); the
+    # per-tenant pending cap counts them here too (not the whole table).
+    Index(
+        "ix_timers_pending_tenant_due", "tenant", "due_at", "id", postgresql_where=text("status = 'pending'")
+    ),
     # GET /timers: one tenant's timers in keyset order by (due_at, id).
     Index("ix_timers_tenant_due", "tenant", "due_at", "id"),
     Index(
