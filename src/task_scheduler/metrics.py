@@ -66,6 +66,10 @@ BACKGROUND_TASK_RESTARTS = Counter(
 SCHEDULES_ACTIVE = Gauge(
     "scheduler_active_schedules", "Schedules in status active.", multiprocess_mode="mostrecent"
 )
+NOTIFICATIONS_CREATED = Counter(
+    "scheduler_notifications_created_total",
+    "Outcome notifications created (timers calling a timer's on_success_url or on_failure_url).",
+)
 SCHEDULE_OCCURRENCES_CREATED = Counter(
     "scheduler_schedule_occurrences_created_total", "Runs of schedules created for their occurrences."
 )

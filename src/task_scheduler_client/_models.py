@@ -52,6 +52,10 @@ class _TimerSettings(_Request):
     deliver_before: datetime | None = Field(default=None, description="Expire rather than deliver after.")
     max_lateness_seconds: float | None = Field(default=None, ge=0, description="Or: this late at most.")
     retry: RetryPolicy | None = Field(default=None, description="How this timer is retried.")
+    on_success_url: str | None = Field(default=None, description="Called once when it is delivered.")
+    on_failure_url: str | None = Field(
+        default=None, description="Called once when it ends failed or expired."
+    )
 
 
 class NewTimer(_TimerSettings):
@@ -119,6 +123,8 @@ class TimerView(_Answer):
     labels: dict[str, str]
     deliver_before: datetime | None
     retry: EffectiveRetryPolicy
+    on_success_url: str | None = None
+    on_failure_url: str | None = None
     _etag: str | None = PrivateAttr(default=None)
 
     @property

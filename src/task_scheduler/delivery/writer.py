@@ -37,8 +37,11 @@ _WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
 }
 
 
-async def write_decisions(conn: AsyncConnection, *, owner: str, decisions: Sequence[Decision]) -> set[int]:
-    """Write `decisions` in `conn`'s transaction; returns the timer ids whose lease held."""
+async def write_decisions(
+    conn: AsyncConnection, *, owner: str, decisions: Sequence[Decision], notify_within: float = 0.0
+) -> set[int]:
+    """Write `decisions` in `conn`'s transaction, with the timers they make (outcome
+    notifications) for those whose lease held; returns the timer ids whose lease held."""
     by_verdict: dict[Verdict, list[Outcome]] = {}
     for item in decisions:
         by_verdict.setdefault(item.verdict, []).append(item.outcome)
@@ -51,6 +54,10 @@ async def write_decisions(conn: AsyncConnection, *, owner: str, decisions: Seque
         if item.outcome.record is not None and item.outcome.timer_id in kept
     ]
     await repository.insert_attempts(conn, records=records)
+    follow_ups = [d.follow_up for d in decisions if d.follow_up is not None and d.outcome.timer_id in kept]
+    if follow_ups:
+        await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
+        metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
     return kept
 
 
@@ -166,7 +173,9 @@ class OutcomeWriter:
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    return await write_decisions(conn, owner=self._owner, decisions=batch)
+                    return await write_decisions(
+                        conn, owner=self._owner, decisions=batch, notify_within=self._lookahead_seconds
+                    )
             except Exception as exc:
                 if not is_transient(exc):
                     raise

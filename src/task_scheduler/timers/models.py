@@ -113,6 +113,9 @@ timers = Table(
     # A schedule's run: its occurrence time (NULL for a run triggered outside the series).
     Column("schedule_id", BigInteger, ForeignKey("schedules.id"), nullable=True),
     Column("occurrence_at", DateTime(timezone=True), nullable=True),
+    # Outcome notifications: called once when the timer ends delivered / failed or expired.
+    Column("on_success_url", Text, nullable=True),
+    Column("on_failure_url", Text, nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(

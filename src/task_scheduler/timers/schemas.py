@@ -271,6 +271,25 @@ class _TimerFields(DeliveryFieldChecks):
         default=None, description="Same as deliver_before, relative to the due time."
     )
     retry: RetryPolicy | None = Field(default=None, description="Per-timer retry policy.")
+    on_success_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="Called once (POST, JSON, signed like every webhook) when the timer is delivered.",
+        examples=["https://example.com/hooks/timer-outcome"],
+    )
+    on_failure_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="Called once (POST, JSON, signed like every webhook) when the timer ends failed or expired.",
+        examples=["https://example.com/hooks/timer-outcome"],
+    )
+
+    @field_validator("on_success_url", "on_failure_url")
+    @classmethod
+    def _absolute_http_notify_url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_webhook_url(value)
 
     @model_validator(mode="after")
     def _one_way_to_say_when(self) -> Any:
@@ -453,6 +472,10 @@ class TimerView(BaseModel):
     labels: dict[str, str] = Field(description="Labels for grouping and filtering.")
     deliver_before: datetime | None = Field(description="Lateness cutoff, if any.")
     retry: EffectiveRetryPolicy = Field(description="The retry policy in force (defaults filled in).")
+    on_success_url: str | None = Field(default=None, description="Called once when the timer is delivered.")
+    on_failure_url: str | None = Field(
+        default=None, description="Called once when the timer ends failed or expired."
+    )
 
 
 class TimerPage(BaseModel):

@@ -255,6 +255,14 @@ class TimerService:
                     f"{prefix}deliver_before: more than the maximum of {latest} seconds ahead",
                     field=f"{prefix}deliver_before",
                 )
+        for name in ("on_success_url", "on_failure_url"):
+            notify_url = getattr(fields, name)
+            blocked = None if notify_url is None else self._address_policy.literal_host_reason(notify_url)
+            if blocked is not None:
+                raise ValidationFailed(
+                    f"{prefix}{name}: blocked destination: {blocked}; {ALLOW_NETWORKS_HINT}",
+                    field=f"{prefix}{name}",
+                )
         check_delivery(
             url=getattr(fields, "url", None),
             body=fields.body,

@@ -61,6 +61,10 @@ class TimerSpec:
     # Delivery must start before this instant, else the timer ends `expired`.
     deliver_before: datetime | None = None
     retry: RetrySpec = field(default_factory=RetrySpec)
+    # Called once, by a timer of their own, when this one ends delivered (success) or failed or
+    # expired (failure): delivery/notifications.py.
+    on_success_url: str | None = None
+    on_failure_url: str | None = None
 
 
 T = TypeVar("T")
