@@ -811,6 +811,27 @@ async def list_runs(
     return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
 
 
+_LATEST_OUTCOMES = text(f"""
+SELECT r.* FROM unnest(CAST(:schedule_ids AS bigint[])) AS s(id)
+CROSS JOIN LATERAL (
+    SELECT {_TIMER_COLUMNS} FROM timers
+    WHERE schedule_id = s.id AND status <> 'pending' AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
+    ORDER BY schedule_id DESC, id DESC LIMIT 1
+) AS r
+""")
+
+
+async def latest_outcomes(
+    conn: AsyncConnection, *, schedule_ids: Sequence[int], tenant: str | None
+) -> list[TimerRow]:
+    """Each schedule's newest run that is no longer pending (one walk down ix_timers_schedule_runs
+    per schedule, past its few pending runs)."""
+    if not schedule_ids:
+        return []
+    params = {"schedule_ids": list(schedule_ids), "tenant": tenant}
+    return [_timer_row(row._mapping) for row in await conn.execute(_LATEST_OUTCOMES, params)]
+
+
 _DELETE_FINISHED = text("""
 DELETE FROM timers
 WHERE id = ANY(ARRAY(

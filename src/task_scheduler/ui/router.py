@@ -24,6 +24,8 @@ from task_scheduler.auth.models import Role
 from task_scheduler.auth.schemas import KeyCreate
 from task_scheduler.auth.service import AuthService, Principal
 from task_scheduler.errors import PreconditionFailed, ServiceError, Unauthorized
+from task_scheduler.schedules.models import ScheduleStatus
+from task_scheduler.schedules.router import schedules_of
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.router import MAX_TIMER_ID, parse_labels
 from task_scheduler.timers.schemas import TimerUpdate, TimerView
@@ -46,6 +48,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters["num"] = lambda n: f"{n:,}"
 _ENV.filters["when"] = lambda t: f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+_ENV.filters["local"] = lambda t: f"{t:%Y-%m-%d %H:%M:%S %Z}"
 templates = Jinja2Templates(env=_ENV)
 
 
@@ -320,6 +323,14 @@ def _parse_time(value: str, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+def _labels(typed: str) -> dict[str, str]:
+    """The label filter as typed: `key:value` pairs separated by commas."""
+    try:
+        return parse_labels([part.strip() for part in typed.split(",") if part.strip()])
+    except ServiceError as exc:
+        raise _Refused(422, exc.message) from None
+
+
 def _filter(values: Callable[[str], str | None], default_status: str = "") -> TimerFilter:
     text = {
         name: (values(name) or "").strip()[:500] for name in ("status", "label", "due_after", "due_before")
@@ -332,14 +343,9 @@ def _filter(values: Callable[[str], str | None], default_status: str = "") -> Ti
             status = TimerStatus(text["status"])
         except ValueError:
             raise _Refused(422, f"status: not one of {', '.join(TimerStatus)}") from None
-    labels_text = [part.strip() for part in text["label"].split(",") if part.strip()]
-    try:
-        labels = parse_labels(labels_text)
-    except ServiceError as exc:
-        raise _Refused(422, exc.message) from None
     return TimerFilter(
         status=status,
-        labels=labels,
+        labels=_labels(text["label"]),
         due_after=_parse_time(text["due_after"], "due after"),
         due_before=_parse_time(text["due_before"], "due before"),
         text=text,
@@ -461,7 +467,7 @@ async def _detail(
 
 
 def _positive_id(text: str) -> int | None:
-    """A timer id typed or posted: ASCII digits only (int() refuses some that isdigit() allows)."""
+    """An id typed or posted: ASCII digits only (int() refuses some that isdigit() allows)."""
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TIMER_ID:
         return None
     return int(text)
@@ -543,6 +549,104 @@ async def edit(request: Request, timer_id: str) -> Response:
         code = exc.status_code
         return await _detail(request, viewer, timer_id_, code, exc.message)
     return RedirectResponse(f"/ui/timers/{timer_id_}", status_code=303)
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+RUNS_SHOWN = 20
+
+
+def _schedule_id(raw: str) -> int:
+    schedule_id = _positive_id(raw)
+    if schedule_id is None:
+        raise _Refused(404, "no such schedule")
+    return schedule_id
+
+
+@router.get("/schedules")
+async def schedules_page(request: Request) -> Response:
+    viewer = await _viewer(request)
+    tenant = viewer.principal.visible_tenant
+    text = {name: (request.query_params.get(name) or "").strip()[:500] for name in ("status", "label")}
+    status = None
+    if text["status"]:
+        try:
+            status = ScheduleStatus(text["status"])
+        except ValueError:
+            raise _Refused(422, f"status: not one of {', '.join(ScheduleStatus)}") from None
+    cursor = request.query_params.get("cursor") or None
+    service = schedules_of(request)
+    page = await service.list(
+        tenant=tenant,
+        labels=_labels(text["label"]),
+        status=status,
+        cursor=cursor[:200] if cursor else None,
+        limit=PAGE_SIZE,
+    )
+    outcomes = await service.latest_outcomes([s.schedule_id for s in page.schedules], tenant=tenant)
+    query = urlencode({k: v for k, v in text.items() if v})
+    next_link = f"?{query}&{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
+    return _page(
+        request,
+        viewer,
+        "schedules.html",
+        schedules=page.schedules,
+        outcomes=outcomes,
+        chosen=text,
+        statuses=list(ScheduleStatus),
+        next_link=next_link,
+    )
+
+
+@router.get("/schedules/{schedule_id}")
+async def schedule_page(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    tenant = viewer.principal.visible_tenant
+    service = schedules_of(request)
+    view = await service.get(_schedule_id(schedule_id), tenant=tenant)
+    cursor = request.query_params.get("cursor") or None
+    runs = await service.runs(
+        view.schedule_id, tenant=tenant, cursor=cursor[:200] if cursor else None, limit=RUNS_SHOWN
+    )
+    return _page(
+        request,
+        viewer,
+        "schedule.html",
+        schedule=view,
+        runs=runs.runs,
+        older_link=f"?{urlencode({'cursor': runs.next_cursor})}" if runs.next_cursor else None,
+        notice=request.query_params.get("notice"),
+    )
+
+
+@router.post("/schedules/{schedule_id}/pause")
+async def pause_schedule(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    await _form(request, viewer, Role.WRITER)
+    view = await schedules_of(request).pause(
+        _schedule_id(schedule_id), tenant=viewer.principal.visible_tenant
+    )
+    return RedirectResponse(f"/ui/schedules/{view.schedule_id}", status_code=303)
+
+
+@router.post("/schedules/{schedule_id}/resume")
+async def resume_schedule(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    await _form(request, viewer, Role.WRITER)
+    view = await schedules_of(request).resume(
+        _schedule_id(schedule_id), tenant=viewer.principal.visible_tenant
+    )
+    return RedirectResponse(f"/ui/schedules/{view.schedule_id}", status_code=303)
+
+
+@router.post("/schedules/{schedule_id}/trigger")
+async def trigger_schedule(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    await _form(request, viewer, Role.WRITER)
+    schedule_id_ = _schedule_id(schedule_id)
+    run = await schedules_of(request).trigger(schedule_id_, tenant=viewer.principal.visible_tenant)
+    notice = urlencode({"notice": f"run {run.timer_id} created, due now"})
+    return RedirectResponse(f"/ui/schedules/{schedule_id_}?{notice}", status_code=303)
 
 
 # -- API keys (admin) -----------------------------------------------------------------------
