@@ -846,3 +846,109 @@ async def test_another_tenants_schedule_is_not_found(
         for action in ("pause", "resume", "trigger"):
             assert (await client.post(f"{path}/{action}", data={"csrf": token})).status_code == 404, action
     assert await schedule_status(db, schedule_id) == "active"
+
+
+# -- timers by destination host and last error class ----------------------------------------
+
+
+async def test_timers_by_destination_host(secured: Callable[..., Any]) -> None:
+    async with secured() as client:
+        plain = await make_timer(client, url="http://api.example.net/hook")
+        port = await make_timer(client, url="http://user:pw@API.example.net:8443/hook?x=1")
+        await make_timer(client, url="http://example.com/hook")
+        await make_timer(client, url="http://apixexample.net/hook")  # `_` is literal, not any character
+        await sign_in(client, ADMIN_KEY)
+        any_port = await client.get("/ui/timers?host=API.example.net")
+        one_port = await client.get("/ui/timers?host=api.example.net%3A8443")
+        pasted = await client.get("/ui/timers?host=https%3A%2F%2Fapi.example.net%2Fsome%2Fpath")
+        wildcard = await client.get("/ui/timers?host=api_example.net")
+        bad = await client.get("/ui/timers?host=a%20b")
+        destinations = await client.get("/ui/destinations")
+
+    def shown(page: httpx.Response) -> set[int]:
+        assert page.status_code == 200, page.text
+        return set(map(int, re.findall(r'data-timer-id="(\d+)"', page.text)))
+
+    assert shown(any_port) == shown(pasted) == {plain, port}
+    assert shown(one_port) == {port}
+    assert shown(wildcard) == set()
+    assert 'id="scan-note"' in any_port.text
+    assert 'value="API.example.net"' in any_port.text  # the form keeps what was typed
+    assert bad.status_code == 422
+    assert destinations.status_code == 200
+
+
+async def test_timers_by_last_error_class(secured: Callable[..., Any], db: asyncpg.Connection) -> None:
+    async with secured() as client:
+        retried, timed_out, delivered = [await make_timer(client) for _ in range(3)]
+        await db.execute(
+            "INSERT INTO timer_attempts VALUES"
+            " ($1, 1, now(), 5000, NULL, 'timeout', 'timeout: no answer', NULL),"
+            " ($1, 2, now(), 12.5, 503, 'http_status', 'HTTP 503', 'down'),"
+            " ($2, 1, now(), 5000, NULL, 'timeout', 'timeout: no answer', NULL),"
+            " ($3, 1, now(), 9, 200, NULL, NULL, NULL)",
+            retried,
+            timed_out,
+            delivered,
+        )
+        await sign_in(client, ADMIN_KEY)
+        pages = {
+            name: await client.get(f"/ui/timers?error_class={name}")
+            for name in ("timeout", "http_status", "connection")
+        }
+        both = await client.get("/ui/timers?error_class=timeout&host=example.com&label=")
+        bad = await client.get("/ui/timers?error_class=DROP%20TABLE")
+        form = await client.get("/ui/timers")
+    found = {
+        name: set(map(int, re.findall(r'data-timer-id="(\d+)"', page.text))) for name, page in pages.items()
+    }
+    assert found == {"timeout": {timed_out}, "http_status": {retried}, "connection": set()}
+    assert set(map(int, re.findall(r'data-timer-id="(\d+)"', both.text))) == {timed_out}
+    assert bad.status_code == 422
+    assert '<option value="timeout">' in form.text  # the known classes are offered
+
+
+async def test_a_host_search_reads_bounded_windows_and_pages_on(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    from task_scheduler.ui.service import SEARCH_WINDOW
+
+    async with secured() as client:
+        await db.execute(
+            "INSERT INTO timers (url, due_at) SELECT 'http://example.com/hook', now() + interval '1 day'"
+            " + make_interval(secs => i) FROM generate_series(1, $1) AS i",
+            2 * SEARCH_WINDOW + 10,
+        )
+        wanted = set(
+            await db.fetch(
+                "INSERT INTO timers (url, due_at) SELECT 'http://rare.example/hook', now() + interval '2 days'"
+                " + make_interval(secs => i) FROM generate_series(1, 3) AS i RETURNING id"
+            )
+        )
+        await sign_in(client, ADMIN_KEY)
+        path, found, pages = "/ui/timers?host=rare.example", set(), 0
+        while path:
+            page = await client.get(path)
+            assert page.status_code == 200, page.text
+            pages += 1
+            rows = set(map(int, re.findall(r'data-timer-id="(\d+)"', page.text)))
+            if not rows:
+                assert "None among these" in page.text
+            found |= rows
+            match = re.search(r'href="/ui/timers(\?[^"]+)" id="next-page"', page.text)
+            path = "/ui/timers" + html.unescape(match.group(1)) if match else ""
+            assert pages < 10
+        token = await csrf(client)
+        form = {"csrf": token, "action": "cancel", "scope": "all", "host": "rare.example"}
+        confirm = await client.post("/ui/timers/bulk", data=form)
+        assert re.search(r'id="matching-count">3<', confirm.text), confirm.text
+        assert "rare.example" in confirm.text
+        done = await client.post("/ui/timers/bulk", data={**form, "confirmed": "yes"})
+        assert done.status_code == 303
+    assert found == {r["id"] for r in wanted}
+    assert pages == 3  # two windows of others read to their end, then the matches
+    statuses = await db.fetch("SELECT url, status, count(*) AS n FROM timers GROUP BY url, status")
+    assert {(r["url"], r["status"], r["n"]) for r in statuses} == {
+        ("http://example.com/hook", "pending", 2 * SEARCH_WINDOW + 10),
+        ("http://rare.example/hook", "cancelled", 3),
+    }

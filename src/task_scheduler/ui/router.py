@@ -4,6 +4,7 @@ session, CSRF token and role, call the same services as the API, render a templa
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable, Coroutine
@@ -32,8 +33,10 @@ from task_scheduler.timers.schemas import TimerUpdate, TimerView
 from task_scheduler.timers.service import TimerService, etag_of
 from task_scheduler.ui import session
 from task_scheduler.ui.service import (
-    BulkScope,
+    ERROR_CLASSES,
+    SEARCH_WINDOW,
     Dashboard,
+    TimerScope,
     deliveries_chart,
     destinations,
     duration_chart,
@@ -305,7 +308,14 @@ class TimerFilter:
     labels: dict[str, str]
     due_after: datetime | None
     due_before: datetime | None
+    host: str | None
+    error_class: str | None
     text: dict[str, str]  # as typed, to refill the form and build links
+
+    def scope(self, tenant: str | None, status: TimerStatus | None) -> TimerScope:
+        return TimerScope(
+            tenant, status, self.labels, self.due_after, self.due_before, self.host, self.error_class
+        )
 
     @property
     def query(self) -> str:
@@ -333,7 +343,8 @@ def _labels(typed: str) -> dict[str, str]:
 
 def _filter(values: Callable[[str], str | None], default_status: str = "") -> TimerFilter:
     text = {
-        name: (values(name) or "").strip()[:500] for name in ("status", "label", "due_after", "due_before")
+        name: (values(name) or "").strip()[:500]
+        for name in ("status", "label", "host", "error_class", "due_after", "due_before")
     }
     if values("status") is None:
         text["status"] = default_status
@@ -348,8 +359,34 @@ def _filter(values: Callable[[str], str | None], default_status: str = "") -> Ti
         labels=_labels(text["label"]),
         due_after=_parse_time(text["due_after"], "due after"),
         due_before=_parse_time(text["due_before"], "due before"),
+        host=_host(text["host"]),
+        error_class=_error_class(text["error_class"]),
         text=text,
     )
+
+
+_HOST = re.compile(r"[^\s/?#@\\]{1,255}")
+_ERROR_CLASS = re.compile(r"[a-z0-9_]{1,100}")
+
+
+def _host(typed: str) -> str | None:
+    """A destination as the destinations page shows it: host, or host:port (any port without)."""
+    if not typed:
+        return None
+    host = typed.lower()
+    if "://" in host:  # a pasted URL: its authority
+        host = urlsplit(host).netloc.rpartition("@")[2]
+    if not _HOST.fullmatch(host):
+        raise _Refused(422, "host: a host name or address, optionally with :port (no scheme or path)")
+    return host
+
+
+def _error_class(typed: str) -> str | None:
+    if not typed:
+        return None
+    if not _ERROR_CLASS.fullmatch(typed):
+        raise _Refused(422, f"error class: a name such as {', '.join(ERROR_CLASSES[:4])}")
+    return typed
 
 
 @router.get("/timers")
@@ -365,15 +402,8 @@ async def timers_page(request: Request) -> Response:
     # due order, and nothing else does across tenants. A tenant's own are in order in its index.
     chosen = _filter(request.query_params.get, "pending" if viewer.principal.visible_tenant is None else "")
     cursor = request.query_params.get("cursor") or None
-    page = await _timers(request).list(
-        tenant=viewer.principal.visible_tenant,
-        status=chosen.status,
-        labels=chosen.labels,
-        due_after=chosen.due_after,
-        due_before=chosen.due_before,
-        cursor=cursor[:200] if cursor else None,
-        limit=PAGE_SIZE,
-    )
+    scope = chosen.scope(viewer.principal.visible_tenant, chosen.status)
+    page = await _dashboard(request).page(scope, cursor[:200] if cursor else None, PAGE_SIZE)
     next_link = f"?{chosen.query}&{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
     return _page(
         request,
@@ -382,6 +412,9 @@ async def timers_page(request: Request) -> Response:
         timers=page.timers,
         chosen=chosen,
         statuses=list(TimerStatus),
+        error_classes=ERROR_CLASSES,
+        scanned=page.scanned,
+        window=SEARCH_WINDOW,
         next_link=next_link,
         notice=request.query_params.get("notice"),
     )
@@ -413,11 +446,18 @@ async def bulk(request: Request) -> Response:
     chosen = _filter(lambda name: _one(fields, name))
     if _one(fields, "scope") == "all":
         status = _bulk_status(action, chosen)
-        scope = BulkScope(tenant, status, chosen.labels, chosen.due_after, chosen.due_before)
+        scope = chosen.scope(tenant, status)
         if _one(fields, "confirmed") != "yes":
-            count = await dashboard.matching(scope)
+            count, cut_short = await dashboard.matching(scope)
             return _page(
-                request, viewer, "confirm.html", action=action, status=status, count=count, chosen=chosen
+                request,
+                viewer,
+                "confirm.html",
+                action=action,
+                status=status,
+                count=count,
+                cut_short=cut_short,
+                chosen=chosen,
             )
         done, skipped = await dashboard.apply_matching(act, scope)
     else:
