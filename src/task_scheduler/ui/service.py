@@ -27,7 +27,7 @@ LIVE_TTL_SECONDS = 3.0
 ATTEMPTS_TTL_SECONDS = 10.0
 BULK_BATCH = 200
 BULK_MAX = 10_000
-SEARCH_WINDOW = 5_000
+SEARCH_WINDOW = 2_000
 # A bulk action by host or error class looks through at most about this many timers of the list.
 BULK_SEARCH_ROWS = 100_000
 CHART_WIDTH = 600
