@@ -49,8 +49,33 @@ async def demo_timers(base_url: str, key: str) -> int:
         return int(first)
 
 
+async def demo_schedules(base_url: str, key: str) -> int:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
+        made = []
+        # The first calls the service's own /healthz: its runs now have outcomes to show.
+        for cron, zone, team, url in [
+            ("0 9 * * 1-5", "Europe/Berlin", "billing", f"{base_url}/healthz"),
+            ("*/15 * * * *", "UTC", "ops", "https://hooks.ops.example.com/report"),
+            ("@every 6h", "UTC", "growth", "https://hooks.growth.example.com/report"),
+            ("30 7 1 * *", "America/New_York", "billing", "https://hooks.billing.example.com/monthly"),
+        ]:
+            response = await api.post(
+                "/schedules",
+                json={"cron": cron, "timezone": zone, "url": url, "method": "GET", "labels": {"team": team}},
+            )
+            response.raise_for_status()
+            made.append(response.json()["schedule_id"])
+        for _ in range(3):
+            (await api.post(f"/schedules/{made[0]}/trigger")).raise_for_status()
+        (await api.post(f"/schedules/{made[2]}/pause")).raise_for_status()
+        await asyncio.sleep(3)
+        return int(made[0])
+
+
 async def main(base_url: str, key: str) -> None:
     timer_id = await demo_timers(base_url, key)
+    schedule_id = await demo_schedules(base_url, key)
     OUT.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
@@ -71,6 +96,8 @@ async def main(base_url: str, key: str) -> None:
                 "timer": f"/ui/timers/{timer_id}",
                 "destinations": "/ui/destinations",
                 "keys": "/ui/keys",
+                "schedules": "/ui/schedules",
+                "schedule": f"/ui/schedules/{schedule_id}",
             }
             for name, path in pages.items():
                 if scheme == "dark" and name not in ("overview", "timers"):
@@ -79,14 +106,21 @@ async def main(base_url: str, key: str) -> None:
                 suffix = "" if scheme == "light" else "-dark"
                 await page.screenshot(path=OUT / f"{name}{suffix}.png", full_page=True)
             await context.close()
-        phone = await browser.new_context(base_url=base_url, viewport={"width": 375, "height": 800})
-        page = await phone.new_page()
-        await page.goto("/ui/login")
-        await page.get_by_label("API key").fill(key)
-        await page.get_by_role("button", name="Sign in").click()
-        await page.wait_for_url(f"{base_url}/ui")
-        await page.goto("/ui/timers")
-        await page.screenshot(path=OUT / "timers-375px.png", full_page=True)
+        for scheme, path, name in [
+            ("light", "/ui/timers", "timers-375px"),
+            ("dark", f"/ui/schedules/{schedule_id}", "schedule-375px-dark"),
+        ]:
+            phone = await browser.new_context(
+                base_url=base_url, viewport={"width": 375, "height": 800}, color_scheme=scheme
+            )
+            page = await phone.new_page()
+            await page.goto("/ui/login")
+            await page.get_by_label("API key").fill(key)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.wait_for_url(f"{base_url}/ui")
+            await page.goto(path)
+            await page.screenshot(path=OUT / f"{name}.png", full_page=True)
+            await phone.close()
         await browser.close()
 
 

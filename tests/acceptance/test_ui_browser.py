@@ -7,6 +7,7 @@ missing browser fails the run (`.ci/run` installs it)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -83,6 +84,22 @@ class Dashboard:
         assert response.status_code == 201, response.text
         key: str = response.json()["api_key"]
         return key
+
+    async def schedule(self, **fields: Any) -> int:
+        body = {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "url": URL, **fields}
+        response = await self.api.post(
+            "/schedules", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        assert response.status_code == 201, response.text
+        schedule_id: int = response.json()["schedule_id"]
+        return schedule_id
+
+    async def schedule_status(self, schedule_id: int) -> str:
+        response = await self.api.get(
+            f"/schedules/{schedule_id}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        status: str = response.json()["status"]
+        return status
 
     async def status(self, timer_id: int) -> str:
         response = await self.api.get(f"/timer/{timer_id}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -211,3 +228,51 @@ async def test_a_new_timer_appears_live_and_bulk_cancel_of_all_matching(dashboar
         await page.get_by_role("button", name="Yes, cancel 4 timers").click()
         await expect(page.get_by_role("status")).to_contain_text("4 timers cancelled")
     assert [await dashboard.status(i) for i in [*labelled, late]] == ["cancelled"] * 4
+
+
+async def test_pause_resume_and_run_now_from_a_schedule_page(dashboard: Dashboard) -> None:
+    schedule_id = await dashboard.schedule(labels={"team": "billing"})
+    async with no_problems(dashboard):
+        page = await dashboard.page()
+        await dashboard.sign_in(page, ADMIN_KEY)
+        await page.get_by_role("link", name="Schedules").click()
+        row = page.locator(f'tr[data-schedule-id="{schedule_id}"]')
+        await expect(row).to_contain_text("at 09:00 on weekdays, Europe/Berlin")
+        await row.get_by_role("link", name=str(schedule_id)).click()
+        await expect(page.get_by_role("heading", name=f"Schedule {schedule_id}")).to_be_visible()
+        await expect(page.locator("#next-runs-table tbody tr")).to_have_count(5)
+        await page.locator("#pause").focus()  # by keyboard
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#schedule-status")).to_have_text("paused")
+        assert await dashboard.schedule_status(schedule_id) == "paused"
+        await page.get_by_role("button", name="Resume").click()
+        await expect(page.locator("#schedule-status")).to_have_text("active")
+        assert await dashboard.schedule_status(schedule_id) == "active"
+        await page.get_by_role("button", name="Run now").click()
+        notice = page.get_by_role("status")
+        await expect(notice).to_contain_text("created, due now")
+        found = re.search(r"run (\d+) created", await notice.inner_text())
+        assert found
+        timer_id = found.group(1)
+        run = page.locator(f'#runs-table tr[data-timer-id="{timer_id}"]')
+        await expect(run).to_contain_text("run now")  # a triggered run has no occurrence
+        await run.get_by_role("link", name=timer_id).click()
+        await expect(page.get_by_role("heading", name=f"Timer {timer_id}")).to_be_visible()
+
+
+async def test_schedule_pages_fit_a_narrow_screen_and_a_reader_has_no_buttons(dashboard: Dashboard) -> None:
+    schedule_id = await dashboard.schedule(url="http://example.com/" + "long-path/" * 20)
+    reader = await dashboard.key("default", "reader")
+    async with no_problems(dashboard):
+        page = await dashboard.page()
+        await page.set_viewport_size({"width": 375, "height": 800})
+        await dashboard.sign_in(page, reader)
+        for path in ("/ui/schedules", f"/ui/schedules/{schedule_id}"):
+            await page.goto(path)
+            await expect(page.get_by_role("heading", level=1)).to_be_visible()
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, path
+        assert await page.get_by_role("button", name="Pause").count() == 0
+        assert await page.get_by_role("button", name="Run now").count() == 0

@@ -661,3 +661,294 @@ async def test_the_attempt_rollup_aggregates_in_the_database(
     assert everyone.durations == {0: (0, 1), 1: (1, 0)}  # 5 ms below 10; 30 ms in 10-50
     assert sum(ok + failed for ok, failed in everyone.lateness.values()) == 1  # first attempts only
     assert [h.authority for h in acme.hosts] == ["example.com:8080"]
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+async def make_schedule(client: httpx.AsyncClient, key: str = ADMIN_KEY, **fields: Any) -> int:
+    body = {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "url": URL, **fields}
+    response = await client.post("/schedules", json=body, headers=bearer(key))
+    assert response.status_code == 201, response.text
+    schedule_id: int = response.json()["schedule_id"]
+    return schedule_id
+
+
+async def schedule_status(db: asyncpg.Connection, schedule_id: int) -> str:
+    status: str = await db.fetchval("SELECT status FROM schedules WHERE id = $1", schedule_id)
+    return status
+
+
+async def test_the_schedules_list_describes_filters_and_pages(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    async with secured() as client:
+        daily = await make_schedule(client, labels={"team": "billing"})
+        every = await make_schedule(client, cron="@every 90s", timezone="UTC", labels={"team": "ops"})
+        run = (await client.post(f"/schedules/{daily}/trigger", headers=bearer(ADMIN_KEY))).json()
+        await db.execute(
+            "UPDATE timers SET status = 'failed', last_error = 'attempt 1: HTTP 503' WHERE id = $1",
+            run["timer_id"],
+        )
+        await sign_in(client, ADMIN_KEY)
+        listing = await client.get("/ui/schedules")
+        billing = await client.get("/ui/schedules?label=team%3Abilling")
+        paused_only = await client.get("/ui/schedules?status=paused")
+        bad_status = await client.get("/ui/schedules?status=asleep")
+        bad_label = await client.get("/ui/schedules?label=nocolon")
+        bad_cursor = await client.get("/ui/schedules?cursor=x")
+        more = [await make_schedule(client) for _ in range(50)]
+        first = await client.get("/ui/schedules")
+        match = re.search(r'href="/ui/schedules(\?[^"]*cursor=[^"]+)" id="next-page"', first.text)
+        assert match
+        second = await client.get("/ui/schedules" + html.unescape(match.group(1)))
+    assert listing.status_code == 200
+    assert 'href="/ui/schedules" aria-current="page"' in listing.text
+    assert "at 09:00 on weekdays, Europe/Berlin" in listing.text
+    assert "Europe/Berlin" in listing.text
+    assert "CET" in listing.text or "CEST" in listing.text  # the next run in the schedule's zone
+    assert f'href="/ui/timers/{run["timer_id"]}"' in listing.text  # the last outcome, to its timer
+    assert "status-failed" in listing.text
+    assert "none yet" in listing.text  # the @every schedule has only its pending run
+    assert f'data-schedule-id="{daily}"' in billing.text
+    assert f'data-schedule-id="{every}"' not in billing.text
+    assert "No schedules match." in paused_only.text
+    assert bad_status.status_code == bad_label.status_code == bad_cursor.status_code == 422
+    ids = set(map(int, re.findall(r'data-schedule-id="(\d+)"', first.text + second.text)))
+    assert ids == {daily, every, *more}
+    assert 'id="next-page"' not in second.text
+
+
+async def test_the_schedule_page_shows_fields_next_runs_and_last_runs(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    async with secured() as client:
+        schedule_id = await make_schedule(
+            client, headers={"Authorization": "Bearer s3cret"}, labels={"team": "billing"}, max_runs=7
+        )
+        runs = [
+            (await client.post(f"/schedules/{schedule_id}/trigger", headers=bearer(ADMIN_KEY))).json()
+            for _ in range(21)
+        ]
+        await db.execute(
+            "UPDATE timers SET status = 'delivered', delivered_at = now() WHERE id = $1", runs[-1]["timer_id"]
+        )
+        await sign_in(client, ADMIN_KEY)
+        page = await client.get(f"/ui/schedules/{schedule_id}")
+        match = re.search(r'href="/ui/schedules/\d+(\?cursor=[^"]+)" id="older-runs"', page.text)
+        assert match
+        older = await client.get(f"/ui/schedules/{schedule_id}{html.unescape(match.group(1))}")
+        missing = [await client.get(path) for path in ("/ui/schedules/999999", "/ui/schedules/x1")]
+    assert page.status_code == 200
+    text = page.text
+    assert "at 09:00 on weekdays, Europe/Berlin" in text
+    assert "s3cret" not in text
+    assert "[redacted]" in text
+    assert "team:billing" in text
+    assert "0 of 7" in text
+    next_runs = re.search(r'<table id="next-runs-table">(.*?)</table>', text, re.DOTALL)
+    assert next_runs
+    assert next_runs.group(1).count("<tr>") == 1 + 5  # the heading and the next five
+    assert "CET" in next_runs.group(1) or "CEST" in next_runs.group(1)
+    shown = [int(i) for i in re.findall(r'<tr data-timer-id="(\d+)"', text)]
+    assert shown == sorted(shown, reverse=True)  # newest first
+    assert shown[0] == runs[-1]["timer_id"]
+    assert len(shown) == 20
+    assert "status-delivered" in text
+    assert f'href="/ui/timers/{runs[-1]["timer_id"]}"' in text
+    assert "run now" in text  # a triggered run has no occurrence
+    for button in ('id="pause"', 'id="run-now"'):
+        assert button in text
+    assert 'id="resume"' not in text
+    assert older.status_code == 200
+    rest = {int(i) for i in re.findall(r'<tr data-timer-id="(\d+)"', older.text)}
+    assert {r["timer_id"] for r in runs} - set(shown) <= rest
+    assert [m.status_code for m in missing] == [404, 404]
+
+
+async def test_pause_resume_and_run_now_from_the_schedule_page(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    async with secured() as client:
+        schedule_id = await make_schedule(client)
+        await sign_in(client, ADMIN_KEY)
+        path = f"/ui/schedules/{schedule_id}"
+        token = await csrf(client, path)
+        assert (await client.post(f"{path}/pause", data={})).status_code == 403  # no CSRF token
+        assert await schedule_status(db, schedule_id) == "active"
+        paused = await client.post(f"{path}/pause", data={"csrf": token})
+        assert paused.status_code == 303
+        assert paused.headers["location"] == path
+        assert await schedule_status(db, schedule_id) == "paused"
+        page = (await client.get(path)).text
+        assert 'id="resume"' in page
+        assert 'id="pause"' not in page
+        again = await client.post(f"{path}/pause", data={"csrf": token})
+        assert again.status_code == 409
+        assert "is paused and cannot be paused" in again.text
+        assert (await client.post(f"{path}/resume", data={"csrf": token})).status_code == 303
+        assert await schedule_status(db, schedule_id) == "active"
+        before = await db.fetchval("SELECT count(*) FROM timers WHERE schedule_id = $1", schedule_id)
+        ran = await client.post(f"{path}/trigger", data={"csrf": token})
+        assert ran.status_code == 303
+        shown = (await client.get(ran.headers["location"])).text
+        triggered = await db.fetchval(
+            "SELECT max(id) FROM timers WHERE schedule_id = $1 AND occurrence_at IS NULL", schedule_id
+        )
+        assert (
+            await db.fetchval("SELECT count(*) FROM timers WHERE schedule_id = $1", schedule_id) == before + 1
+        )
+        assert f"run {triggered} created" in shown
+        assert f'<tr data-timer-id="{triggered}"' in shown
+        ended = await client.delete(f"/schedules/{schedule_id}", headers=bearer(ADMIN_KEY))
+        assert ended.status_code == 200
+        page = (await client.get(path)).text
+        assert 'id="run-now"' not in page
+        assert (await client.post(f"{path}/trigger", data={"csrf": token})).status_code == 409
+
+
+async def test_a_reader_sees_no_schedule_buttons_and_is_refused(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    async with secured() as client:
+        reader = await make_key(client, "default", "reader")
+        schedule_id = await make_schedule(client)
+        await sign_in(client, reader)
+        path = f"/ui/schedules/{schedule_id}"
+        page = await client.get(path)
+        assert page.status_code == 200
+        for button in ('id="pause"', 'id="resume"', 'id="run-now"'):
+            assert button not in page.text
+        token = csrf_of(page.text)  # the sign-out form's: the session's token
+        for action in ("pause", "resume", "trigger"):
+            refused = await client.post(f"{path}/{action}", data={"csrf": token})
+            assert refused.status_code == 403, action
+            assert "does not allow this" in refused.text
+    assert await schedule_status(db, schedule_id) == "active"
+    assert await db.fetchval("SELECT count(*) FROM timers WHERE schedule_id = $1", schedule_id) == 1
+
+
+async def test_another_tenants_schedule_is_not_found(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    async with secured() as client:
+        acme = await make_key(client, "acme", "writer")
+        globex = await make_key(client, "globex", "writer")
+        schedule_id = await make_schedule(client, acme)
+        own = await make_schedule(client, globex)
+        await sign_in(client, globex)
+        listing = await client.get("/ui/schedules")
+        assert f'data-schedule-id="{own}"' in listing.text
+        assert f'data-schedule-id="{schedule_id}"' not in listing.text
+        path = f"/ui/schedules/{schedule_id}"
+        assert (await client.get(path)).status_code == 404
+        token = csrf_of(listing.text)
+        for action in ("pause", "resume", "trigger"):
+            assert (await client.post(f"{path}/{action}", data={"csrf": token})).status_code == 404, action
+    assert await schedule_status(db, schedule_id) == "active"
+
+
+# -- timers by destination host and last error class ----------------------------------------
+
+
+async def test_timers_by_destination_host(secured: Callable[..., Any]) -> None:
+    async with secured() as client:
+        plain = await make_timer(client, url="http://api.example.net/hook")
+        port = await make_timer(client, url="http://user:pw@API.example.net:8443/hook?x=1")
+        await make_timer(client, url="http://example.com/hook")
+        await make_timer(client, url="http://apixexample.net/hook")  # `_` is literal, not any character
+        await sign_in(client, ADMIN_KEY)
+        any_port = await client.get("/ui/timers?host=API.example.net")
+        one_port = await client.get("/ui/timers?host=api.example.net%3A8443")
+        pasted = await client.get("/ui/timers?host=https%3A%2F%2Fapi.example.net%2Fsome%2Fpath")
+        wildcard = await client.get("/ui/timers?host=api_example.net")
+        bad = await client.get("/ui/timers?host=a%20b")
+        destinations = await client.get("/ui/destinations")
+
+    def shown(page: httpx.Response) -> set[int]:
+        assert page.status_code == 200, page.text
+        return set(map(int, re.findall(r'data-timer-id="(\d+)"', page.text)))
+
+    assert shown(any_port) == shown(pasted) == {plain, port}
+    assert shown(one_port) == {port}
+    assert shown(wildcard) == set()
+    assert 'id="scan-note"' in any_port.text
+    assert 'value="API.example.net"' in any_port.text  # the form keeps what was typed
+    assert bad.status_code == 422
+    assert destinations.status_code == 200
+
+
+async def test_timers_by_last_error_class(secured: Callable[..., Any], db: asyncpg.Connection) -> None:
+    async with secured() as client:
+        retried, timed_out, delivered = [await make_timer(client) for _ in range(3)]
+        await db.execute(
+            "INSERT INTO timer_attempts VALUES"
+            " ($1, 1, now(), 5000, NULL, 'timeout', 'timeout: no answer', NULL),"
+            " ($1, 2, now(), 12.5, 503, 'http_status', 'HTTP 503', 'down'),"
+            " ($2, 1, now(), 5000, NULL, 'timeout', 'timeout: no answer', NULL),"
+            " ($3, 1, now(), 9, 200, NULL, NULL, NULL)",
+            retried,
+            timed_out,
+            delivered,
+        )
+        await sign_in(client, ADMIN_KEY)
+        pages = {
+            name: await client.get(f"/ui/timers?error_class={name}")
+            for name in ("timeout", "http_status", "connection")
+        }
+        both = await client.get("/ui/timers?error_class=timeout&host=example.com&label=")
+        bad = await client.get("/ui/timers?error_class=DROP%20TABLE")
+        form = await client.get("/ui/timers")
+    found = {
+        name: set(map(int, re.findall(r'data-timer-id="(\d+)"', page.text))) for name, page in pages.items()
+    }
+    assert found == {"timeout": {timed_out}, "http_status": {retried}, "connection": set()}
+    assert set(map(int, re.findall(r'data-timer-id="(\d+)"', both.text))) == {timed_out}
+    assert bad.status_code == 422
+    assert '<option value="timeout">' in form.text  # the known classes are offered
+
+
+async def test_a_host_search_reads_bounded_windows_and_pages_on(
+    secured: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    from task_scheduler.ui.service import SEARCH_WINDOW
+
+    async with secured() as client:
+        await db.execute(
+            "INSERT INTO timers (url, due_at) SELECT 'http://example.com/hook', now() + interval '1 day'"
+            " + make_interval(secs => i) FROM generate_series(1, $1) AS i",
+            2 * SEARCH_WINDOW + 10,
+        )
+        wanted = set(
+            await db.fetch(
+                "INSERT INTO timers (url, due_at) SELECT 'http://rare.example/hook', now() + interval '2 days'"
+                " + make_interval(secs => i) FROM generate_series(1, 3) AS i RETURNING id"
+            )
+        )
+        await sign_in(client, ADMIN_KEY)
+        path, found, pages = "/ui/timers?host=rare.example", set(), 0
+        while path:
+            page = await client.get(path)
+            assert page.status_code == 200, page.text
+            pages += 1
+            rows = set(map(int, re.findall(r'data-timer-id="(\d+)"', page.text)))
+            if not rows:
+                assert "None among these" in page.text
+            found |= rows
+            match = re.search(r'href="/ui/timers(\?[^"]+)" id="next-page"', page.text)
+            path = "/ui/timers" + html.unescape(match.group(1)) if match else ""
+            assert pages < 10
+        token = await csrf(client)
+        form = {"csrf": token, "action": "cancel", "scope": "all", "host": "rare.example"}
+        confirm = await client.post("/ui/timers/bulk", data=form)
+        assert re.search(r'id="matching-count">3<', confirm.text), confirm.text
+        assert "rare.example" in confirm.text
+        done = await client.post("/ui/timers/bulk", data={**form, "confirmed": "yes"})
+        assert done.status_code == 303
+    assert found == {r["id"] for r in wanted}
+    assert pages == 3  # two windows of others read to their end, then the matches
+    statuses = await db.fetch("SELECT url, status, count(*) AS n FROM timers GROUP BY url, status")
+    assert {(r["url"], r["status"], r["n"]) for r in statuses} == {
+        ("http://example.com/hook", "pending", 2 * SEARCH_WINDOW + 10),
+        ("http://rare.example/hook", "cancelled", 3),
+    }

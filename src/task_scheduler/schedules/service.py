@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -315,6 +315,12 @@ class ScheduleService:
         page = rows[:limit]
         next_cursor = str(page[-1].id) if len(rows) > limit else None
         return RunPage(runs=[_run_view(r) for r in page], next_cursor=next_cursor)
+
+    async def latest_outcomes(self, schedule_ids: Sequence[int], *, tenant: str | None) -> dict[int, RunView]:
+        """Each schedule's newest run that is no longer pending (none yet: left out)."""
+        async with self._engine.connect() as conn:
+            rows = await timer_repository.latest_outcomes(conn, schedule_ids=schedule_ids, tenant=tenant)
+        return {row.schedule_id: _run_view(row) for row in rows if row.schedule_id is not None}
 
     def _view(self, row: ScheduleRow) -> ScheduleView:
         retry = row.retry.or_defaults(self._retry_defaults)

@@ -208,7 +208,7 @@ async def get_timer(conn: AsyncConnection, *, timer_id: int, tenant: str | None)
 _OUTSIDE_TIMES = ("due_at", "deliver_before", "occurrence_at")
 
 
-def _timer_row(m: RowMapping) -> TimerRow:
+def _timer_row(m: Mapping[Any, Any]) -> TimerRow:
     values = dict(m)
     for name in _OUTSIDE_TIMES:
         value = values[name]
@@ -319,8 +319,26 @@ async def list_timers(
     limit: int,
 ) -> list[TimerRow]:
     """Timers in (due_at, id) order after the keyset cursor `after`, filtered."""
+    clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
+    statement = text(f"""
+        SELECT {_TIMER_COLUMNS} FROM timers {clause}
+        ORDER BY due_at, id LIMIT :limit
+    """)
+    params["limit"] = limit
+    return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
+
+
+def _list_where(
+    tenant: str | None,
+    status: TimerStatus | None,
+    labels: dict[str, str] | None,
+    due_after: datetime | None,
+    due_before: datetime | None,
+    after: tuple[datetime, int] | None,
+) -> tuple[str, dict[str, object]]:
+    """The WHERE clause of the list's filters (each one an index can serve) and its parameters."""
     where: list[str] = []
-    params: dict[str, object] = {"limit": limit}
+    params: dict[str, object] = {}
     if tenant is not None:
         where.append("tenant = :tenant")
         params["tenant"] = tenant
@@ -340,11 +358,84 @@ async def list_timers(
         where.append("(due_at, id) > (:cursor_due, :cursor_id)")
         params.update(cursor_due=after[0], cursor_id=after[1])
     clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return clause, params
+
+
+def url_authority_sql(url: str) -> str:
+    """SQL for the host[:port] of the URL in column `url`, lower-cased, without user:password@
+    (string functions, not a regex per row); what the dashboard calls a destination."""
+    authority = f"split_part(split_part(split_part({url}, '/', 3), '?', 1), '#', 1)"
+    return f"lower(substr({authority}, strpos({authority}, '@') + 1))"
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedTimers:
+    """A window of the list and the timers in it that match the filters no index serves."""
+
+    rows: list[TimerRow]  # the matches, in (due_at, id) order
+    scanned: int  # timers the window read
+    last: tuple[datetime, int] | None  # the window's last (due_at, id): where the next one starts
+
+
+async def scan_timers(
+    conn: AsyncConnection,
+    *,
+    tenant: str | None,
+    status: TimerStatus | None,
+    labels: dict[str, str] | None,
+    due_after: datetime | None,
+    due_before: datetime | None,
+    after: tuple[datetime, int] | None,
+    host: str | None,
+    error_class: str | None,
+    window: int,
+    limit: int,
+) -> ScannedTimers:
+    """Timers of a destination host and/or whose last attempt failed with `error_class`. No index
+    holds either (the host is inside `url`; the class is on the attempt), so this reads the next
+    `window` timers of the list (its filters and order, as list_timers reads them) and keeps the
+    matches, at most `limit`: every call is bounded, and the caller pages on from `last` when the
+    window held fewer matches than it asked for. The class is one primary-key probe per timer."""
+    clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
+    checks = ["true"]
+    if host is not None:
+        authority = url_authority_sql("s.url")
+        checks.append(f"({authority} = :host OR {authority} LIKE :host_port)")  # or on any port
+        literal = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.update(host=host, host_port=f"{literal}:%")
+    if error_class is not None:
+        checks.append("""(SELECT a.error_class FROM timer_attempts a WHERE a.timer_id = s.id
+                          ORDER BY a.attempt DESC LIMIT 1) = :error_class""")
+        params["error_class"] = error_class
     statement = text(f"""
-        SELECT {_TIMER_COLUMNS} FROM timers {clause}
-        ORDER BY due_at, id LIMIT :limit
+        WITH scanned AS MATERIALIZED (
+            SELECT id, due_at, url FROM timers {clause} ORDER BY due_at, id LIMIT :window
+        ), edge AS (
+            SELECT count(*) AS scanned_count,
+                   (SELECT due_at FROM scanned ORDER BY due_at DESC, id DESC LIMIT 1) AS edge_due,
+                   (SELECT id FROM scanned ORDER BY due_at DESC, id DESC LIMIT 1) AS edge_id
+            FROM scanned
+        ), hits AS (
+            SELECT s.id AS hit_id FROM scanned s WHERE {" AND ".join(checks)}
+            ORDER BY s.due_at, s.id LIMIT :limit
+        )
+        SELECT edge.scanned_count, edge.edge_due, edge.edge_id, matched.*
+        FROM edge LEFT JOIN (
+            SELECT {_TIMER_COLUMNS} FROM timers JOIN hits ON timers.id = hits.hit_id
+        ) AS matched ON true
+        ORDER BY matched.due_at, matched.id
     """)
-    return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
+    params.update(window=window, limit=limit)
+    rows: list[TimerRow] = []
+    scanned, last = 0, None
+    for row in await conn.execute(statement, params):
+        values = dict(row._mapping)
+        scanned = int(values.pop("scanned_count"))
+        edge_due, edge_id = values.pop("edge_due"), values.pop("edge_id")
+        last = None if edge_id is None else (edge_due, int(edge_id))
+        if values["id"] is not None:
+            rows.append(_timer_row(values))
+    return ScannedTimers(rows=rows, scanned=scanned, last=last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -786,6 +877,27 @@ async def list_runs(
         ORDER BY schedule_id DESC, id DESC LIMIT :limit
     """)
     return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
+
+
+_LATEST_OUTCOMES = text(f"""
+SELECT r.* FROM unnest(CAST(:schedule_ids AS bigint[])) AS s(id)
+CROSS JOIN LATERAL (
+    SELECT {_TIMER_COLUMNS} FROM timers
+    WHERE schedule_id = s.id AND status <> 'pending' AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
+    ORDER BY schedule_id DESC, id DESC LIMIT 1
+) AS r
+""")
+
+
+async def latest_outcomes(
+    conn: AsyncConnection, *, schedule_ids: Sequence[int], tenant: str | None
+) -> list[TimerRow]:
+    """Each schedule's newest run that is no longer pending (one walk down ix_timers_schedule_runs
+    per schedule, past its few pending runs)."""
+    if not schedule_ids:
+        return []
+    params = {"schedule_ids": list(schedule_ids), "tenant": tenant}
+    return [_timer_row(row._mapping) for row in await conn.execute(_LATEST_OUTCOMES, params)]
 
 
 _DELETE_FINISHED = text("""

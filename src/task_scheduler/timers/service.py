@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,7 +103,11 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 def encode_cursor(row: TimerRow) -> str:
-    raw = json.dumps([row.due_at.isoformat(), row.id]).encode()
+    return encode_keyset(row.due_at, row.id)
+
+
+def encode_keyset(due_at: datetime, timer_id: int) -> str:
+    raw = json.dumps([due_at.isoformat(), timer_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -117,6 +122,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("cursor: not a cursor this API returned", field="cursor") from None
     return due, timer_id
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """A page of a search by filters no index serves: the matches among `scanned` timers read."""
+
+    timers: list[TimerView]
+    next_cursor: str | None
+    scanned: int
 
 
 class TimerService:
@@ -315,6 +329,48 @@ class TimerService:
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
         return TimerPage(timers=[self._view(r) for r in page], next_cursor=next_cursor)
+
+    async def search(
+        self,
+        *,
+        tenant: str | None,
+        status: TimerStatus | None,
+        labels: dict[str, str],
+        due_after: datetime | None,
+        due_before: datetime | None,
+        host: str | None,
+        error_class: str | None,
+        cursor: str | None,
+        limit: int,
+        window: int,
+    ) -> SearchPage:
+        """The list, also by destination host and last error class, reading at most `window`
+        timers per call (see repository.scan_timers); `next_cursor` goes on after the last match
+        when the page is full, else after the window when it was read to its end."""
+        after = decode_cursor(cursor) if cursor else None
+        async with self._engine.connect() as conn:
+            found = await repository.scan_timers(
+                conn,
+                tenant=tenant,
+                status=status,
+                labels=labels,
+                due_after=due_after,
+                due_before=due_before,
+                after=after,
+                host=host,
+                error_class=error_class,
+                window=window,
+                limit=limit + 1,
+            )
+        page = found.rows[:limit]
+        next_cursor = None
+        if len(found.rows) > limit:
+            next_cursor = encode_cursor(page[-1])
+        elif found.scanned >= window and found.last is not None:
+            next_cursor = encode_keyset(*found.last)
+        return SearchPage(
+            timers=[self._view(r) for r in page], next_cursor=next_cursor, scanned=found.scanned
+        )
 
     async def attempts(self, timer_id: int, *, tenant: str | None) -> AttemptList:
         async with self._engine.connect() as conn:

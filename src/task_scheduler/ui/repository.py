@@ -24,6 +24,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.timers.models import TimerStatus
+from task_scheduler.timers.repository import url_authority_sql
 
 COUNT_CAP = 10_000
 RECENT_TIMERS = 200_000
@@ -107,12 +108,12 @@ class AttemptRollup:
     hosts: list[HostStats]
 
 
-_ATTEMPT_ROLLUP = text("""
+_ATTEMPT_ROLLUP = text(f"""
 WITH recent AS MATERIALIZED (
     SELECT a.started_at, a.duration_ms, a.error_class, a.error_class IS NULL AS ok,
            CASE WHEN a.attempt = 1 AND t.attempts = 1
                 THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END AS lateness_ms,
-           split_part(split_part(split_part(t.url, '/', 3), '?', 1), '#', 1) AS authority
+           {url_authority_sql("t.url")} AS authority
     FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
     WHERE a.timer_id > (SELECT coalesce(max(id), 0) FROM timers) - :recent
       AND a.started_at > now() - interval '1 hour'
@@ -134,13 +135,13 @@ FROM bucketed
 GROUP BY GROUPING SETS ((minute, ok), (duration_bucket, ok), (lateness_bucket, ok))
 HAVING GROUPING(lateness_bucket) = 1 OR lateness_bucket IS NOT NULL
 UNION ALL
-SELECT 'host', NULL, NULL, NULL, count(*), lower(substr(authority, strpos(authority, '@') + 1)),
+SELECT 'host', NULL, NULL, NULL, count(*), authority,
        count(*) FILTER (WHERE ok),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
        percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms),
        (array_agg(ok ORDER BY started_at DESC))[1], (array_agg(error_class ORDER BY started_at DESC))[1]
 FROM recent
-GROUP BY lower(substr(authority, strpos(authority, '@') + 1))
+GROUP BY authority
 """)
 
 

@@ -4,6 +4,7 @@ session, CSRF token and role, call the same services as the API, render a templa
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable, Coroutine
@@ -24,14 +25,18 @@ from task_scheduler.auth.models import Role
 from task_scheduler.auth.schemas import KeyCreate
 from task_scheduler.auth.service import AuthService, Principal
 from task_scheduler.errors import PreconditionFailed, ServiceError, Unauthorized
+from task_scheduler.schedules.models import ScheduleStatus
+from task_scheduler.schedules.router import schedules_of
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.router import MAX_TIMER_ID, parse_labels
 from task_scheduler.timers.schemas import TimerUpdate, TimerView
 from task_scheduler.timers.service import TimerService, etag_of
 from task_scheduler.ui import session
 from task_scheduler.ui.service import (
-    BulkScope,
+    ERROR_CLASSES,
+    SEARCH_WINDOW,
     Dashboard,
+    TimerScope,
     deliveries_chart,
     destinations,
     duration_chart,
@@ -46,6 +51,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters["num"] = lambda n: f"{n:,}"
 _ENV.filters["when"] = lambda t: f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+_ENV.filters["local"] = lambda t: f"{t:%Y-%m-%d %H:%M:%S %Z}"
 templates = Jinja2Templates(env=_ENV)
 
 
@@ -302,7 +308,14 @@ class TimerFilter:
     labels: dict[str, str]
     due_after: datetime | None
     due_before: datetime | None
+    host: str | None
+    error_class: str | None
     text: dict[str, str]  # as typed, to refill the form and build links
+
+    def scope(self, tenant: str | None, status: TimerStatus | None) -> TimerScope:
+        return TimerScope(
+            tenant, status, self.labels, self.due_after, self.due_before, self.host, self.error_class
+        )
 
     @property
     def query(self) -> str:
@@ -320,9 +333,18 @@ def _parse_time(value: str, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+def _labels(typed: str) -> dict[str, str]:
+    """The label filter as typed: `key:value` pairs separated by commas."""
+    try:
+        return parse_labels([part.strip() for part in typed.split(",") if part.strip()])
+    except ServiceError as exc:
+        raise _Refused(422, exc.message) from None
+
+
 def _filter(values: Callable[[str], str | None], default_status: str = "") -> TimerFilter:
     text = {
-        name: (values(name) or "").strip()[:500] for name in ("status", "label", "due_after", "due_before")
+        name: (values(name) or "").strip()[:500]
+        for name in ("status", "label", "host", "error_class", "due_after", "due_before")
     }
     if values("status") is None:
         text["status"] = default_status
@@ -332,18 +354,39 @@ def _filter(values: Callable[[str], str | None], default_status: str = "") -> Ti
             status = TimerStatus(text["status"])
         except ValueError:
             raise _Refused(422, f"status: not one of {', '.join(TimerStatus)}") from None
-    labels_text = [part.strip() for part in text["label"].split(",") if part.strip()]
-    try:
-        labels = parse_labels(labels_text)
-    except ServiceError as exc:
-        raise _Refused(422, exc.message) from None
     return TimerFilter(
         status=status,
-        labels=labels,
+        labels=_labels(text["label"]),
         due_after=_parse_time(text["due_after"], "due after"),
         due_before=_parse_time(text["due_before"], "due before"),
+        host=_host(text["host"]),
+        error_class=_error_class(text["error_class"]),
         text=text,
     )
+
+
+_HOST = re.compile(r"[^\s/?#@\\]{1,255}")
+_ERROR_CLASS = re.compile(r"[a-z0-9_]{1,100}")
+
+
+def _host(typed: str) -> str | None:
+    """A destination as the destinations page shows it: host, or host:port (any port without)."""
+    if not typed:
+        return None
+    host = typed.lower()
+    if "://" in host:  # a pasted URL: its authority
+        host = urlsplit(host).netloc.rpartition("@")[2]
+    if not _HOST.fullmatch(host):
+        raise _Refused(422, "host: a host name or address, optionally with :port (no scheme or path)")
+    return host
+
+
+def _error_class(typed: str) -> str | None:
+    if not typed:
+        return None
+    if not _ERROR_CLASS.fullmatch(typed):
+        raise _Refused(422, f"error class: a name such as {', '.join(ERROR_CLASSES[:4])}")
+    return typed
 
 
 @router.get("/timers")
@@ -359,15 +402,8 @@ async def timers_page(request: Request) -> Response:
     # due order, and nothing else does across tenants. A tenant's own are in order in its index.
     chosen = _filter(request.query_params.get, "pending" if viewer.principal.visible_tenant is None else "")
     cursor = request.query_params.get("cursor") or None
-    page = await _timers(request).list(
-        tenant=viewer.principal.visible_tenant,
-        status=chosen.status,
-        labels=chosen.labels,
-        due_after=chosen.due_after,
-        due_before=chosen.due_before,
-        cursor=cursor[:200] if cursor else None,
-        limit=PAGE_SIZE,
-    )
+    scope = chosen.scope(viewer.principal.visible_tenant, chosen.status)
+    page = await _dashboard(request).page(scope, cursor[:200] if cursor else None, PAGE_SIZE)
     next_link = f"?{chosen.query}&{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
     return _page(
         request,
@@ -376,6 +412,9 @@ async def timers_page(request: Request) -> Response:
         timers=page.timers,
         chosen=chosen,
         statuses=list(TimerStatus),
+        error_classes=ERROR_CLASSES,
+        scanned=page.scanned,
+        window=SEARCH_WINDOW,
         next_link=next_link,
         notice=request.query_params.get("notice"),
     )
@@ -407,11 +446,18 @@ async def bulk(request: Request) -> Response:
     chosen = _filter(lambda name: _one(fields, name))
     if _one(fields, "scope") == "all":
         status = _bulk_status(action, chosen)
-        scope = BulkScope(tenant, status, chosen.labels, chosen.due_after, chosen.due_before)
+        scope = chosen.scope(tenant, status)
         if _one(fields, "confirmed") != "yes":
-            count = await dashboard.matching(scope)
+            count, cut_short = await dashboard.matching(scope)
             return _page(
-                request, viewer, "confirm.html", action=action, status=status, count=count, chosen=chosen
+                request,
+                viewer,
+                "confirm.html",
+                action=action,
+                status=status,
+                count=count,
+                cut_short=cut_short,
+                chosen=chosen,
             )
         done, skipped = await dashboard.apply_matching(act, scope)
     else:
@@ -461,7 +507,7 @@ async def _detail(
 
 
 def _positive_id(text: str) -> int | None:
-    """A timer id typed or posted: ASCII digits only (int() refuses some that isdigit() allows)."""
+    """An id typed or posted: ASCII digits only (int() refuses some that isdigit() allows)."""
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TIMER_ID:
         return None
     return int(text)
@@ -543,6 +589,104 @@ async def edit(request: Request, timer_id: str) -> Response:
         code = exc.status_code
         return await _detail(request, viewer, timer_id_, code, exc.message)
     return RedirectResponse(f"/ui/timers/{timer_id_}", status_code=303)
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+RUNS_SHOWN = 20
+
+
+def _schedule_id(raw: str) -> int:
+    schedule_id = _positive_id(raw)
+    if schedule_id is None:
+        raise _Refused(404, "no such schedule")
+    return schedule_id
+
+
+@router.get("/schedules")
+async def schedules_page(request: Request) -> Response:
+    viewer = await _viewer(request)
+    tenant = viewer.principal.visible_tenant
+    text = {name: (request.query_params.get(name) or "").strip()[:500] for name in ("status", "label")}
+    status = None
+    if text["status"]:
+        try:
+            status = ScheduleStatus(text["status"])
+        except ValueError:
+            raise _Refused(422, f"status: not one of {', '.join(ScheduleStatus)}") from None
+    cursor = request.query_params.get("cursor") or None
+    service = schedules_of(request)
+    page = await service.list(
+        tenant=tenant,
+        labels=_labels(text["label"]),
+        status=status,
+        cursor=cursor[:200] if cursor else None,
+        limit=PAGE_SIZE,
+    )
+    outcomes = await service.latest_outcomes([s.schedule_id for s in page.schedules], tenant=tenant)
+    query = urlencode({k: v for k, v in text.items() if v})
+    next_link = f"?{query}&{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
+    return _page(
+        request,
+        viewer,
+        "schedules.html",
+        schedules=page.schedules,
+        outcomes=outcomes,
+        chosen=text,
+        statuses=list(ScheduleStatus),
+        next_link=next_link,
+    )
+
+
+@router.get("/schedules/{schedule_id}")
+async def schedule_page(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    tenant = viewer.principal.visible_tenant
+    service = schedules_of(request)
+    view = await service.get(_schedule_id(schedule_id), tenant=tenant)
+    cursor = request.query_params.get("cursor") or None
+    runs = await service.runs(
+        view.schedule_id, tenant=tenant, cursor=cursor[:200] if cursor else None, limit=RUNS_SHOWN
+    )
+    return _page(
+        request,
+        viewer,
+        "schedule.html",
+        schedule=view,
+        runs=runs.runs,
+        older_link=f"?{urlencode({'cursor': runs.next_cursor})}" if runs.next_cursor else None,
+        notice=request.query_params.get("notice"),
+    )
+
+
+@router.post("/schedules/{schedule_id}/pause")
+async def pause_schedule(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    await _form(request, viewer, Role.WRITER)
+    view = await schedules_of(request).pause(
+        _schedule_id(schedule_id), tenant=viewer.principal.visible_tenant
+    )
+    return RedirectResponse(f"/ui/schedules/{view.schedule_id}", status_code=303)
+
+
+@router.post("/schedules/{schedule_id}/resume")
+async def resume_schedule(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    await _form(request, viewer, Role.WRITER)
+    view = await schedules_of(request).resume(
+        _schedule_id(schedule_id), tenant=viewer.principal.visible_tenant
+    )
+    return RedirectResponse(f"/ui/schedules/{view.schedule_id}", status_code=303)
+
+
+@router.post("/schedules/{schedule_id}/trigger")
+async def trigger_schedule(request: Request, schedule_id: str) -> Response:
+    viewer = await _viewer(request)
+    await _form(request, viewer, Role.WRITER)
+    schedule_id_ = _schedule_id(schedule_id)
+    run = await schedules_of(request).trigger(schedule_id_, tenant=viewer.principal.visible_tenant)
+    notice = urlencode({"notice": f"run {run.timer_id} created, due now"})
+    return RedirectResponse(f"/ui/schedules/{schedule_id_}?{notice}", status_code=303)
 
 
 # -- API keys (admin) -----------------------------------------------------------------------

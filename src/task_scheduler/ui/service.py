@@ -13,9 +13,11 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from task_scheduler.delivery import failures
+from task_scheduler.delivery.verdict import UNPROCESSABLE
 from task_scheduler.errors import Conflict, NotFoundError
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.schemas import TimerPage, TimerView
+from task_scheduler.timers.schemas import TimerView
 from task_scheduler.timers.service import TimerService
 from task_scheduler.ui import repository
 from task_scheduler.ui.repository import DURATION_EDGES_MS, AttemptRollup, StatusCounts
@@ -25,6 +27,9 @@ LIVE_TTL_SECONDS = 3.0
 ATTEMPTS_TTL_SECONDS = 10.0
 BULK_BATCH = 200
 BULK_MAX = 10_000
+SEARCH_WINDOW = 2_000
+# A bulk action by host or error class looks through at most about this many timers of the list.
+BULK_SEARCH_ROWS = 100_000
 CHART_WIDTH = 600
 CHART_HEIGHT = 120
 
@@ -133,14 +138,39 @@ def lateness_chart(rollup: AttemptRollup) -> Chart:
 
 
 @dataclass(frozen=True, slots=True)
-class BulkScope:
-    """The timers a bulk action applies to: the list's filters, one status, the caller's tenant."""
+class TimerScope:
+    """The timers a list shows or a bulk action applies to (which then names one status): the
+    caller's tenant and the list's filters. `host` and `error_class` no index serves: a list by
+    them reads windows of `SEARCH_WINDOW` timers (timers/repository.py: scan_timers)."""
 
     tenant: str | None
-    status: TimerStatus
+    status: TimerStatus | None
     labels: dict[str, str]
     due_after: datetime | None
     due_before: datetime | None
+    host: str | None = None
+    error_class: str | None = None
+
+    @property
+    def searched(self) -> bool:
+        return self.host is not None or self.error_class is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    timers: list[TimerView]
+    next_cursor: str | None
+    scanned: int | None  # timers read for a searched scope (None: the list's own index order)
+
+
+# What timer_attempts.error_class holds: the failures table's classes, an HTTP answer's (client.py:
+# judge), and the outcome writer's own. Offered as suggestions; any other class can be typed.
+ERROR_CLASSES = tuple(
+    sorted(
+        {f.error_class for f in vars(failures).values() if isinstance(f, failures.Failure)}
+        | {"http_status", "redirect", "unstorable", UNPROCESSABLE}
+    )
+)
 
 
 class TtlCache(Generic[T]):
@@ -208,8 +238,8 @@ class Dashboard:
         (overdue ones first). One tenant's: the timers due from now on, from its (tenant, due_at,
         id) index, of which the pending ones (no index holds a tenant's pending timers in order)."""
         if tenant is None:
-            scope = BulkScope(None, TimerStatus.PENDING, {}, None, None)
-            return (await self._page(scope, None, limit)).timers
+            scope = TimerScope(None, TimerStatus.PENDING, {}, None, None)
+            return (await self.page(scope, None, limit)).timers
         page = await self.timers.list(
             tenant=tenant,
             status=None,
@@ -221,27 +251,50 @@ class Dashboard:
         )
         return [t for t in page.timers if t.status == TimerStatus.PENDING][:limit]
 
-    async def _page(self, scope: BulkScope, cursor: str | None, limit: int) -> TimerPage:
-        return await self.timers.list(
+    async def page(self, scope: TimerScope, cursor: str | None, limit: int) -> ListedPage:
+        """A page of the list; a searched scope's may hold fewer than `limit` (or none) with a
+        next cursor: its window was read to the end."""
+        if not scope.searched:
+            found = await self.timers.list(
+                tenant=scope.tenant,
+                status=scope.status,
+                labels=scope.labels,
+                due_after=scope.due_after,
+                due_before=scope.due_before,
+                cursor=cursor,
+                limit=limit,
+            )
+            return ListedPage(found.timers, found.next_cursor, None)
+        searched = await self.timers.search(
             tenant=scope.tenant,
             status=scope.status,
             labels=scope.labels,
             due_after=scope.due_after,
             due_before=scope.due_before,
+            host=scope.host,
+            error_class=scope.error_class,
             cursor=cursor,
             limit=limit,
+            window=SEARCH_WINDOW,
         )
+        return ListedPage(searched.timers, searched.next_cursor, searched.scanned)
 
-    async def matching(self, scope: BulkScope, *, upto: int = BULK_MAX) -> int:
-        """How many timers a bulk action would touch, counted by pages of the list, up to `upto`."""
-        total, cursor = 0, None
+    async def matching(self, scope: TimerScope, *, upto: int = BULK_MAX) -> tuple[int, bool]:
+        """How many timers a bulk action would touch, up to `upto`, and whether a searched scope
+        was cut short by `BULK_SEARCH_ROWS` (the action then stops at the same place)."""
+        total = scanned = 0
+        cursor: str | None = None
         while total < upto:
-            page = await self._page(scope, cursor, min(1000, upto - total))
+            # a searched scope in the action's pages: its windows then end where the action's do
+            page = await self.page(scope, cursor, BULK_BATCH if scope.searched else min(1000, upto - total))
             total += len(page.timers)
+            scanned += page.scanned or 0
             cursor = page.next_cursor
             if cursor is None:
-                break
-        return total
+                return min(total, upto), False
+            if scanned >= BULK_SEARCH_ROWS:
+                return min(total, upto), True
+        return min(total, upto), False
 
     async def apply(
         self, action: Callable[[int], Awaitable[TimerView]], timer_ids: list[int]
@@ -257,19 +310,23 @@ class Dashboard:
         return done, skipped
 
     async def apply_matching(
-        self, action: Callable[[int], Awaitable[TimerView]], scope: BulkScope
+        self, action: Callable[[int], Awaitable[TimerView]], scope: TimerScope
     ) -> tuple[int, int]:
-        """The action on every timer in scope, in batches of `BULK_BATCH`, at most `BULK_MAX`.
-        Acting on a timer moves it out of the scope's status, so each batch reads the first page
-        again; a timer skipped (raced) is not tried twice."""
+        """The action on every timer in scope, in pages of `BULK_BATCH` (as `matching` counted
+        them), at most `BULK_MAX`. Acting moves a timer out of the scope's status, behind the
+        cursor; a timer seen once (acted on, or skipped: raced) is not tried again."""
         done = skipped = 0
         seen: set[int] = set()
+        cursor: str | None = None
+        scanned = 0
         while done + skipped < BULK_MAX:
-            page = await self._page(scope, None, BULK_BATCH)
-            batch = [t.timer_id for t in page.timers if t.timer_id not in seen]
-            if not batch:
-                break
+            page = await self.page(scope, cursor, BULK_BATCH)
+            batch = [t.timer_id for t in page.timers if t.timer_id not in seen][: BULK_MAX - done - skipped]
             seen.update(batch)
             d, s = await self.apply(action, batch)
             done, skipped = done + d, skipped + s
+            scanned += page.scanned or 0
+            cursor = page.next_cursor
+            if cursor is None or scanned >= BULK_SEARCH_ROWS:
+                break
         return done, skipped
