@@ -56,7 +56,7 @@ bench-full: install ## also 100,000-timer bursts and recovery (1 and 2 processes
 fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) per operation
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest --no-cov -ra tests/integration/test_fuzz.py $(PYTEST_ARGS)
 
-chaos: install ## kill -9, database restarts, cut connections, bad receivers, skewed clocks, floods, hostile data (~25 min)
+chaos: install ## kill -9, database restarts, cut connections, bad receivers, skewed clocks, floods, hostile data, schedules under kill -9 (~26 min)
 	$(PY) -m chaos $(CHAOS_ARGS)
 	HOSTILE_EXAMPLES=$${HOSTILE_EXAMPLES:-200} POISON_EXAMPLES=$${POISON_EXAMPLES:-1000} $(PY) -m pytest --no-cov -q \
 		--timeout=3600 tests/integration/test_hostile_receivers.py tests/integration/test_webhook_client.py \

@@ -272,11 +272,17 @@ async def closed_loop(
 
 
 async def ordinary_closed_loop(
-    url: str, connections: int, seconds: float, body: dict[str, Any], *, stop_after: int | None = None
+    url: str,
+    connections: int,
+    seconds: float,
+    body: dict[str, Any],
+    *,
+    stop_after: int | None = None,
+    id_key: str = "timer_id",
 ) -> dict[str, Any]:
     """What a user's backend does: one aiohttp session with `connections` keep-alive connections,
     that many tasks sending back to back (bounded by `seconds` and `stop_after` requests).
-    Returns the rate, the statuses and the timer ids created."""
+    Returns the rate, the statuses and the ids created (`id_key` of each 201 answer)."""
     import aiohttp
 
     statuses: Counter[int | str] = Counter()
@@ -294,7 +300,7 @@ async def ordinary_closed_loop(
                     async with session.post(url, json=body) as response:
                         statuses[response.status] += 1
                         if response.status == 201:
-                            ids.append((await response.json())["timer_id"])
+                            ids.append((await response.json())[id_key])
                         else:
                             await response.read()
                 except (aiohttp.ClientError, TimeoutError) as exc:

@@ -24,6 +24,7 @@ from bench.harness import (
     start_service,
 )
 from bench.scale import scale
+from bench.schedules import schedule_burst, schedule_create
 
 
 async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any:
@@ -371,6 +372,8 @@ QUICK = {
     "lateness": lateness_steady,
     "burst": lambda s, w: burst(s, w, 20_000),
     "recovery": lambda s, w: recovery(s, w, 20_000),
+    "schedule_create": schedule_create,
+    "schedule_burst": schedule_burst,
 }
 FULL = {
     **QUICK,

@@ -52,6 +52,8 @@ class Record:
     attempt: int
     sent_at: int  # the webhook-timestamp header: the sending instance's clock, in seconds
     outcome: int | str  # 200, 503, "timeout", "reset", "down"
+    schedule_id: str | None = None  # X-Schedule-Id: a schedule's run
+    occurrence: str | None = None  # X-Schedule-Occurrence: the occurrence it stands for
 
     @property
     def ok(self) -> bool:
@@ -65,7 +67,9 @@ def read_records(path: Path) -> list[Record]:
     for line in path.read_text().splitlines():
         if line:
             r = json.loads(line)
-            records.append(Record(r["t"], r["id"], r["wid"], r["a"], r["ts"], r["o"]))
+            records.append(
+                Record(r["t"], r["id"], r["wid"], r["a"], r["ts"], r["o"], r.get("sid"), r.get("occ"))
+            )
     return records
 
 
@@ -154,6 +158,8 @@ class Result:
     unknown: list[int] = field(default_factory=list)  # requests for timers not stored
     state_mismatch: list[tuple[int, str]] = field(default_factory=list)  # 2xx but row not delivered
     hostile_problems: list[str] = field(default_factory=list)  # see chaos.hostile.check
+    # recurring schedules: an occurrence without its one run or its one delivery (chaos.schedules)
+    occurrence_problems: list[str] = field(default_factory=list)
     lateness_ms: list[float] = field(default_factory=list)
     recoveries: list[Recovery] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -174,6 +180,7 @@ class Result:
             or self.unknown
             or self.state_mismatch
             or self.hostile_problems
+            or self.occurrence_problems
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from chaos.cluster import Cluster, ReceiverProcess
+from chaos.cluster import Cluster, ReceiverProcess, Slot
 from chaos.postgres import OwnPostgres
 from chaos.workload import Creator, flood
 from task_scheduler.db import asyncpg_dsn
@@ -77,31 +77,52 @@ async def no_faults(_ctx: Context) -> None:
     return None
 
 
-def kill_instances(every: tuple[float, float], seed: int = 1) -> Injector:
-    """kill -9 a random ready instance every `every` seconds (uniform), restart it at once."""
+def kill_instances(
+    every: tuple[float, float],
+    seed: int = 1,
+    *,
+    all_at: float | None = None,
+    all_down_seconds: float = 0.0,
+) -> Injector:
+    """kill -9 a random ready instance every `every` seconds (uniform), restart it at once; with
+    `all_at`, once, at that share of the spread, kill -9 every instance at once (after the
+    restarts under way are done) and start them again `all_down_seconds` later: a time with no
+    instance at all (what a schedule's catch-up is for)."""
 
     async def run(ctx: Context) -> None:
         rng = random.Random(seed)
+        all_down_at = None if all_at is None else ctx.t0 + all_at * ctx.spread
         async for _ in random_ticks(ctx, every, rng):
+            if all_down_at is not None and time.time() >= all_down_at:
+                all_down_at = None
+                await asyncio.gather(*ctx.background, return_exceptions=True)
+                slots = [slot for slot in ctx.cluster.slots if slot.ready]
+                for slot in slots:
+                    await kill_slot(ctx, slot, note="all instances down")
+                await asyncio.sleep(all_down_seconds)
+
+                async def restart_all(slots: list[Slot] = slots) -> None:
+                    await asyncio.gather(*(ctx.cluster.restart(slot) for slot in slots))
+
+                ctx.background.append(asyncio.create_task(restart_all()))
+                continue
             ready = [slot for slot in ctx.cluster.slots if slot.ready]
             if not ready:
                 continue
             slot = rng.choice(ready)
-            kill = ctx.cluster.kill(slot)
-            held = await held_by(ctx.database_url, kill.instance_id)
-            ctx.faults.append(
-                Fault(
-                    "kill -9",
-                    kill.at,
-                    kill.at,
-                    f"{kill.instance_id} (pid {kill.pid}) held {len(held)}",
-                    frozenset(held),
-                )
-            )
-            log.info("killed %s (pid %d), it held %d timers", kill.instance_id, kill.pid, len(held))
+            await kill_slot(ctx, slot)
             ctx.background.append(asyncio.create_task(ctx.cluster.restart(slot)))
 
     return run
+
+
+async def kill_slot(ctx: Context, slot: Slot, *, note: str = "") -> None:
+    """kill -9 the slot's instance and record the fault with the timers it held."""
+    kill = ctx.cluster.kill(slot)
+    held = await held_by(ctx.database_url, kill.instance_id)
+    detail = f"{kill.instance_id} (pid {kill.pid}) held {len(held)}" + (f", {note}" if note else "")
+    ctx.faults.append(Fault("kill -9", kill.at, kill.at, detail, frozenset(held)))
+    log.info("killed %s (pid %d), it held %d timers", kill.instance_id, kill.pid, len(held))
 
 
 async def held_by(database_url: str, instance_id: str) -> set[int]:

@@ -1,6 +1,7 @@
 """The chaos suite's webhook receiver: its own process on 127.0.0.1, so that it never competes with
 the controller's event loop. It records every request it sees (arrival wall time, timer id,
-`webhook-id`, attempt, what it answered) as JSON lines, and misbehaves on command.
+`webhook-id`, attempt, what it answered; for a schedule's run, its schedule id and occurrence) as
+JSON lines, and misbehaves on command.
 
     python -m chaos.receiver --port 9001 --control-port 9002 --records records.jsonl
 
@@ -58,6 +59,9 @@ class _State:
                     "a": int(headers.get("X-Timer-Attempt", "0")),
                     "ts": int(headers.get("webhook-timestamp", "0")),
                     "o": outcome,
+                    # a schedule's run: its schedule and the occurrence it stands for
+                    "sid": headers.get("X-Schedule-Id"),
+                    "occ": headers.get("X-Schedule-Occurrence"),
                 },
                 separators=(",", ":"),
             )

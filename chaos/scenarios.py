@@ -1,5 +1,6 @@
 """The scenarios, and the run of one: receiver, three instances, the workload through the API, the
-fault, a quiet wait until no timer is pending or firing, then the invariants."""
+fault, a quiet wait until no timer is pending or firing, then the invariants. (The recurring
+schedules' scenario has its own workload and checks: chaos.schedules.)"""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from chaos.faults import (
 from chaos.hostile import HostileLoad, HostileProcess, hostile_traffic
 from chaos.hostile import check as check_hostile
 from chaos.postgres import OwnPostgres
+from chaos.schedules import run_schedules
 from chaos.workload import Creator, feed, spread_due_times
 from task_scheduler.db import asyncpg_dsn
 
@@ -52,6 +54,9 @@ class Scenario:
     own_postgres: bool = False  # stops and starts the server: needs the suite's own
     hostile: int = 0  # timers sent to a receiver that answers badly, beside poison creates
     poison_rounds: int = 5  # rounds of every poison create (chaos.hostile.POISON_BODIES)
+    # instead of the timer workload: this many schedules firing every second for schedule_seconds
+    schedules: int = 0
+    schedule_seconds: int = 36
 
 
 def full_suite() -> list[Scenario]:
@@ -102,6 +107,14 @@ def full_suite() -> list[Scenario]:
             no_faults,
             hostile=300,
         ),
+        Scenario(
+            "schedules",
+            "4 schedules firing every second (catchup all) for 36 s: kill -9 a random instance every"
+            " 3-6 s, and all three at once for 4 s mid-range",
+            kill_instances(every=(3.0, 6.0), seed=5, all_at=0.5, all_down_seconds=4.0),
+            schedules=4,
+            schedule_seconds=36,
+        ),
     ]
 
 
@@ -142,6 +155,15 @@ async def run_scenario(
     postgres: OwnPostgres | None = None,
 ) -> Result:
     """Run one scenario on a fresh database; every process it starts is stopped on the way out."""
+    if scenario.schedules:
+        return await run_schedules(
+            scenario.name,
+            scenario.inject,
+            schedules=scenario.schedules,
+            seconds=scenario.schedule_seconds,
+            database_url=database_url,
+            workdir=workdir,
+        )
     started = time.monotonic()
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     receiver = ReceiverProcess(workdir)

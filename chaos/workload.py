@@ -101,6 +101,15 @@ class Creator:
             self.acked.add(answer["timer_id"])
             self.stats["single_acked"] += 1
 
+    async def schedule(self, schedule: dict[str, Any]) -> int | None:
+        """One recurring schedule (sent before any fault: a lost answer would make a second one)."""
+        answer = await self._post("/schedules", schedule, {})
+        if answer is None:
+            return None
+        self.stats["schedule_acked"] += 1
+        schedule_id: int = answer["schedule_id"]
+        return schedule_id
+
 
 async def feed(creator: Creator, url: str, due_times: list[float], *, concurrency: int = 2) -> None:
     """Create timers at these due times, in due order, `concurrency` batches at a time."""

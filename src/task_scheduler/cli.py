@@ -1,4 +1,4 @@
-"""`task-scheduler serve | migrate | keys | timers` (also `python -m task_scheduler`)."""
+"""`task-scheduler serve | migrate | keys | timers | schedules` (also `python -m task_scheduler`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from task_scheduler.client import add_timers_commands, run_timers
+from task_scheduler.client import add_schedules_commands, add_timers_commands, run_client_command
 from task_scheduler.config import Settings
 from task_scheduler.logs import configure_logging
 
@@ -154,9 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = keys.add_parser("revoke", help="revoke a key by its key_id")
     revoke.add_argument("key_id")
     add_timers_commands(commands)
+    add_schedules_commands(commands)
     args = parser.parse_args(argv)
-    if args.command == "timers":  # a client of a running service: needs none of its settings
-        return run_timers(args)
+    if args.command in ("timers", "schedules"):  # a client of a running service: none of its settings
+        return run_client_command(args)
     try:
         settings = _settings(args)
     except ValidationError as exc:

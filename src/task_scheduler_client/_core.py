@@ -311,8 +311,11 @@ class Calls:
     # -- recurring schedules -----------------------------------------------------------------
 
     @staticmethod
-    def create_schedule(schedule: ScheduleFields) -> Call[ScheduleView]:
-        body = _json(NewSchedule.model_validate(_wire_fields(schedule)))
+    def create_schedule(schedule: ScheduleFields | bytes) -> Call[ScheduleView]:
+        """`schedule` as bytes is one encoded JSON object, sent as it is (the service checks it)."""
+        body = _json(
+            schedule if isinstance(schedule, bytes) else NewSchedule.model_validate(_wire_fields(schedule))
+        )
         return Call("POST", "/schedules", _read_schedule, body=body)
 
     @staticmethod

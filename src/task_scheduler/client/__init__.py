@@ -1,7 +1,9 @@
 """The operator's client of a running service, over its HTTP API (never the database).
 
-`ApiClient` is the timer API as typed methods; `add_timers_commands`/`run_timers` are
-`task-scheduler timers create | get | list | cancel | retry | import` on top of it. Output is a
+`ApiClient` is the timer and schedule API as typed methods; `add_timers_commands` are
+`task-scheduler timers create | get | list | cancel | retry | import` on top of it,
+`add_schedules_commands` `task-scheduler schedules create | list | get | pause | resume | trigger |
+backfill | delete`, and `run_client_command` runs either. Output is a
 readable table, or with `--json` the API's JSON as it came (one document). Exit codes: 0 done, 1 the
 API or the network said no (the error goes to stderr), 2 a usage error (argparse).
 
@@ -14,12 +16,15 @@ from task_scheduler.client._api import (
     DEFAULT_URL,
     ApiClient,
     ApiResponse,
+    ScheduleCreateBody,
+    ScheduleFilter,
     TimerCreateBody,
     TimerFilter,
 )
 from task_scheduler.client._arguments import parse_duration
-from task_scheduler.client._commands import add_timers_commands, run_timers
+from task_scheduler.client._commands import add_timers_commands, run_client_command
 from task_scheduler.client._errors import ApiError, ClientError, UnexpectedAnswer, Unreachable
+from task_scheduler.client._schedules import add_schedules_commands
 
 __all__ = [
     "DEFAULT_URL",
@@ -27,11 +32,14 @@ __all__ = [
     "ApiError",
     "ApiResponse",
     "ClientError",
+    "ScheduleCreateBody",
+    "ScheduleFilter",
     "TimerCreateBody",
     "TimerFilter",
     "UnexpectedAnswer",
     "Unreachable",
+    "add_schedules_commands",
     "add_timers_commands",
     "parse_duration",
-    "run_timers",
+    "run_client_command",
 ]

@@ -1,5 +1,6 @@
-"""The service's HTTP API as the CLI needs it, over the client library (`task_scheduler_client`):
-its calls, sent by its AsyncClient without retries, with the answer's text kept to print as it came."""
+"""The service's HTTP API as the CLI needs it (timers and schedules), over the client library
+(`task_scheduler_client`): its calls, sent by its AsyncClient without retries, with the answer's
+text kept to print as it came."""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 import task_scheduler_client as library
 from task_scheduler.client._errors import ApiError, UnexpectedAnswer, Unreachable
-from task_scheduler_client import TimerBatchCreated, TimerCreated, TimerPage, TimerView
-from task_scheduler_client._core import Call, Calls, Paging, TimerQuery
+from task_scheduler_client import (
+    BackfillCreated,
+    RunView,
+    SchedulePage,
+    ScheduleView,
+    TimerBatchCreated,
+    TimerCreated,
+    TimerPage,
+    TimerView,
+)
+from task_scheduler_client._core import Call, Calls, Paging, SchedulePaging, ScheduleQuery, TimerQuery
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -65,6 +75,41 @@ class TimerFilter:
         return query
 
 
+class ScheduleCreateBody(TypedDict, total=False):
+    """The body of POST /schedules, sent as given: the service checks it."""
+
+    cron: Required[str]
+    url: Required[str]
+    timezone: str
+    start_at: datetime | str
+    end_at: datetime | str
+    max_runs: int
+    jitter_seconds: float
+    overlap: str
+    catchup: str
+    catchup_window_seconds: float
+    method: str
+    headers: Mapping[str, str]
+    body: JsonValue
+    labels: Mapping[str, str]
+    max_lateness_seconds: float
+
+
+@dataclass(frozen=True)
+class ScheduleFilter:
+    """Which schedules GET /schedules lists: all of the given conditions hold."""
+
+    status: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def query(self) -> ScheduleQuery:
+        """The library's filter of GET /schedules."""
+        query = ScheduleQuery(labels=self.labels)
+        if self.status is not None:
+            query["status"] = self.status  # type: ignore[typeddict-item]  # the service checks it
+        return query
+
+
 @dataclass(frozen=True)
 class ApiResponse(Generic[M]):
     """One answer, kept as it came (`status`, `text`) so that it can be passed on untouched, and
@@ -88,7 +133,7 @@ class ApiResponse(Generic[M]):
 
 
 class ApiClient:
-    """The timer API of a running service: `async with ApiClient(base_url=...) as api:`.
+    """The timer and schedule API of a running service: `async with ApiClient(base_url=...) as api:`.
 
     Every method raises ApiError when the service says no and Unreachable when it does not answer;
     nothing is retried (an operator sees each answer as it came).
@@ -184,6 +229,56 @@ class ApiClient:
             for view in response.parse().timers:
                 yield view
 
+    async def create_schedule(self, *, schedule: ScheduleCreateBody) -> ApiResponse[ScheduleView]:
+        return await self._request(Calls.create_schedule(_encode(schedule)), ScheduleView)
+
+    async def get_schedule(self, *, schedule_id: int) -> ApiResponse[ScheduleView]:
+        return await self._request(Calls.get_schedule(schedule_id), ScheduleView)
+
+    async def pause_schedule(self, *, schedule_id: int) -> ApiResponse[ScheduleView]:
+        return await self._request(Calls.pause_schedule(schedule_id), ScheduleView)
+
+    async def resume_schedule(self, *, schedule_id: int) -> ApiResponse[ScheduleView]:
+        return await self._request(Calls.resume_schedule(schedule_id), ScheduleView)
+
+    async def delete_schedule(self, *, schedule_id: int, cancel_pending: bool) -> ApiResponse[ScheduleView]:
+        """Ends the schedule; with `cancel_pending` its pending run is cancelled too."""
+        return await self._request(Calls.delete_schedule(schedule_id, cancel_pending), ScheduleView)
+
+    async def trigger_schedule(self, *, schedule_id: int) -> ApiResponse[RunView]:
+        """One extra run now, outside the series."""
+        return await self._request(Calls.trigger_schedule(schedule_id), RunView)
+
+    async def backfill_schedule(
+        self, *, schedule_id: int, start: datetime, end: datetime
+    ) -> ApiResponse[BackfillCreated]:
+        """Runs for the occurrences of a past range that have none."""
+        return await self._request(Calls.backfill_schedule(schedule_id, start, end), BackfillCreated)
+
+    async def list_schedules(
+        self, *, where: ScheduleFilter | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> ApiResponse[SchedulePage]:
+        """One page, by id; `limit` None is the service's default (100)."""
+        query = where.query() if where is not None else ScheduleQuery()
+        return await self._request(Calls.schedule_page(query, limit, cursor), SchedulePage)
+
+    async def iter_schedule_pages(
+        self,
+        *,
+        where: ScheduleFilter | None = None,
+        page_size: int = LIST_MAX_PAGE,
+        cursor: str | None = None,
+        max_schedules: int | None = None,
+    ) -> AsyncIterator[ApiResponse[SchedulePage]]:
+        """Pages following next_cursor to the end, or until `max_schedules` (no page goes past it)."""
+        query = where.query() if where is not None else ScheduleQuery()
+        paging = SchedulePaging(query, page_size=page_size, cursor=cursor, max_items=max_schedules)
+        while (call := paging.next_schedules()) is not None:
+            response = await self._request(call, SchedulePage)
+            page = response.parse()
+            paging.advance(len(page.schedules), page.next_cursor)
+            yield response
+
     async def _request(self, call: Call[R], model: type[M]) -> ApiResponse[M]:
         """Sends the library's call, keeping the answer as it came; its errors as the CLI's."""
         if self._client is None:
@@ -209,8 +304,8 @@ class ApiClient:
             raise Unreachable(f"{exc}{hint}", maybe_sent=exc.maybe_sent) from None
 
 
-def _encode(timer: TimerCreateBody) -> bytes:
-    return json.dumps(timer, default=_json_default).encode()
+def _encode(body: TimerCreateBody | ScheduleCreateBody) -> bytes:
+    return json.dumps(body, default=_json_default).encode()
 
 
 def _json_default(value: object) -> object:

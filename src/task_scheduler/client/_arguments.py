@@ -1,5 +1,5 @@
-"""The `timers` sub-commands' arguments: one builder per sub-command, and the argument types (a bad
-value is a usage error, exit 2, with argparse's message)."""
+"""The `timers` and `schedules` sub-commands' arguments: one builder per sub-command, and the
+argument types (a bad value is a usage error, exit 2, with argparse's message)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from task_scheduler.client._api import DEFAULT_URL, LIST_MAX_PAGE
+from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus
 from task_scheduler.timers.models import TimerStatus
 
 IMPORT_DESCRIPTION = (
@@ -51,6 +52,15 @@ def add_create_arguments(create: argparse.ArgumentParser) -> None:
     when.add_argument(
         "--at", dest="fire_at", metavar="TIME", type=_rfc3339, help="fire at an RFC 3339 time with an offset"
     )
+    _add_delivery(create)
+    create.add_argument(
+        "--idempotency-key", metavar="KEY", help="the same key and request return the same timer"
+    )
+
+
+def _add_delivery(create: argparse.ArgumentParser) -> None:
+    """What a timer and a schedule's runs send: --webhook, --method, --header, --body, --label,
+    --max-lateness."""
     create.add_argument("--webhook", required=True, metavar="URL", help="the http(s) URL to call")
     create.add_argument("--method", type=str.upper, choices=["POST", "GET", "PUT", "PATCH", "DELETE"])
     _add_repeated(
@@ -66,9 +76,68 @@ def add_create_arguments(create: argparse.ArgumentParser) -> None:
     create.add_argument(
         "--max-lateness", type=_seconds, metavar="SECONDS", help="expire rather than be later"
     )
+
+
+def add_schedule_create_arguments(create: argparse.ArgumentParser) -> None:
     create.add_argument(
-        "--idempotency-key", metavar="KEY", help="the same key and request return the same timer"
+        "--cron",
+        required=True,
+        metavar="EXPR",
+        help="5 fields, 6 with leading seconds, @daily..., or '@every 90s' (quote it)",
     )
+    create.add_argument("--timezone", metavar="ZONE", help="IANA time zone of the expression (UTC)")
+    _add_delivery(create)
+    create.add_argument("--start-at", metavar="TIME", type=_rfc3339, help="no occurrence before (RFC 3339)")
+    create.add_argument("--end-at", metavar="TIME", type=_rfc3339, help="no occurrence after (RFC 3339)")
+    create.add_argument("--max-runs", metavar="N", type=_bounded_int(1), help="end after this many runs")
+    create.add_argument(
+        "--jitter-seconds", metavar="SECONDS", type=_seconds, help="a random delay of each run, below this"
+    )
+    create.add_argument(
+        "--overlap",
+        choices=[overlap.value for overlap in Overlap],
+        help="a run while an earlier one is unfinished (allow)",
+    )
+    create.add_argument(
+        "--catchup",
+        choices=[catchup.value for catchup in Catchup],
+        help="occurrences missed while no instance ran or paused (latest)",
+    )
+    create.add_argument(
+        "--catchup-window-seconds", metavar="SECONDS", type=_seconds, help="how far back 'all' replays (3600)"
+    )
+
+
+def add_schedule_id_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("schedule_id", type=_bounded_int(1), metavar="ID")
+
+
+def add_schedule_delete_arguments(command: argparse.ArgumentParser) -> None:
+    add_schedule_id_argument(command)
+    command.add_argument(
+        "--cancel-pending", action="store_true", help="also cancel its pending run (else it still fires)"
+    )
+
+
+def add_backfill_arguments(command: argparse.ArgumentParser) -> None:
+    add_schedule_id_argument(command)
+    command.add_argument(
+        "--from", dest="start", required=True, metavar="TIME", type=_rfc3339_time, help="included (RFC 3339)"
+    )
+    command.add_argument(
+        "--to",
+        dest="end",
+        required=True,
+        metavar="TIME",
+        type=_rfc3339_time,
+        help="included, not in the future",
+    )
+
+
+def add_schedule_list_arguments(listing: argparse.ArgumentParser) -> None:
+    listing.add_argument("--status", choices=[status.value for status in ScheduleStatus])
+    _add_labels(listing)
+    _add_paging(listing, "schedules")
 
 
 def add_timer_id_argument(command: argparse.ArgumentParser) -> None:
@@ -82,11 +151,15 @@ def add_list_arguments(listing: argparse.ArgumentParser) -> None:
         "--due-after", metavar="TIME", type=_rfc3339, help="due at or after this RFC 3339 time"
     )
     listing.add_argument("--due-before", metavar="TIME", type=_rfc3339, help="due before this RFC 3339 time")
+    _add_paging(listing, "timers")
+
+
+def _add_paging(listing: argparse.ArgumentParser, things: str) -> None:
     listing.add_argument(
         "--limit",
         metavar="N",
         type=_bounded_int(1, LIST_MAX_PAGE),
-        help=f"timers per page (default: the API's 100, or {LIST_MAX_PAGE} with --all)",
+        help=f"{things} per page (default: the API's 100, or {LIST_MAX_PAGE} with --all)",
     )
     listing.add_argument("--cursor", help="next_cursor of a previous page")
     listing.add_argument("--all", action="store_true", help="follow next_cursor through every page")
@@ -146,6 +219,11 @@ def parse_duration(value: str) -> dict[str, int]:
 
 
 def _rfc3339(value: str) -> str:
+    _rfc3339_time(value)
+    return value
+
+
+def _rfc3339_time(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -154,7 +232,7 @@ def _rfc3339(value: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an RFC 3339 time with an offset, e.g. 2026-12-24T18:00:00+01:00"
         )
-    return value
+    return parsed
 
 
 def _header(value: str) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """`task-scheduler timers create | get | list | cancel | retry | import`: the sub-commands, each a
-builder of its arguments and a coroutine that runs it against the API."""
+builder of its arguments and a coroutine that runs it against the API; and what the `schedules`
+commands share with them (the group, the run, the delivery flags, the listing)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TypeVar
 
-from task_scheduler.client._api import LIST_MAX_PAGE, ApiClient, TimerCreateBody, TimerFilter
+from task_scheduler.client._api import LIST_MAX_PAGE, ApiClient, ApiResponse, TimerCreateBody, TimerFilter
 from task_scheduler.client._arguments import (
     IMPORT_DESCRIPTION,
     add_create_arguments,
@@ -31,21 +33,48 @@ from task_scheduler.client._output import (
     time_left,
     when,
 )
-from task_scheduler_client import TimerCreated, TimerView
+from task_scheduler_client import SchedulePage, TimerCreated, TimerPage, TimerView
 
 
 def add_timers_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Registers `timers ...` on the main parser's subcommands."""
-    timers_cmd = commands.add_parser("timers", help="create, inspect and import timers on a running service")
-    timers = timers_cmd.add_subparsers(dest="timers_command", required=True)
+    add_command_group(
+        commands,
+        "timers",
+        help="create, inspect and import timers on a running service",
+        subcommands=_SUBCOMMANDS,
+    )
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[ApiClient, argparse.Namespace], Awaitable[int]]
+    description: str | None = None
+
+
+def add_command_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    subcommands: Mapping[str, Subcommand],
+) -> None:
+    """`task-scheduler <name> <subcommand> ...`; each parsed command carries its coroutine as `run`."""
+    group_cmd = commands.add_parser(name, help=help)
+    group = group_cmd.add_subparsers(dest=f"{name}_command", required=True)
     common = common_arguments()
-    for name, command in _SUBCOMMANDS.items():
-        parser = timers.add_parser(name, parents=[common], help=command.help, description=command.description)
+    for sub_name, command in subcommands.items():
+        parser = group.add_parser(
+            sub_name, parents=[common], help=command.help, description=command.description
+        )
         command.add_arguments(parser)
+        parser.set_defaults(run=command.run)
 
 
-def run_timers(args: argparse.Namespace) -> int:
-    """Runs a parsed `timers` command; returns the exit code."""
+def run_client_command(args: argparse.Namespace) -> int:
+    """Runs a parsed `timers` or `schedules` command; returns the exit code."""
     try:
         return asyncio.run(_run(args))
     except ClientError as exc:
@@ -61,7 +90,27 @@ async def _run(args: argparse.Namespace) -> int:
     # process have logging configured.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     async with ApiClient(base_url=args.url, api_key=args.api_key) as api:
-        return await _SUBCOMMANDS[args.timers_command].run(api, args)
+        run: Callable[[ApiClient, argparse.Namespace], Awaitable[int]] = args.run
+        return await run(api, args)
+
+
+def delivery_fields(args: argparse.Namespace) -> dict[str, object]:
+    """The flags of _add_delivery other than --webhook, as the API's fields (only those given)."""
+    fields: dict[str, object] = {}
+    if args.method:
+        fields["method"] = args.method
+    if args.headers:
+        fields["headers"] = dict(args.headers)
+    if args.body is not None:
+        try:
+            fields["body"] = json.loads(args.body)
+        except ValueError:
+            fields["body"] = args.body
+    if args.labels:
+        fields["labels"] = dict(args.labels)
+    if args.max_lateness is not None:
+        fields["max_lateness_seconds"] = args.max_lateness
+    return fields
 
 
 async def _create(api: ApiClient, args: argparse.Namespace) -> int:
@@ -70,19 +119,7 @@ async def _create(api: ApiClient, args: argparse.Namespace) -> int:
         timer.update(args.delay)  # hours, minutes and seconds, zeros included
     else:
         timer["fire_at"] = args.fire_at
-    if args.method:
-        timer["method"] = args.method
-    if args.headers:
-        timer["headers"] = dict(args.headers)
-    if args.body is not None:
-        try:
-            timer["body"] = json.loads(args.body)
-        except ValueError:
-            timer["body"] = args.body
-    if args.labels:
-        timer["labels"] = dict(args.labels)
-    if args.max_lateness is not None:
-        timer["max_lateness_seconds"] = args.max_lateness
+    timer.update(delivery_fields(args))  # type: ignore[typeddict-item]  # the keys of TimerCreateBody
     response = await api.create_timer(timer=timer, idempotency_key=args.idempotency_key)
     replayed = response.status == HTTPStatus.OK
     print_answer(args, response, lambda created: _print_created(created, replayed=replayed))
@@ -152,47 +189,64 @@ async def _list(api: ApiClient, args: argparse.Namespace) -> int:
     where = TimerFilter(
         status=args.status, labels=dict(args.labels), due_after=args.due_after, due_before=args.due_before
     )
+    return await print_listing(
+        args,
+        key="timers",
+        one_page=lambda: api.list_timers(where=where, limit=args.limit, cursor=args.cursor),
+        every_page=lambda: api.iter_timer_pages(
+            where=where, page_size=args.limit or LIST_MAX_PAGE, cursor=args.cursor, max_timers=args.max
+        ),
+        items=lambda page: page.timers,
+        render=print_timer_table,
+    )
+
+
+P = TypeVar("P", TimerPage, SchedulePage)
+V = TypeVar("V")
+
+
+async def print_listing(
+    args: argparse.Namespace,
+    *,
+    key: str,
+    one_page: Callable[[], Awaitable[ApiResponse[P]]],
+    every_page: Callable[[], AsyncIterator[ApiResponse[P]]],
+    items: Callable[[P], Sequence[V]],
+    render: Callable[[Sequence[V]], None],
+) -> int:
+    """`list`: one page (with a hint when there are more), or with --all every page up to --max,
+    as a table or as one JSON document `{key: [...], "next_cursor": ...}`."""
     if not args.all:
-        response = await api.list_timers(where=where, limit=args.limit, cursor=args.cursor)
+        response = await one_page()
         page = response.parse()  # checked even for --json, as with --all
-        print_answer(args, response, lambda listed: print_timer_table(listed.timers))
+        print_answer(args, response, lambda listed: render(items(listed)))
         if page.next_cursor is not None and not args.json:
-            print(f"task-scheduler: more timers: use --all, or --cursor {page.next_cursor}", file=sys.stderr)
+            print(f"task-scheduler: more {key}: use --all, or --cursor {page.next_cursor}", file=sys.stderr)
         return 0
-    views: list[TimerView] = []
+    views: list[V] = []
     raw: list[object] = []
     cursor = args.cursor
-    async for response in api.iter_timer_pages(
-        where=where, page_size=args.limit or LIST_MAX_PAGE, cursor=args.cursor, max_timers=args.max
-    ):
+    async for response in every_page():
         page = response.parse()
-        views.extend(page.timers)
+        views.extend(items(page))
         if args.json:
-            raw.extend(json.loads(response.text)["timers"])
+            raw.extend(json.loads(response.text)[key])
         cursor = page.next_cursor
-    document = json.dumps({"timers": raw, "next_cursor": cursor}, separators=(",", ":"))
-    print_result(args, document=document, render=lambda: print_timer_table(views))
+    document = json.dumps({key: raw, "next_cursor": cursor}, separators=(",", ":"))
+    print_result(args, document=document, render=lambda: render(views))
     if cursor is not None:
         print(f"task-scheduler: stopped at --max {args.max}, or --cursor {cursor}", file=sys.stderr)
     return 0
 
 
-@dataclass(frozen=True)
-class _Subcommand:
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[ApiClient, argparse.Namespace], Awaitable[int]]
-    description: str | None = None
-
-
 # In the order `timers --help` lists them.
-_SUBCOMMANDS = {
-    "create": _Subcommand("create a timer", add_create_arguments, _create),
-    "get": _Subcommand("show a timer", add_timer_id_argument, _get),
-    "cancel": _Subcommand("cancel a pending timer", add_timer_id_argument, _cancel),
-    "retry": _Subcommand("send a failed or expired timer again", add_timer_id_argument, _retry),
-    "list": _Subcommand("list timers, by due time", add_list_arguments, _list),
-    "import": _Subcommand(
+_SUBCOMMANDS: dict[str, Subcommand] = {
+    "create": Subcommand("create a timer", add_create_arguments, _create),
+    "get": Subcommand("show a timer", add_timer_id_argument, _get),
+    "cancel": Subcommand("cancel a pending timer", add_timer_id_argument, _cancel),
+    "retry": Subcommand("send a failed or expired timer again", add_timer_id_argument, _retry),
+    "list": Subcommand("list timers, by due time", add_list_arguments, _list),
+    "import": Subcommand(
         "create timers from JSON lines", add_import_arguments, run_import, description=IMPORT_DESCRIPTION
     ),
 }

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from task_scheduler.client._api import ApiResponse, M
-from task_scheduler_client import TimerView
+from task_scheduler_client import RunView, ScheduleView, TimerView
 
 URL_COLUMN_WIDTH = 60
 
@@ -35,22 +35,81 @@ def print_timer_table(views: Sequence[TimerView]) -> None:
     if not views:
         print("no timers")
         return
-    rows = [("ID", "STATUS", "DUE_AT", "TIME_LEFT", "ATTEMPTS", "URL")]
-    for view in views:
-        url = view.url if len(view.url) <= URL_COLUMN_WIDTH else view.url[: URL_COLUMN_WIDTH - 3] + "..."
-        rows.append(
+    header = ("ID", "STATUS", "DUE_AT", "TIME_LEFT", "ATTEMPTS", "URL")
+    print_table(
+        header,
+        [
             (
                 str(view.timer_id),
                 view.status,
                 when(view.due_at),
                 time_left(view.time_left),
                 str(view.attempts),
-                url,
+                short_url(view.url),
             )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
+            for view in views
+        ],
+    )
+
+
+def print_schedule_table(views: Sequence[ScheduleView]) -> None:
+    if not views:
+        print("no schedules")
+        return
+    header = ("ID", "STATUS", "CRON", "TIMEZONE", "NEXT_RUN", "RUNS", "URL")
+    print_table(
+        header,
+        [
+            (
+                str(view.schedule_id),
+                view.status,
+                view.cron,
+                view.timezone,
+                when(view.next_runs[0].utc) if view.next_runs and view.status == "active" else "-",
+                runs_of(view),
+                short_url(view.url),
+            )
+            for view in views
+        ],
+    )
+
+
+def print_run_table(runs: Sequence[RunView]) -> None:
+    if not runs:
+        print("no runs")
+        return
+    header = ("TIMER_ID", "OCCURRENCE_AT", "STATUS", "DUE_AT", "ATTEMPTS", "DELIVERY_ID")
+    print_table(
+        header,
+        [
+            (
+                str(run.timer_id),
+                when(run.occurrence_at) if run.occurrence_at else "- (triggered)",
+                run.status,
+                when(run.due_at),
+                str(run.attempts),
+                run.delivery_id,
+            )
+            for run in runs
+        ],
+    )
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; the last one (a URL, an id) is not padded."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def short_url(url: str) -> str:
+    return url if len(url) <= URL_COLUMN_WIDTH else url[: URL_COLUMN_WIDTH - 3] + "..."
+
+
+def runs_of(view: ScheduleView) -> str:
+    """Runs so far, of max_runs when there is a limit."""
+    return f"{view.runs}/{view.max_runs}" if view.max_runs is not None else str(view.runs)
 
 
 def time_left(seconds: int) -> str:
