@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from task_scheduler.auth.models import api_keys, tenant_secrets
 from task_scheduler.db import metadata
+from task_scheduler.events.models import tenant_webhooks
 from task_scheduler.schedules.models import schedules
 from task_scheduler.timers.models import idempotency_keys, timer_attempts, timers
 
@@ -13,6 +14,7 @@ __all__ = [
     "metadata",
     "schedules",
     "tenant_secrets",
+    "tenant_webhooks",
     "timer_attempts",
     "timers",
 ]

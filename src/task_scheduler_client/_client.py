@@ -40,6 +40,7 @@ from task_scheduler_client._models import (
     ScheduleView,
     SecretCreated,
     SecretView,
+    TenantWebhook,
     TimerCreated,
     TimerPage,
     TimerView,
@@ -246,6 +247,20 @@ class Client:
         """Stops signing with a secret (rotate: create the new one first)."""
         self.send(Calls.revoke_secret(secret_id))
 
+    def list_tenant_webhooks(self) -> list[TenantWebhook]:
+        """The tenant's operational webhooks (where timer.failed / timer.expired events go)."""
+        return self.send(Calls.list_tenant_webhooks()).webhooks
+
+    def add_tenant_webhook(
+        self, url: str, events: Sequence[str] = ("timer.failed", "timer.expired")
+    ) -> TenantWebhook:
+        """Send the tenant's timer events (`timer.failed`, `timer.expired`) to `url`."""
+        return self.send(Calls.add_tenant_webhook(url, events))
+
+    def remove_tenant_webhook(self, webhook_id: int) -> None:
+        """Stop sending events to an operational webhook."""
+        self.send(Calls.remove_tenant_webhook(webhook_id))
+
 
 class AsyncClient:
     """The service's API for asyncio: `async with AsyncClient("http://127.0.0.1:8080") as api:`.
@@ -439,3 +454,17 @@ class AsyncClient:
     async def revoke_secret(self, secret_id: int) -> None:
         """Stops signing with a secret (rotate: create the new one first)."""
         await self.send(Calls.revoke_secret(secret_id))
+
+    async def list_tenant_webhooks(self) -> list[TenantWebhook]:
+        """The tenant's operational webhooks (where timer.failed / timer.expired events go)."""
+        return (await self.send(Calls.list_tenant_webhooks())).webhooks
+
+    async def add_tenant_webhook(
+        self, url: str, events: Sequence[str] = ("timer.failed", "timer.expired")
+    ) -> TenantWebhook:
+        """Send the tenant's timer events (`timer.failed`, `timer.expired`) to `url`."""
+        return await self.send(Calls.add_tenant_webhook(url, events))
+
+    async def remove_tenant_webhook(self, webhook_id: int) -> None:
+        """Stop sending events to an operational webhook."""
+        await self.send(Calls.remove_tenant_webhook(webhook_id))

@@ -38,6 +38,8 @@ from task_scheduler_client._models import (
     ScheduleView,
     SecretCreated,
     SecretList,
+    TenantWebhook,
+    TenantWebhookList,
     TimerBatchCreated,
     TimerChanges,
     TimerCreated,
@@ -396,6 +398,21 @@ class Calls:
     @staticmethod
     def revoke_secret(secret_id: int) -> Call[None]:
         return Call("DELETE", f"/tenant/secrets/{secret_id}", _read_nothing)
+
+    # -- operational webhooks ----------------------------------------------------------------
+
+    @staticmethod
+    def list_tenant_webhooks() -> Call[TenantWebhookList]:
+        return Call("GET", "/tenant/webhooks", _reader(TenantWebhookList), resendable=True)
+
+    @staticmethod
+    def add_tenant_webhook(url: str, events: Sequence[str]) -> Call[TenantWebhook]:
+        body = json.dumps({"url": url, "events": list(events)}).encode()
+        return Call("POST", "/tenant/webhooks", _reader(TenantWebhook), body=body)
+
+    @staticmethod
+    def remove_tenant_webhook(webhook_id: int) -> Call[None]:
+        return Call("DELETE", f"/tenant/webhooks/{webhook_id}", _read_nothing)
 
 
 class Paging:

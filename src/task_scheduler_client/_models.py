@@ -201,6 +201,21 @@ class SecretList(_Answer):
     secrets: list[SecretView]
 
 
+class TenantWebhook(_Answer):
+    """An operational webhook of the tenant: `url` receives the `events` of its timers."""
+
+    webhook_id: int
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class TenantWebhookList(_Answer):
+    """The tenant's operational webhooks, oldest first."""
+
+    webhooks: list[TenantWebhook]
+
+
 class FieldProblem(_Answer):
     """One invalid field of a rejected request."""
 

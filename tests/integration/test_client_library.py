@@ -335,6 +335,17 @@ async def test_keys_and_signing_secrets(serve: Any, connect: ClientMaker) -> Non
             with pytest.raises(NotFound):
                 await writer.revoke_secret(secret.secret_id)
 
+            hook = await writer.add_tenant_webhook("https://example.com/events")
+            assert (hook.url, hook.events) == (
+                "https://example.com/events",
+                ["timer.failed", "timer.expired"],
+            )
+            assert await writer.list_tenant_webhooks() == [hook]
+            assert await writer.remove_tenant_webhook(hook.webhook_id) is None
+            assert await writer.list_tenant_webhooks() == []
+            with pytest.raises(NotFound):
+                await writer.remove_tenant_webhook(hook.webhook_id)
+
         revoked = await admin.revoke_key(key.key_id)
         assert revoked.revoked_at is not None
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.app import ServiceFactory
+from task_scheduler.app import create_app
+from tests.support.app import ServiceFactory, running_app
 from tests.support.polling import WAIT, wait_for_status
 from tests.support.receiver import Delivery, Receiver, always, headers_of, running
 
@@ -132,3 +133,104 @@ async def test_a_bad_notification_url_is_422_naming_the_field(
     assert field in error["message"]
     assert says in error["message"]
     assert (await api.get("/timers")).json()["timers"] == []
+
+
+# -- operational webhooks of a tenant ----------------------------------------------------------
+
+ADMIN_KEY = "tsk_notifyadmin_" + "n" * 40
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def key_for(client: httpx.AsyncClient, tenant: str, role: str) -> str:
+    made = await client.post(
+        "/admin/keys", json={"name": tenant, "tenant": tenant, "role": role}, headers=bearer(ADMIN_KEY)
+    )
+    assert made.status_code == 201, made.text
+    key: str = made.json()["api_key"]
+    return key
+
+
+async def test_tenant_webhooks_hear_the_events_they_subscribed_to(
+    service: ServiceFactory, receiver: Receiver
+) -> None:
+    def at(path: str) -> str:
+        return f"http://127.0.0.1:{receiver.port}/{path}"
+
+    async with running(Receiver(respond=always(500))) as failing, service() as client:
+        registered = {}
+        for path, events in (("failures", ["timer.failed"]), ("expiries", ["timer.expired"])):
+            answer = await client.post("/tenant/webhooks", json={"url": at(path), "events": events})
+            assert answer.status_code == 201, answer.text
+            registered[path] = answer.json()
+        failed = await create(client, seconds=0, url=failing.url, retry={"max_attempts": 1})
+        expired = await create(
+            client,
+            fire_at=(datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+            max_lateness_seconds=1,
+            url=receiver.url,
+            on_failure_url=at("expiries"),  # the same URL twice: called once
+        )
+        delivered = await create(client, seconds=0, url=receiver.url)
+        assert await receiver.wait_for(lambda: len(receiver.deliveries) >= 3, WAIT)
+        listed = (await client.get("/tenant/webhooks")).json()["webhooks"]
+        removed = await client.delete(f"/tenant/webhooks/{registered['failures']['webhook_id']}")
+        again = await client.delete(f"/tenant/webhooks/{registered['failures']['webhook_id']}")
+        after = (await client.get("/tenant/webhooks")).json()["webhooks"]
+    by_path = {d.path: d for d in receiver.deliveries}
+    assert sorted(by_path) == ["/expiries", "/failures", "/hook"]
+    assert by_path["/failures"].body["type"] == "timer.failed"
+    assert by_path["/failures"].body["timer_id"] == failed
+    assert by_path["/expiries"].body["type"] == "timer.expired"
+    assert by_path["/expiries"].body["timer_id"] == expired
+    assert by_path["/hook"].timer_id == delivered
+    assert [w["events"] for w in listed] == [["timer.failed"], ["timer.expired"]]
+    assert removed.status_code == 204
+    assert again.status_code == 404
+    assert [w["url"] for w in after] == [at("expiries")]
+
+
+async def test_tenant_webhooks_belong_to_their_tenant(make_settings: Any, receiver: Receiver) -> None:
+    app = create_app(make_settings(admin_api_key=ADMIN_KEY, api_key_cache_seconds=0), run_dispatcher=False)
+    async with running_app(app) as client:
+        acme, globex = await key_for(client, "acme", "writer"), await key_for(client, "globex", "writer")
+        reader = await key_for(client, "acme", "reader")
+        body = {"url": receiver.url, "events": ["timer.failed"]}
+        made = await client.post("/tenant/webhooks", json=body, headers=bearer(acme))
+        webhook_id = made.json()["webhook_id"]
+        theirs = (await client.get("/tenant/webhooks", headers=bearer(globex))).json()["webhooks"]
+        stolen = await client.delete(f"/tenant/webhooks/{webhook_id}", headers=bearer(globex))
+        by_reader = await client.post("/tenant/webhooks", json=body, headers=bearer(reader))
+        anonymous = await client.get("/tenant/webhooks", headers={"Authorization": "Bearer nope"})
+        mine = (await client.get("/tenant/webhooks", headers=bearer(acme))).json()["webhooks"]
+    assert made.status_code == 201
+    assert theirs == []
+    assert stolen.status_code == 404
+    assert by_reader.status_code == 403
+    assert anonymous.status_code == 401
+    assert [w["webhook_id"] for w in mine] == [webhook_id]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"url": "http://example.com/x", "events": ["timer.delivered"]}, "events"),
+        ({"url": "http://example.com/x", "events": []}, "events"),
+        ({"url": "http://example.com/x", "events": ["timer.failed", "timer.failed"]}, "events"),
+        ({"url": "gopher://example.com/x", "events": ["timer.failed"]}, "url"),
+        (
+            {"url": "http://169.254.169.254/x", "events": ["timer.failed"]},
+            "SCHEDULER_WEBHOOK_ALLOWED_NETWORKS",
+        ),
+        ({"url": "http://example.com/x", "events": ["timer.failed"], "extra": 1}, "extra"),
+    ],
+)
+async def test_a_bad_tenant_webhook_is_422_naming_the_problem(
+    api: httpx.AsyncClient, body: dict[str, Any], says: str
+) -> None:
+    answer = await api.post("/tenant/webhooks", json=body)
+    assert answer.status_code == 422, answer.text
+    assert says in answer.json()["error"]["message"]
+    assert (await api.get("/tenant/webhooks")).json()["webhooks"] == []

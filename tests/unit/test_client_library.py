@@ -84,6 +84,8 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.RunView, "RunView"),
     (library.RunPage, "RunPage"),
     (library.BackfillCreated, "BackfillCreated"),
+    (library.TenantWebhook, "TenantWebhookView"),
+    (library.TenantWebhookList, "TenantWebhookList"),
 ]
 
 
@@ -105,7 +107,13 @@ def test_every_schema_is_copied_or_named_as_not_needed() -> None:
         "Overlap": library.Overlap,
         "Catchup": library.Catchup,
     }
-    inline = {"JsonValue", "KeyCreate", "TimerBatch", "ScheduleBackfill"}  # built inline
+    inline = {
+        "JsonValue",
+        "KeyCreate",
+        "TimerBatch",
+        "ScheduleBackfill",
+        "TenantWebhookCreate",
+    }  # built inline
     assert set(SCHEMAS) == {schema for _, schema in COPIES} | set(literals) | inline
     for name, literal in literals.items():
         assert set(literal.__args__) == set(SCHEMAS[name]["enum"]), name
@@ -128,6 +136,9 @@ def test_the_calls_cover_every_operation_of_the_api() -> None:
         Calls.list_secrets(),
         Calls.create_secret(),
         Calls.revoke_secret(1),
+        Calls.list_tenant_webhooks(),
+        Calls.add_tenant_webhook("http://example.com/", ["timer.failed"]),
+        Calls.remove_tenant_webhook(1),
         Calls.create_schedule({"cron": "@hourly", "url": "http://example.com/"}),
         Calls.get_schedule(1),
         SchedulePaging({}, page_size=10, cursor=None, max_items=None).next_schedules(),

@@ -1,33 +1,53 @@
-"""Outcome notifications: a timer's `on_success_url` / `on_failure_url` is called once when the
-timer ends delivered / failed or expired.
+"""Outcome notifications: when a timer ends, who hears of it.
 
-The call is an ordinary timer of the same tenant, due at once, made in the transaction that writes
+- the timer's own `on_success_url` (it ended delivered) or `on_failure_url` (failed or expired);
+- the tenant's operational webhooks subscribed to `timer.failed` / `timer.expired` (events/).
+
+Each call is an ordinary timer of the same tenant, due at once, made in the transaction that writes
 the outcome (delivery/writer.py): it exists exactly when the outcome does, and it is retried,
 signed and SSRF-checked like any webhook. A notification never asks for one of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from pydantic import JsonValue
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.delivery.client import delivery_header_id
+from task_scheduler.events import repository as events_repository
+from task_scheduler.events.models import EVENT_TYPES
 from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, NewTimer
 from task_scheduler.timers.shape import RequestSpec
 
-# The outcome's status -> the notification's `type`.
-EVENT_TYPES = {"delivered": "timer.delivered", "failed": "timer.failed", "expired": "timer.expired"}
+# The outcome's status -> the event's type.
+EVENTS = {"delivered": "timer.delivered", "failed": "timer.failed", "expired": "timer.expired"}
 NOTIFICATION_LABEL = "notification_of"
 
 
-def notification_of(
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """That a timer ended: what its listeners are sent."""
+
+    tenant: str
+    timer_id: int
+    event: str
+    body: dict[str, JsonValue]
+    own_url: str | None  # the timer's on_success_url / on_failure_url
+
+
+def notice_of(
     timer: ClaimedTimer, status: str, *, error: str | None, record: AttemptRecord | None
-) -> NewTimer | None:
-    """The timer that tells `timer`'s notification URL it ended `status`, or None if it has none."""
-    url = timer.on_success_url if status == "delivered" else timer.on_failure_url
-    if url is None:
+) -> Notice | None:
+    """The notice of `timer` ending `status`; None when nobody can be listening (a delivery is
+    heard only by the timer's own on_success_url, tenants subscribe to failures)."""
+    own_url = timer.on_success_url if status == "delivered" else timer.on_failure_url
+    if own_url is None and EVENTS[status] not in EVENT_TYPES:
         return None
     body: dict[str, JsonValue] = {
-        "type": EVENT_TYPES[status],
+        "type": EVENTS[status],
         "timer_id": timer.id,
         "status": status,
         "attempts": timer.attempt,
@@ -38,10 +58,28 @@ def notification_of(
         "last_error": error,
         "response_excerpt": None if record is None else record.response_body,
     }
-    return NewTimer(
-        url=url,
-        request=RequestSpec(method="POST", body=body),
-        labels={NOTIFICATION_LABEL: str(timer.id)},
-        tenant=timer.tenant,
-        delay_seconds=0.0,
-    )
+    return Notice(timer.tenant, timer.id, EVENTS[status], body, own_url)
+
+
+async def notification_timers(conn: AsyncConnection, notices: Sequence[Notice]) -> list[NewTimer]:
+    """The timers that deliver `notices`: one per listening URL (the tenants' subscribers are read
+    with one query, only when a notice is of an event tenants can subscribe to)."""
+    subscribed: dict[tuple[str, str], list[str]] = {}
+    events = sorted({n.event for n in notices} & set(EVENT_TYPES))
+    if events:
+        tenants = sorted({n.tenant for n in notices if n.event in events})
+        subscribed = await events_repository.subscribers(conn, tenants=tenants, events=events)
+    made: list[NewTimer] = []
+    for notice in notices:
+        urls = [notice.own_url] if notice.own_url is not None else []
+        for url in dict.fromkeys(urls + subscribed.get((notice.tenant, notice.event), [])):
+            made.append(
+                NewTimer(
+                    url=url,
+                    request=RequestSpec(method="POST", body=notice.body),
+                    labels={NOTIFICATION_LABEL: str(notice.timer_id)},
+                    tenant=notice.tenant,
+                    delay_seconds=0.0,
+                )
+            )
+    return made

@@ -15,9 +15,9 @@ from enum import Enum
 from task_scheduler.config import Settings
 from task_scheduler.delivery.backoff import retry_delay
 from task_scheduler.delivery.client import RESPONSE_BODY_LIMIT, DeliveryResult
-from task_scheduler.delivery.notifications import notification_of
+from task_scheduler.delivery.notifications import Notice, notice_of
 from task_scheduler.delivery.storable import storable_text
-from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, NewTimer, Outcome
+from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, Outcome
 
 ERROR_TEXT_LIMIT = 2000
 ERROR_CLASS_LIMIT = 100
@@ -41,8 +41,8 @@ class Decision:
     verdict: Verdict
     outcome: Outcome
     fields: dict[str, object]
-    # A timer to create with the outcome: the outcome notification (delivery/notifications.py).
-    follow_up: NewTimer | None = None
+    # That the timer ended, for its listeners (delivery/notifications.py).
+    notice: Notice | None = None
 
     def unstorable(self, reason: str) -> Decision:
         """The same verdict in a form any database accepts: plain error text, no reply body, and
@@ -53,7 +53,7 @@ class Decision:
         if record is not None:
             safe_record = replace(record, error_class="unstorable", error_message=text, response_body=None)
         error = None if outcome.error is None else text
-        return replace(self, outcome=replace(outcome, error=error, record=safe_record), follow_up=None)
+        return replace(self, outcome=replace(outcome, error=error, record=safe_record), notice=None)
 
 
 def decide(
@@ -88,7 +88,7 @@ def decide(
         response_body=storable_text(result.response_body, limit=RESPONSE_BODY_LIMIT),
     )
     if result.ok:
-        notification = notification_of(timer, "delivered", error=None, record=record)
+        notification = notice_of(timer, "delivered", error=None, record=record)
         return Decision(
             Verdict.DELIVERED, Outcome(timer.id, timer.attempt, record=record), fields, notification
         )
@@ -97,7 +97,7 @@ def decide(
     max_attempts = timer.retry.max_attempts or settings.max_attempts
     used = timer.attempt - timer.attempts_before_redrive
     if not result.retryable or used >= max_attempts:
-        notification = notification_of(timer, "failed", error=error, record=record)
+        notification = notice_of(timer, "failed", error=error, record=record)
         return Decision(
             Verdict.FAILED, Outcome(timer.id, timer.attempt, error, record=record), fields, notification
         )
@@ -119,7 +119,7 @@ def expired(timer: ClaimedTimer, *, late_by_seconds: float) -> Decision:
         "attempt": timer.attempt,
         "late_by_s": round(late_by_seconds, 3),
     }
-    notification = notification_of(timer, "expired", error=error, record=None)
+    notification = notice_of(timer, "expired", error=error, record=None)
     return Decision(Verdict.EXPIRED, Outcome(timer.id, timer.attempt, error), fields, notification)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from task_scheduler import metrics
 from task_scheduler.db import describe_database_error, is_transient
 from task_scheduler.delivery.backoff import RetryBackoff
+from task_scheduler.delivery.notifications import notification_timers
 from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
@@ -54,10 +55,12 @@ async def write_decisions(
         if item.outcome.record is not None and item.outcome.timer_id in kept
     ]
     await repository.insert_attempts(conn, records=records)
-    follow_ups = [d.follow_up for d in decisions if d.follow_up is not None and d.outcome.timer_id in kept]
-    if follow_ups:
-        await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
-        metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
+    notices = [d.notice for d in decisions if d.notice is not None and d.outcome.timer_id in kept]
+    if notices:
+        follow_ups = await notification_timers(conn, notices)
+        if follow_ups:
+            await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
+            metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
     return kept
 
 

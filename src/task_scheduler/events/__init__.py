@@ -1,0 +1,2 @@
+"""Operational webhooks: a tenant's subscriptions to events of its timers (timer.failed,
+timer.expired), delivered by the timer engine itself (delivery/notifications.py)."""
