@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self, TypeVar, Unpack
 
@@ -152,6 +152,13 @@ class Client:
     def retry_timer(self, timer_id: int) -> TimerView:
         """Sends a failed or expired timer again (Conflict otherwise)."""
         return self.send(Calls.retry_timer(timer_id))
+
+    def replay_timer(
+        self, timer_id: int, *, delay: timedelta | None = None, fire_at: datetime | str | None = None
+    ) -> TimerView:
+        """A new timer with a finished timer's request (due now, after `delay` or at `fire_at`),
+        linked to it by `replay_of`; Conflict while the timer is pending or firing."""
+        return self.send(Calls.replay_timer(timer_id, delay, fire_at))
 
     def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""
@@ -348,6 +355,12 @@ class AsyncClient:
     async def retry_timer(self, timer_id: int) -> TimerView:
         """Sends a failed or expired timer again (Conflict otherwise)."""
         return await self.send(Calls.retry_timer(timer_id))
+
+    async def replay_timer(
+        self, timer_id: int, *, delay: timedelta | None = None, fire_at: datetime | str | None = None
+    ) -> TimerView:
+        """A new timer with a finished timer's request (see `Client.replay_timer`)."""
+        return await self.send(Calls.replay_timer(timer_id, delay, fire_at))
 
     async def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""

@@ -290,6 +290,17 @@ class Calls:
         return Call("POST", f"/timer/{timer_id}/retry", _read_view)
 
     @staticmethod
+    def replay_timer(
+        timer_id: int, delay: timedelta | None, fire_at: datetime | str | None
+    ) -> Call[TimerView]:
+        when: dict[str, object] = {}
+        if delay is not None:
+            when["delay_seconds"] = math.ceil(delay.total_seconds())
+        if fire_at is not None:
+            when["fire_at"] = _when(fire_at)
+        return Call("POST", f"/timer/{timer_id}/replay", _read_view, body=json.dumps(when).encode())
+
+    @staticmethod
     def timer_attempts(timer_id: int) -> Call[AttemptList]:
         return Call("GET", f"/timer/{timer_id}/attempts", _reader(AttemptList), resendable=True)
 

@@ -119,6 +119,7 @@ class TimerView(_Answer):
     labels: dict[str, str]
     deliver_before: datetime | None
     retry: EffectiveRetryPolicy
+    replay_of: int | None = None
     _etag: str | None = PrivateAttr(default=None)
 
     @property

@@ -263,6 +263,19 @@ async def test_cancel_twice_and_retry_a_pending_timer(capsys: pytest.CaptureFixt
     code, out, _ = await run(capsys, "cancel", str(timer_id), "--json")
     assert code == 1
 
+    code, out, err = await run(capsys, "replay", str(timer_id), "--in", "1h")
+    assert (code, err) == (0, "")
+    match = re.fullmatch(
+        rf"timer (\d+) replays timer {timer_id}, due \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", out
+    )
+    assert match, out
+    replay_id = match.group(1)
+    code, out, _ = await run(capsys, "get", replay_id, "--json")
+    assert (json.loads(out)["replay_of"], json.loads(out)["url"]) == (timer_id, "http://example.com/c")
+    code, out, err = await run(capsys, "replay", replay_id)
+    assert (code, out) == (1, "")
+    assert f"409 conflict: timer {replay_id} is pending and cannot be replayed" in err
+
 
 @pytest.mark.usefixtures("service")
 async def test_retry_a_failed_timer(capsys: pytest.CaptureFixture[str], receiver: Receiver) -> None:

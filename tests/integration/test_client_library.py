@@ -154,6 +154,15 @@ async def test_create_get_edit_cancel_and_retry(serve: Any, connect: ClientMaker
             await api.cancel_timer(created.timer_id)
         assert again.value.message == f"timer {created.timer_id} is cancelled and cannot be cancelled"
         assert await api.timer_attempts(created.timer_id) == []
+        replay = await api.replay_timer(created.timer_id, delay=timedelta(minutes=10))
+        assert (replay.replay_of, replay.status, replay.labels) == (
+            created.timer_id,
+            "pending",
+            {"kind": "moved"},
+        )
+        assert 590 <= replay.time_left <= 600
+        with pytest.raises(Conflict):
+            await api.replay_timer(replay.timer_id)
 
         due = datetime.now(UTC) + timedelta(days=1)
         at = await api.create_timer(url="http://example.com/at", fire_at=due, idempotency_key="order-8")

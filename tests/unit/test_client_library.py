@@ -105,7 +105,7 @@ def test_every_schema_is_copied_or_named_as_not_needed() -> None:
         "Overlap": library.Overlap,
         "Catchup": library.Catchup,
     }
-    inline = {"JsonValue", "KeyCreate", "TimerBatch", "ScheduleBackfill"}  # built inline
+    inline = {"JsonValue", "KeyCreate", "TimerBatch", "ScheduleBackfill", "TimerReplay"}  # built inline
     assert set(SCHEMAS) == {schema for _, schema in COPIES} | set(literals) | inline
     for name, literal in literals.items():
         assert set(literal.__args__) == set(SCHEMAS[name]["enum"]), name
@@ -120,6 +120,7 @@ def test_the_calls_cover_every_operation_of_the_api() -> None:
         Calls.update_timer(1, {"minutes": 1}, '"1"'),
         Calls.cancel_timer(1),
         Calls.retry_timer(1),
+        Calls.replay_timer(1, None, None),
         Calls.timer_attempts(1),
         Paging({}, page_size=10, cursor=None, max_timers=None).next_call(),
         Calls.list_keys(),

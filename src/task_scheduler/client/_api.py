@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from types import TracebackType
 from typing import Generic, Required, TypedDict, TypeVar
@@ -147,6 +147,13 @@ class ApiClient:
     async def retry_timer(self, *, timer_id: int) -> ApiResponse[TimerView]:
         """Sends a failed or expired timer again."""
         return await self._request(Calls.retry_timer(timer_id), TimerView)
+
+    async def replay_timer(
+        self, *, timer_id: int, delay_seconds: int | None = None, fire_at: datetime | str | None = None
+    ) -> ApiResponse[TimerView]:
+        """Sends a finished timer's request again, as a new timer linked to it."""
+        delay = None if delay_seconds is None else timedelta(seconds=delay_seconds)
+        return await self._request(Calls.replay_timer(timer_id, delay, fire_at), TimerView)
 
     async def list_timers(
         self, *, where: TimerFilter | None = None, limit: int | None = None, cursor: str | None = None

@@ -75,6 +75,21 @@ def add_timer_id_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument("timer_id", type=_bounded_int(1), metavar="ID")
 
 
+def add_replay_arguments(replay: argparse.ArgumentParser) -> None:
+    add_timer_id_argument(replay)
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument(
+        "--in",
+        dest="delay",
+        metavar="DURATION",
+        type=parse_duration,
+        help="due after 1h30m45s, 90m, 45s, 5445 (default: now)",
+    )
+    when.add_argument(
+        "--at", dest="fire_at", metavar="TIME", type=_rfc3339, help="due at an RFC 3339 time with an offset"
+    )
+
+
 def add_list_arguments(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", choices=[status.value for status in TimerStatus])
     _add_labels(listing)
@@ -143,6 +158,11 @@ def parse_duration(value: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 1h30m45s, 90m, 45s or 5445")
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
     return {"hours": days * 24 + hours, "minutes": minutes, "seconds": seconds}
+
+
+def duration_seconds(duration: dict[str, int]) -> int:
+    """What parse_duration read, in seconds."""
+    return duration["hours"] * 3600 + duration["minutes"] * 60 + duration["seconds"]
 
 
 def _rfc3339(value: str) -> str:

@@ -1,4 +1,4 @@
-"""`task-scheduler timers create | get | list | cancel | retry | import`: the sub-commands, each a
+"""`task-scheduler timers create | get | list | cancel | retry | replay | import`: the sub-commands, each a
 builder of its arguments and a coroutine that runs it against the API."""
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from task_scheduler.client._arguments import (
     add_create_arguments,
     add_import_arguments,
     add_list_arguments,
+    add_replay_arguments,
     add_timer_id_argument,
     common_arguments,
+    duration_seconds,
 )
 from task_scheduler.client._errors import ClientError
 from task_scheduler.client._importer import run_import
@@ -105,8 +107,10 @@ async def _get(api: ApiClient, args: argparse.Namespace) -> int:
 
 def _print_timer(view: TimerView) -> None:
     retry = view.retry
+    replay = [("replay_of", str(view.replay_of))] if view.replay_of is not None else []
     print_pairs(
         [
+            *replay,
             ("timer_id", str(view.timer_id)),
             ("status", view.status),
             ("due_at", view.due_at.isoformat()),
@@ -144,6 +148,17 @@ async def _retry(api: ApiClient, args: argparse.Namespace) -> int:
         args,
         response,
         lambda view: print(f"timer {view.timer_id} is {view.status} again, due {when(view.due_at)}"),
+    )
+    return 0
+
+
+async def _replay(api: ApiClient, args: argparse.Namespace) -> int:
+    delay = None if args.delay is None else duration_seconds(args.delay)
+    response = await api.replay_timer(timer_id=args.timer_id, delay_seconds=delay, fire_at=args.fire_at)
+    print_answer(
+        args,
+        response,
+        lambda view: print(f"timer {view.timer_id} replays timer {view.replay_of}, due {when(view.due_at)}"),
     )
     return 0
 
@@ -191,6 +206,9 @@ _SUBCOMMANDS = {
     "get": _Subcommand("show a timer", add_timer_id_argument, _get),
     "cancel": _Subcommand("cancel a pending timer", add_timer_id_argument, _cancel),
     "retry": _Subcommand("send a failed or expired timer again", add_timer_id_argument, _retry),
+    "replay": _Subcommand(
+        "send a finished timer's request again, as a new timer", add_replay_arguments, _replay
+    ),
     "list": _Subcommand("list timers, by due time", add_list_arguments, _list),
     "import": _Subcommand(
         "create timers from JSON lines", add_import_arguments, run_import, description=IMPORT_DESCRIPTION

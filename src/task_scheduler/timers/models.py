@@ -113,6 +113,8 @@ timers = Table(
     # A schedule's run: its occurrence time (NULL for a run triggered outside the series).
     Column("schedule_id", BigInteger, ForeignKey("schedules.id"), nullable=True),
     Column("occurrence_at", DateTime(timezone=True), nullable=True),
+    # The timer a replay copied its request from (no foreign key: retention deletes originals).
+    Column("replay_of", BigInteger, nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(

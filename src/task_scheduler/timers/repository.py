@@ -44,8 +44,10 @@ class TimerRow(TimerSpec):
     last_error: str | None
     delivered_at: datetime | None
     db_now: datetime
+    tenant: str = "default"
     schedule_id: int | None = None
     occurrence_at: datetime | None = None
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +62,8 @@ class NewTimer(TimerSpec):
     # A schedule's run: the occurrence it stands for (None for a run triggered outside the series).
     schedule_id: int | None = None
     occurrence_at: datetime | None = None
+    # A replay: the finished timer whose request it sends again.
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
