@@ -84,6 +84,9 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.RunView, "RunView"),
     (library.RunPage, "RunPage"),
     (library.BackfillCreated, "BackfillCreated"),
+    (library.BulkFilter, "BulkFilter"),
+    (library.BulkCount, "BulkCount"),
+    (library.BulkJob, "BulkJobView"),
 ]
 
 
@@ -91,7 +94,14 @@ COPIES: list[tuple[type[BaseModel], str]] = [
 def test_a_model_has_the_fields_of_its_schema(model: type[BaseModel], schema: str) -> None:
     properties = SCHEMAS[schema]["properties"]
     assert set(model.model_fields) == set(properties)
-    if schema in ("TimerCreate", "TimerUpdate", "RetryPolicy", "ScheduleCreate", "ScheduleUpdate"):
+    if schema in (
+        "TimerCreate",
+        "TimerUpdate",
+        "RetryPolicy",
+        "ScheduleCreate",
+        "ScheduleUpdate",
+        "BulkFilter",
+    ):
         return  # requests: the service's defaults stand in for what is left out
     required = {name for name, field in model.model_fields.items() if field.is_required()}
     assert required <= set(SCHEMAS[schema].get("required", []))
@@ -104,8 +114,10 @@ def test_every_schema_is_copied_or_named_as_not_needed() -> None:
         "ScheduleStatus": library.ScheduleStatus,
         "Overlap": library.Overlap,
         "Catchup": library.Catchup,
+        "BulkAction": library.BulkAction,
+        "BulkState": library.BulkState,
     }
-    inline = {"JsonValue", "KeyCreate", "TimerBatch", "ScheduleBackfill", "TimerReplay"}  # built inline
+    inline = {"JsonValue", "KeyCreate", "TimerBatch", "ScheduleBackfill", "TimerReplay", "BulkRequest"}
     assert set(SCHEMAS) == {schema for _, schema in COPIES} | set(literals) | inline
     for name, literal in literals.items():
         assert set(literal.__args__) == set(SCHEMAS[name]["enum"]), name
@@ -121,6 +133,9 @@ def test_the_calls_cover_every_operation_of_the_api() -> None:
         Calls.cancel_timer(1),
         Calls.retry_timer(1),
         Calls.replay_timer(1, None, None),
+        Calls.start_bulk("cancel", library.BulkFilter(host="example.com"), None),
+        Calls.bulk_job(1),
+        Calls.cancel_bulk_job(1),
         Calls.timer_attempts(1),
         Paging({}, page_size=10, cursor=None, max_timers=None).next_call(),
         Calls.list_keys(),

@@ -3,8 +3,8 @@ timer follows.
 
     from      to          by (repository function)            when
     pending   firing      claim_due                           due within the lookahead window
-    pending   cancelled   cancel                              DELETE /timer/{id}
-    pending   pending     update_pending                      PATCH /timer/{id}
+    pending   cancelled   cancel / cancel_many                DELETE /timer/{id}; a bulk cancel
+    pending   pending     update_pending / reschedule_many    PATCH /timer/{id}; a bulk reschedule
     pending   cancelled   cancel_occurrences                  a schedule paused, edited or deleted
     firing    delivered   mark_delivered                      the webhook answered 2xx
     firing    pending     schedule_retry                      attempt failed, attempts remain
@@ -16,8 +16,8 @@ timer follows.
     firing    pending     defer_occurrences                   overlap buffer_one: waits for the run before
     firing    cancelled   skip_occurrences                    claimed occurrence skipped (overlap, catch-up)
     firing    firing      extend_leases                       the owner's heartbeat (lease only)
-    failed    pending     redrive                             POST /timer/{id}/retry
-    expired   pending     redrive                             POST /timer/{id}/retry
+    failed    pending     redrive / redrive_many              POST /timer/{id}/retry; a bulk retry
+    expired   pending     redrive / redrive_many              POST /timer/{id}/retry; a bulk retry
 
 Every transition is a conditional `UPDATE ... WHERE status = ...` (fenced by lease owner and
 attempt where an instance holds the lease); nothing reads and then writes.
