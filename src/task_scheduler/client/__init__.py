@@ -1,9 +1,10 @@
 """The operator's client of a running service, over its HTTP API (never the database).
 
 `ApiClient` is the timer API as typed methods; `add_timers_commands`/`run_timers` are
-`task-scheduler timers create | get | list | cancel | retry | replay | import` on top of it. Output is a
-readable table, or with `--json` the API's JSON as it came (one document). Exit codes: 0 done, 1 the
-API or the network said no (the error goes to stderr), 2 a usage error (argparse).
+`task-scheduler timers create | get | list | cancel | retry | replay | bulk | bulk-status |
+bulk-cancel | import` on top of it. Output is a readable table, or with `--json` the API's JSON as
+it came (one document). Exit codes: 0 done, 1 the API or the network said no (the error goes to
+stderr), 2 a usage error (argparse).
 
 The modules are private; what is public is named here.
 """

@@ -1,5 +1,6 @@
-"""`task-scheduler timers create | get | list | cancel | retry | replay | import`: the sub-commands, each a
-builder of its arguments and a coroutine that runs it against the API."""
+"""`task-scheduler timers create | get | list | cancel | retry | replay | bulk | bulk-status |
+bulk-cancel | import`: the sub-commands, each a builder of its arguments and a coroutine that runs
+it against the API."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from pydantic import ValidationError
+
 from task_scheduler.client._api import LIST_MAX_PAGE, ApiClient, TimerCreateBody, TimerFilter
 from task_scheduler.client._arguments import (
     IMPORT_DESCRIPTION,
+    add_bulk_arguments,
     add_create_arguments,
     add_import_arguments,
+    add_job_id_argument,
     add_list_arguments,
     add_replay_arguments,
     add_timer_id_argument,
@@ -33,7 +38,7 @@ from task_scheduler.client._output import (
     time_left,
     when,
 )
-from task_scheduler_client import TimerCreated, TimerView
+from task_scheduler_client import BulkFilter, BulkJob, TimerCreated, TimerView
 
 
 def add_timers_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -163,6 +168,59 @@ async def _replay(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _bulk(api: ApiClient, args: argparse.Namespace) -> int:
+    try:
+        where = BulkFilter(
+            status=args.status,
+            labels=dict(args.labels) or None,
+            due_after=args.due_after,
+            due_before=args.due_before,
+            host=args.host,
+            error_class=args.error_class,
+        )
+    except ValidationError as exc:
+        raise ClientError(f"bad filter: {exc.errors()[0]['msg']}") from None
+    if args.dry_run:
+        counted = await api.count_bulk(action=args.action, where=where, offset_seconds=args.offset)
+        print_answer(args, counted, lambda count: print(f"{count.action} would take {count.matched} timers"))
+        return 0
+    response = await api.start_bulk(action=args.action, where=where, offset_seconds=args.offset)
+    print_answer(args, response, _print_job)
+    if not args.json:
+        print(f"follow it: task-scheduler timers bulk-status {response.parse().job_id}")
+    return 0
+
+
+async def _bulk_status(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.get_bulk_job(job_id=args.job_id), _print_job)
+    return 0
+
+
+async def _bulk_cancel(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.cancel_bulk_job(job_id=args.job_id), _print_job)
+    return 0
+
+
+def _print_job(job: BulkJob) -> None:
+    offset = [] if job.offset_seconds is None else [("offset_seconds", f"{job.offset_seconds:g}")]
+    print_pairs(
+        [
+            ("job_id", str(job.job_id)),
+            ("state", job.state),
+            ("action", job.action),
+            *offset,
+            ("filter", json.dumps(job.filter, separators=(",", ":"))),
+            ("matched", str(job.matched)),
+            ("done", str(job.done)),
+            ("skipped", str(job.skipped)),
+            ("progress", f"timers up to id {job.last_timer_id} of {job.max_timer_id} handled"),
+            ("error", job.error or "-"),
+            ("created_at", job.created_at.isoformat()),
+            ("updated_at", job.updated_at.isoformat()),
+        ]
+    )
+
+
 async def _list(api: ApiClient, args: argparse.Namespace) -> int:
     where = TimerFilter(
         status=args.status, labels=dict(args.labels), due_after=args.due_after, due_before=args.due_before
@@ -210,6 +268,13 @@ _SUBCOMMANDS = {
         "send a finished timer's request again, as a new timer", add_replay_arguments, _replay
     ),
     "list": _Subcommand("list timers, by due time", add_list_arguments, _list),
+    "bulk": _Subcommand(
+        "cancel, retry or reschedule every timer a filter matches, in the background",
+        add_bulk_arguments,
+        _bulk,
+    ),
+    "bulk-status": _Subcommand("show a bulk job's state and progress", add_job_id_argument, _bulk_status),
+    "bulk-cancel": _Subcommand("stop a queued or running bulk job", add_job_id_argument, _bulk_cancel),
     "import": _Subcommand(
         "create timers from JSON lines", add_import_arguments, run_import, description=IMPORT_DESCRIPTION
     ),
