@@ -16,6 +16,9 @@ from task_scheduler import __version__, health
 from task_scheduler.auth.dependencies import document_security
 from task_scheduler.auth.router import router as auth_router
 from task_scheduler.auth.service import AuthService
+from task_scheduler.bulk.router import router as bulk_router
+from task_scheduler.bulk.runner import BulkRunner
+from task_scheduler.bulk.service import BulkService
 from task_scheduler.config import Settings
 from task_scheduler.db import (
     EmbeddedPostgres,
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                 engine=engine, settings=settings, pending_cap=app.state.timer_service.pending_cap
             )
             app.state.event_service = EventService(engine=engine, settings=settings)
+            app.state.bulk_service = BulkService(engine=engine, settings=settings)
             app.state.dashboard = Dashboard(engine=engine, timers=app.state.timer_service)
             app.state.dispatcher = None
             app.state.supervisor = supervisor = Supervisor()
@@ -122,10 +126,14 @@ async def _start_services(
 async def _start_delivery(
     stack: AsyncExitStack, settings: Settings, url: str, engine: AsyncEngine, supervisor: Supervisor
 ) -> Dispatcher:
-    """Retention, the webhook client and the dispatcher, stopped in the reverse order."""
+    """Retention, the bulk-job runner, the webhook client and the dispatcher, stopped in the
+    reverse order."""
     housekeeper = Housekeeper(engine=engine, settings=settings, supervisor=supervisor)
     await housekeeper.start()
     stack.push_async_callback(housekeeper.stop)
+    bulk_runner = BulkRunner(engine=engine, settings=settings, supervisor=supervisor)
+    await bulk_runner.start()
+    stack.push_async_callback(bulk_runner.stop)
     client = WebhookClient(
         connect_timeout=settings.connect_timeout_seconds,
         total_timeout=settings.request_timeout_seconds,
@@ -171,13 +179,14 @@ def _build_api(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(timers_router)
+    app.include_router(bulk_router)
     app.include_router(auth_router)
     app.include_router(health.router)
     app.include_router(schedules_router)
     app.include_router(events_router)
     app.include_router(ui_router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
-    document_security(app, timers_router, schedules_router, auth_router, events_router)
+    document_security(app, timers_router, bulk_router, schedules_router, auth_router, events_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

@@ -167,6 +167,17 @@ class Settings(BaseSettings):
     retention_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Timers deleted per short transaction."
     )
+    bulk_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Timers a bulk job handles per short transaction."
+    )
+    bulk_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A bulk job whose instance made no batch for this long is taken over by another.",
+    )
+    bulk_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often each instance looks for a queued bulk job."
+    )
     stats_interval_seconds: float = Field(
         default=15.0,
         gt=0,

@@ -60,7 +60,7 @@ HTTP_DURATION = Histogram(
 )
 BACKGROUND_TASK_RESTARTS = Counter(
     "scheduler_background_task_restarts_total",
-    "Background tasks (claim, writer, heartbeat, listen, signers, retention, gauges) restarted after a crash.",
+    "Background tasks (claim, writer, heartbeat, listen, signers, retention, gauges, bulk) restarted after a crash.",
     ["task"],
 )
 SCHEDULES_ACTIVE = Gauge(
@@ -77,6 +77,14 @@ SCHEDULE_OCCURRENCES_SKIPPED = Counter(
     "scheduler_schedule_occurrences_skipped_total",
     "Occurrences of schedules skipped, by reason: overlap, catchup.",
     ["reason"],
+)
+BULK_JOBS = Counter(
+    "scheduler_bulk_jobs_total", "Bulk jobs by what happened: queued, done, failed, cancelled.", ["state"]
+)
+BULK_TIMERS = Counter(
+    "scheduler_bulk_timers_total",
+    "Timers bulk jobs took, by action and result: done (changed), skipped (left as they were).",
+    ["action", "result"],
 )
 RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
 

@@ -1,5 +1,5 @@
 """Supervision of the background tasks (claim, writer, heartbeat, listener, signers, retention,
-gauges): a task that crashes, returns or is cancelled by anything but `stop` is logged, counted
+gauges, bulk): a task that crashes, returns or is cancelled by anything but `stop` is logged, counted
 (`scheduler_background_task_restarts_total{task=...}`) and started again after a backoff."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self, TypeVar, Unpack
 
@@ -32,6 +32,9 @@ from task_scheduler_client._core import (
 from task_scheduler_client._models import (
     AttemptView,
     BackfillCreated,
+    BulkAction,
+    BulkFilter,
+    BulkJob,
     KeyCreated,
     KeyView,
     NewTimer,
@@ -153,6 +156,31 @@ class Client:
     def retry_timer(self, timer_id: int) -> TimerView:
         """Sends a failed or expired timer again (Conflict otherwise)."""
         return self.send(Calls.retry_timer(timer_id))
+
+    def replay_timer(
+        self, timer_id: int, *, delay: timedelta | None = None, fire_at: datetime | str | None = None
+    ) -> TimerView:
+        """A new timer with a finished timer's request (due now, after `delay` or at `fire_at`),
+        linked to it by `replay_of`; Conflict while the timer is pending or firing."""
+        return self.send(Calls.replay_timer(timer_id, delay, fire_at))
+
+    def start_bulk(
+        self, action: BulkAction, *, where: BulkFilter, offset: timedelta | None = None
+    ) -> BulkJob:
+        """Queue `action` on every timer `where` matches (`offset`: a reschedule's, whole
+        seconds); the job runs in the background: follow it with `get_bulk_job`."""
+        return self.send(Calls.start_bulk(action, where, offset))
+
+    def count_bulk(self, action: BulkAction, *, where: BulkFilter, offset: timedelta | None = None) -> int:
+        """How many timers `start_bulk` with these arguments would take now (a dry run)."""
+        return self.send(Calls.count_bulk(action, where, offset)).matched
+
+    def get_bulk_job(self, job_id: int) -> BulkJob:
+        return self.send(Calls.bulk_job(job_id))
+
+    def cancel_bulk_job(self, job_id: int) -> BulkJob:
+        """Stop a queued or running job; what it did stays done (Conflict once it has ended)."""
+        return self.send(Calls.cancel_bulk_job(job_id))
 
     def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""
@@ -363,6 +391,31 @@ class AsyncClient:
     async def retry_timer(self, timer_id: int) -> TimerView:
         """Sends a failed or expired timer again (Conflict otherwise)."""
         return await self.send(Calls.retry_timer(timer_id))
+
+    async def replay_timer(
+        self, timer_id: int, *, delay: timedelta | None = None, fire_at: datetime | str | None = None
+    ) -> TimerView:
+        """A new timer with a finished timer's request (see `Client.replay_timer`)."""
+        return await self.send(Calls.replay_timer(timer_id, delay, fire_at))
+
+    async def start_bulk(
+        self, action: BulkAction, *, where: BulkFilter, offset: timedelta | None = None
+    ) -> BulkJob:
+        """Queue `action` on every timer `where` matches (see `Client.start_bulk`)."""
+        return await self.send(Calls.start_bulk(action, where, offset))
+
+    async def count_bulk(
+        self, action: BulkAction, *, where: BulkFilter, offset: timedelta | None = None
+    ) -> int:
+        """How many timers `start_bulk` with these arguments would take now (a dry run)."""
+        return (await self.send(Calls.count_bulk(action, where, offset))).matched
+
+    async def get_bulk_job(self, job_id: int) -> BulkJob:
+        return await self.send(Calls.bulk_job(job_id))
+
+    async def cancel_bulk_job(self, job_id: int) -> BulkJob:
+        """Stop a queued or running job; what it did stays done (Conflict once it has ended)."""
+        return await self.send(Calls.cancel_bulk_job(job_id))
 
     async def timer_attempts(self, timer_id: int) -> list[AttemptView]:
         """The timer's delivery attempts, oldest first."""

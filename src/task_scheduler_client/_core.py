@@ -20,6 +20,10 @@ from task_scheduler_client._errors import TransportError, UnexpectedResponse, er
 from task_scheduler_client._models import (
     AttemptList,
     BackfillCreated,
+    BulkAction,
+    BulkCount,
+    BulkFilter,
+    BulkJob,
     Catchup,
     HttpMethod,
     KeyCreated,
@@ -237,6 +241,18 @@ def _read_created(response: httpx.Response) -> TimerCreated:
     return created
 
 
+def _bulk_body(
+    action: BulkAction, where: BulkFilter, offset: timedelta | None, *, dry_run: bool = False
+) -> bytes:
+    """The body of POST /timers/bulk (`offset` in whole seconds)."""
+    body: dict[str, object] = {"action": action, "filter": where.model_dump(mode="json", exclude_none=True)}
+    if offset is not None:
+        body["offset_seconds"] = round(offset.total_seconds())
+    if dry_run:
+        body["dry_run"] = True
+    return json.dumps(body).encode()
+
+
 def _read_nothing(_response: httpx.Response) -> None:
     return None
 
@@ -290,6 +306,34 @@ class Calls:
     @staticmethod
     def retry_timer(timer_id: int) -> Call[TimerView]:
         return Call("POST", f"/timer/{timer_id}/retry", _read_view)
+
+    @staticmethod
+    def replay_timer(
+        timer_id: int, delay: timedelta | None, fire_at: datetime | str | None
+    ) -> Call[TimerView]:
+        when: dict[str, object] = {}
+        if delay is not None:
+            when["delay_seconds"] = math.ceil(delay.total_seconds())
+        if fire_at is not None:
+            when["fire_at"] = _when(fire_at)
+        return Call("POST", f"/timer/{timer_id}/replay", _read_view, body=json.dumps(when).encode())
+
+    @staticmethod
+    def start_bulk(action: BulkAction, where: BulkFilter, offset: timedelta | None) -> Call[BulkJob]:
+        return Call("POST", "/timers/bulk", _reader(BulkJob), body=_bulk_body(action, where, offset))
+
+    @staticmethod
+    def count_bulk(action: BulkAction, where: BulkFilter, offset: timedelta | None) -> Call[BulkCount]:
+        body = _bulk_body(action, where, offset, dry_run=True)
+        return Call("POST", "/timers/bulk", _reader(BulkCount), body=body, resendable=True)
+
+    @staticmethod
+    def bulk_job(job_id: int) -> Call[BulkJob]:
+        return Call("GET", f"/timers/bulk/{job_id}", _reader(BulkJob), resendable=True)
+
+    @staticmethod
+    def cancel_bulk_job(job_id: int) -> Call[BulkJob]:
+        return Call("DELETE", f"/timers/bulk/{job_id}", _reader(BulkJob))
 
     @staticmethod
     def timer_attempts(timer_id: int) -> Call[AttemptList]:

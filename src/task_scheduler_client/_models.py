@@ -125,6 +125,7 @@ class TimerView(_Answer):
     retry: EffectiveRetryPolicy
     on_success_url: str | None = None
     on_failure_url: str | None = None
+    replay_of: int | None = None
     _etag: str | None = PrivateAttr(default=None)
 
     @property
@@ -356,3 +357,48 @@ class BackfillCreated(_Answer):
 
     runs: list[RunView]
     already_run: int
+
+
+BulkAction = Literal["cancel", "retry", "reschedule"]
+"""cancel: pending → cancelled; retry: failed or expired → pending, due now; reschedule: pending,
+due an offset later."""
+
+BulkState = Literal["queued", "running", "done", "failed", "cancelled"]
+"""Where a bulk job is in its life."""
+
+
+class BulkFilter(_Request):
+    """Which timers a bulk action takes: every condition given holds (give at least one)."""
+
+    status: TimerStatus | None = Field(default=None, description="Only this status.")
+    labels: dict[str, str] | None = Field(default=None, description="Labels the timer has (all of them).")
+    due_after: datetime | None = Field(default=None, description="due_at at or after this time.")
+    due_before: datetime | None = Field(default=None, description="due_at before this time.")
+    host: str | None = Field(default=None, description="The webhook URL's host (any case).")
+    error_class: str | None = Field(default=None, description="The error class of the latest attempt.")
+
+
+class BulkCount(_Answer):
+    """A dry run's answer: how many timers the action would take now."""
+
+    dry_run: bool = True
+    action: str
+    matched: int
+
+
+class BulkJob(_Answer):
+    """A bulk job and its progress (GET /timers/bulk/{job_id})."""
+
+    job_id: int
+    state: BulkState
+    action: BulkAction
+    offset_seconds: float | None
+    filter: dict[str, JsonValue]
+    matched: int
+    done: int
+    skipped: int
+    last_timer_id: int
+    max_timer_id: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -263,6 +263,59 @@ async def test_cancel_twice_and_retry_a_pending_timer(capsys: pytest.CaptureFixt
     code, out, _ = await run(capsys, "cancel", str(timer_id), "--json")
     assert code == 1
 
+    code, out, err = await run(capsys, "replay", str(timer_id), "--in", "1h")
+    assert (code, err) == (0, "")
+    match = re.fullmatch(
+        rf"timer (\d+) replays timer {timer_id}, due \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", out
+    )
+    assert match, out
+    replay_id = match.group(1)
+    code, out, _ = await run(capsys, "get", replay_id, "--json")
+    assert (json.loads(out)["replay_of"], json.loads(out)["url"]) == (timer_id, "http://example.com/c")
+    code, out, err = await run(capsys, "replay", replay_id)
+    assert (code, out) == (1, "")
+    assert f"409 conflict: timer {replay_id} is pending and cannot be replayed" in err
+
+
+@pytest.mark.usefixtures("service")
+async def test_bulk_reschedule_with_a_dry_run_then_its_status(capsys: pytest.CaptureFixture[str]) -> None:
+    ids = []
+    for _ in range(3):
+        code, out, _ = await run(
+            capsys, "create", "--in", "2h", "--webhook", "http://example.com/b", "--label", "wave=1", "--json"
+        )
+        ids.append(json.loads(out)["timer_id"])
+    filter_args = ["--status", "pending", "--label", "wave=1", "--host", "example.com"]
+    code, out, err = await run(
+        capsys, "bulk", "--action", "reschedule", "--offset=-1h", *filter_args, "--dry-run"
+    )
+    assert (code, out, err) == (0, "reschedule would take 3 timers\n", "")
+
+    code, out, err = await run(capsys, "bulk", "--action", "reschedule", "--offset=-1h", *filter_args)
+    assert (code, err) == (0, "")
+    *table, hint = out.splitlines()
+    shown = pairs("\n".join(table))
+    assert (shown["state"], shown["action"], shown["offset_seconds"]) == ("queued", "reschedule", "-3600")
+    assert hint == f"follow it: task-scheduler timers bulk-status {shown['job_id']}"
+    for _ in range(200):
+        code, out, _ = await run(capsys, "bulk-status", shown["job_id"], "--json")
+        if json.loads(out)["state"] == "done":
+            break
+        await asyncio.sleep(0.05)
+    code, out, _ = await run(capsys, "bulk-status", shown["job_id"])
+    status = pairs(out)
+    assert (status["state"], status["matched"], status["done"], status["skipped"]) == ("done", "3", "3", "0")
+    for timer_id in ids:
+        code, out, _ = await run(capsys, "get", str(timer_id), "--json")
+        assert 3500 < json.loads(out)["time_left"] <= 3600
+
+    code, out, err = await run(capsys, "bulk-cancel", shown["job_id"])
+    assert (code, out) == (1, "")
+    assert f"409 conflict: bulk job {shown['job_id']} is done and cannot be cancelled" in err
+    code, out, err = await run(capsys, "bulk", "--action", "cancel", "--status", "failed")
+    assert code == 1
+    assert "field filter.status" in err or "filter.status" in err
+
 
 @pytest.mark.usefixtures("service")
 async def test_retry_a_failed_timer(capsys: pytest.CaptureFixture[str], receiver: Receiver) -> None:
@@ -421,6 +474,10 @@ async def test_connection_refused_names_the_url(capsys: pytest.CaptureFixture[st
         ["get", "0"],
         ["get", "1", "--url", "localhost:8080"],
         ["import"],
+        ["bulk", "--status", "pending"],
+        ["bulk", "--action", "delete", "--status", "pending"],
+        ["bulk", "--action", "reschedule", "--offset", "soon"],
+        ["bulk-status", "0"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

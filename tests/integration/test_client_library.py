@@ -22,6 +22,7 @@ from task_scheduler.config import Settings
 from task_scheduler.delivery.signing import generate_secret
 from task_scheduler_client import (
     AsyncClient,
+    BulkFilter,
     Client,
     Conflict,
     NotFound,
@@ -109,6 +110,43 @@ def serve(make_settings: Callable[..., Settings]) -> Callable[..., AbstractAsync
     return start
 
 
+async def test_bulk_actions(serve: Any, connect: ClientMaker) -> None:
+    settings = {"dispatch": True, "bulk_batch_size": 2, "bulk_poll_interval_seconds": 0.05}
+    async with serve(**settings) as base_url, connect(base_url) as api:
+        ids = [
+            (
+                await api.create_timer(
+                    url="http://example.com/b", delay=timedelta(hours=1), labels={"batch": "lib"}
+                )
+            ).timer_id
+            for _ in range(3)
+        ]
+        where = BulkFilter(labels={"batch": "lib"})
+        assert await api.count_bulk("cancel", where=where) == 3
+        job = await api.start_bulk("reschedule", where=where, offset=timedelta(minutes=5))
+        assert (job.state, job.action, job.offset_seconds, job.filter) == (
+            "queued",
+            "reschedule",
+            300.0,
+            {"labels": {"batch": "lib"}},
+        )
+        for _ in range(400):
+            job = await api.get_bulk_job(job.job_id)
+            if job.state != "queued" and job.state != "running":
+                break
+            await asyncio.sleep(0.05)
+        assert (job.state, job.matched, job.done, job.last_timer_id) == ("done", 3, 3, ids[-1])
+        for timer_id in ids:
+            assert (await api.get_timer(timer_id)).time_left > 3600 + 290
+        with pytest.raises(Conflict):
+            await api.cancel_bulk_job(job.job_id)
+        with pytest.raises(ValidationFailed) as empty:
+            await api.count_bulk("cancel", where=BulkFilter())
+        assert empty.value.field == "filter"
+        with pytest.raises(NotFound):
+            await api.get_bulk_job(job.job_id + 1)
+
+
 async def test_create_get_edit_cancel_and_retry(serve: Any, connect: ClientMaker) -> None:
     async with serve() as base_url, connect(base_url) as api:
         created = await api.create_timer(
@@ -154,6 +192,15 @@ async def test_create_get_edit_cancel_and_retry(serve: Any, connect: ClientMaker
             await api.cancel_timer(created.timer_id)
         assert again.value.message == f"timer {created.timer_id} is cancelled and cannot be cancelled"
         assert await api.timer_attempts(created.timer_id) == []
+        replay = await api.replay_timer(created.timer_id, delay=timedelta(minutes=10))
+        assert (replay.replay_of, replay.status, replay.labels) == (
+            created.timer_id,
+            "pending",
+            {"kind": "moved"},
+        )
+        assert 590 <= replay.time_left <= 600
+        with pytest.raises(Conflict):
+            await api.replay_timer(replay.timer_id)
 
         due = datetime.now(UTC) + timedelta(days=1)
         at = await api.create_timer(url="http://example.com/at", fire_at=due, idempotency_key="order-8")

@@ -24,3 +24,20 @@ async def wait_for_status(
         if view.get("status") in wanted or time.monotonic() > deadline:
             return view
         await asyncio.sleep(0.05)
+
+
+async def wait_for_job(
+    client: httpx.AsyncClient,
+    job_id: int,
+    state: str | tuple[str, ...] = ("done", "failed", "cancelled"),
+    within: float = WAIT,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A bulk job's view once its state is `state` (or one of them), or after `within` seconds."""
+    wanted = (state,) if isinstance(state, str) else state
+    deadline = time.monotonic() + within
+    while True:
+        view: dict[str, Any] = (await client.get(f"/timers/bulk/{job_id}", headers=headers)).json()
+        if view.get("state") in wanted or time.monotonic() > deadline:
+            return view
+        await asyncio.sleep(0.05)

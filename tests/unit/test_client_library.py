@@ -86,6 +86,9 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.BackfillCreated, "BackfillCreated"),
     (library.TenantWebhook, "TenantWebhookView"),
     (library.TenantWebhookList, "TenantWebhookList"),
+    (library.BulkFilter, "BulkFilter"),
+    (library.BulkCount, "BulkCount"),
+    (library.BulkJob, "BulkJobView"),
 ]
 
 
@@ -93,7 +96,14 @@ COPIES: list[tuple[type[BaseModel], str]] = [
 def test_a_model_has_the_fields_of_its_schema(model: type[BaseModel], schema: str) -> None:
     properties = SCHEMAS[schema]["properties"]
     assert set(model.model_fields) == set(properties)
-    if schema in ("TimerCreate", "TimerUpdate", "RetryPolicy", "ScheduleCreate", "ScheduleUpdate"):
+    if schema in (
+        "TimerCreate",
+        "TimerUpdate",
+        "RetryPolicy",
+        "ScheduleCreate",
+        "ScheduleUpdate",
+        "BulkFilter",
+    ):
         return  # requests: the service's defaults stand in for what is left out
     required = {name for name, field in model.model_fields.items() if field.is_required()}
     assert required <= set(SCHEMAS[schema].get("required", []))
@@ -106,14 +116,18 @@ def test_every_schema_is_copied_or_named_as_not_needed() -> None:
         "ScheduleStatus": library.ScheduleStatus,
         "Overlap": library.Overlap,
         "Catchup": library.Catchup,
+        "BulkAction": library.BulkAction,
+        "BulkState": library.BulkState,
     }
     inline = {
         "JsonValue",
         "KeyCreate",
         "TimerBatch",
         "ScheduleBackfill",
+        "TimerReplay",
+        "BulkRequest",
         "TenantWebhookCreate",
-    }  # built inline
+    }
     assert set(SCHEMAS) == {schema for _, schema in COPIES} | set(literals) | inline
     for name, literal in literals.items():
         assert set(literal.__args__) == set(SCHEMAS[name]["enum"]), name
@@ -128,6 +142,10 @@ def test_the_calls_cover_every_operation_of_the_api() -> None:
         Calls.update_timer(1, {"minutes": 1}, '"1"'),
         Calls.cancel_timer(1),
         Calls.retry_timer(1),
+        Calls.replay_timer(1, None, None),
+        Calls.start_bulk("cancel", library.BulkFilter(host="example.com"), None),
+        Calls.bulk_job(1),
+        Calls.cancel_bulk_job(1),
         Calls.timer_attempts(1),
         Paging({}, page_size=10, cursor=None, max_timers=None).next_call(),
         Calls.list_keys(),

@@ -309,3 +309,18 @@ def test_each_documented_function_makes_its_transition() -> None:
         for function in functions:
             assert function in by_function, f"{function} is not a repository function"
             assert (source, target) in by_function[function], f"{function} does not make {source} -> {target}"
+
+
+def test_each_bulk_action_takes_timers_only_from_where_the_state_machine_allows() -> None:
+    from task_scheduler.bulk.models import ACTION_SOURCES, BulkAction
+
+    targets = {
+        BulkAction.CANCEL: TimerStatus.CANCELLED,
+        BulkAction.RETRY: TimerStatus.PENDING,
+        BulkAction.RESCHEDULE: TimerStatus.PENDING,
+    }
+    assert set(ACTION_SOURCES) == set(BulkAction)
+    for action, sources in ACTION_SOURCES.items():
+        assert sources
+        for source in sources:
+            assert targets[action] in ALLOWED_TRANSITIONS[source], (action, source)

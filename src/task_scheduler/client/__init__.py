@@ -1,11 +1,11 @@
 """The operator's client of a running service, over its HTTP API (never the database).
 
 `ApiClient` is the timer and schedule API as typed methods; `add_timers_commands` are
-`task-scheduler timers create | get | list | cancel | retry | import` on top of it,
-`add_schedules_commands` `task-scheduler schedules create | list | get | pause | resume | trigger |
-backfill | delete`, and `run_client_command` runs either. Output is a
-readable table, or with `--json` the API's JSON as it came (one document). Exit codes: 0 done, 1 the
-API or the network said no (the error goes to stderr), 2 a usage error (argparse).
+`task-scheduler timers create | get | list | cancel | retry | replay | bulk | bulk-status |
+bulk-cancel | import` on top of it, `add_schedules_commands` `task-scheduler schedules create |
+list | get | pause | resume | trigger | backfill | delete`, and `run_client_command` runs either.
+Output is a readable table, or with `--json` the API's JSON as it came (one document). Exit codes:
+0 done, 1 the API or the network said no (the error goes to stderr), 2 a usage error (argparse).
 
 The modules are private; what is public is named here.
 """

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from types import TracebackType
 from typing import Generic, Required, TypedDict, TypeVar
@@ -193,6 +193,33 @@ class ApiClient:
         """Sends a failed or expired timer again."""
         return await self._request(Calls.retry_timer(timer_id), TimerView)
 
+    async def replay_timer(
+        self, *, timer_id: int, delay_seconds: int | None = None, fire_at: datetime | str | None = None
+    ) -> ApiResponse[TimerView]:
+        """Sends a finished timer's request again, as a new timer linked to it."""
+        delay = None if delay_seconds is None else timedelta(seconds=delay_seconds)
+        return await self._request(Calls.replay_timer(timer_id, delay, fire_at), TimerView)
+
+    async def start_bulk(
+        self, *, action: library.BulkAction, where: library.BulkFilter, offset_seconds: int | None = None
+    ) -> ApiResponse[library.BulkJob]:
+        """POST /timers/bulk: the job, queued."""
+        call = Calls.start_bulk(action, where, _offset(offset_seconds))
+        return await self._request(call, library.BulkJob)
+
+    async def count_bulk(
+        self, *, action: library.BulkAction, where: library.BulkFilter, offset_seconds: int | None = None
+    ) -> ApiResponse[library.BulkCount]:
+        """POST /timers/bulk with dry_run: how many timers the action would take now."""
+        call = Calls.count_bulk(action, where, _offset(offset_seconds))
+        return await self._request(call, library.BulkCount)
+
+    async def get_bulk_job(self, *, job_id: int) -> ApiResponse[library.BulkJob]:
+        return await self._request(Calls.bulk_job(job_id), library.BulkJob)
+
+    async def cancel_bulk_job(self, *, job_id: int) -> ApiResponse[library.BulkJob]:
+        return await self._request(Calls.cancel_bulk_job(job_id), library.BulkJob)
+
     async def list_timers(
         self, *, where: TimerFilter | None = None, limit: int | None = None, cursor: str | None = None
     ) -> ApiResponse[TimerPage]:
@@ -302,6 +329,10 @@ class ApiClient:
         except library.TransportError as exc:
             hint = "" if exc.maybe_sent else " (set --url or TASK_SCHEDULER_URL)"
             raise Unreachable(f"{exc}{hint}", maybe_sent=exc.maybe_sent) from None
+
+
+def _offset(seconds: int | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def _encode(body: TimerCreateBody | ScheduleCreateBody) -> bytes:

@@ -144,6 +144,42 @@ def add_timer_id_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument("timer_id", type=_bounded_int(1), metavar="ID")
 
 
+def add_replay_arguments(replay: argparse.ArgumentParser) -> None:
+    add_timer_id_argument(replay)
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument(
+        "--in",
+        dest="delay",
+        metavar="DURATION",
+        type=parse_duration,
+        help="due after 1h30m45s, 90m, 45s, 5445 (default: now)",
+    )
+    when.add_argument(
+        "--at", dest="fire_at", metavar="TIME", type=_rfc3339, help="due at an RFC 3339 time with an offset"
+    )
+
+
+def add_bulk_arguments(bulk: argparse.ArgumentParser) -> None:
+    bulk.add_argument("--action", required=True, choices=["cancel", "retry", "reschedule"])
+    bulk.add_argument(
+        "--offset",
+        metavar="DURATION",
+        type=_signed_duration,
+        help="reschedule: move due times by 1h30m, 45s, 5445; earlier: --offset=-10m",
+    )
+    bulk.add_argument("--status", choices=[status.value for status in TimerStatus])
+    _add_labels(bulk)
+    bulk.add_argument("--due-after", metavar="TIME", type=_rfc3339, help="due at or after this RFC 3339 time")
+    bulk.add_argument("--due-before", metavar="TIME", type=_rfc3339, help="due before this RFC 3339 time")
+    bulk.add_argument("--host", help="the webhook URL's host")
+    bulk.add_argument("--error-class", help="the error class of the timer's latest attempt, e.g. timeout")
+    bulk.add_argument("--dry-run", action="store_true", help="only count the timers it would take now")
+
+
+def add_job_id_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("job_id", type=_bounded_int(1), metavar="JOB")
+
+
 def add_list_arguments(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", choices=[status.value for status in TimerStatus])
     _add_labels(listing)
@@ -216,6 +252,18 @@ def parse_duration(value: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 1h30m45s, 90m, 45s or 5445")
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
     return {"hours": days * 24 + hours, "minutes": minutes, "seconds": seconds}
+
+
+def duration_seconds(duration: dict[str, int]) -> int:
+    """What parse_duration read, in seconds."""
+    return duration["hours"] * 3600 + duration["minutes"] * 60 + duration["seconds"]
+
+
+def _signed_duration(value: str) -> int:
+    """A duration as parse_duration reads it, in seconds, with an optional leading minus."""
+    negative = value.strip().startswith("-")
+    seconds = duration_seconds(parse_duration(value.strip().removeprefix("-")))
+    return -seconds if negative else seconds
 
 
 def _rfc3339(value: str) -> str:

@@ -1,6 +1,7 @@
-"""`task-scheduler timers create | get | list | cancel | retry | import`: the sub-commands, each a
-builder of its arguments and a coroutine that runs it against the API; and what the `schedules`
-commands share with them (the group, the run, the delivery flags, the listing)."""
+"""`task-scheduler timers create | get | list | cancel | retry | replay | bulk | bulk-status |
+bulk-cancel | import`: the sub-commands, each a builder of its arguments and a coroutine that runs
+it against the API; and what the `schedules` commands share with them (the group, the run, the
+delivery flags, the listing)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,20 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from task_scheduler.client._api import LIST_MAX_PAGE, ApiClient, ApiResponse, TimerCreateBody, TimerFilter
 from task_scheduler.client._arguments import (
     IMPORT_DESCRIPTION,
+    add_bulk_arguments,
     add_create_arguments,
     add_import_arguments,
+    add_job_id_argument,
     add_list_arguments,
+    add_replay_arguments,
     add_timer_id_argument,
     common_arguments,
+    duration_seconds,
 )
 from task_scheduler.client._errors import ClientError
 from task_scheduler.client._importer import run_import
@@ -33,7 +40,7 @@ from task_scheduler.client._output import (
     time_left,
     when,
 )
-from task_scheduler_client import SchedulePage, TimerCreated, TimerPage, TimerView
+from task_scheduler_client import BulkFilter, BulkJob, SchedulePage, TimerCreated, TimerPage, TimerView
 
 
 def add_timers_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,8 +149,10 @@ async def _get(api: ApiClient, args: argparse.Namespace) -> int:
 
 def _print_timer(view: TimerView) -> None:
     retry = view.retry
+    replay = [("replay_of", str(view.replay_of))] if view.replay_of is not None else []
     print_pairs(
         [
+            *replay,
             ("timer_id", str(view.timer_id)),
             ("status", view.status),
             ("due_at", view.due_at.isoformat()),
@@ -183,6 +192,70 @@ async def _retry(api: ApiClient, args: argparse.Namespace) -> int:
         lambda view: print(f"timer {view.timer_id} is {view.status} again, due {when(view.due_at)}"),
     )
     return 0
+
+
+async def _replay(api: ApiClient, args: argparse.Namespace) -> int:
+    delay = None if args.delay is None else duration_seconds(args.delay)
+    response = await api.replay_timer(timer_id=args.timer_id, delay_seconds=delay, fire_at=args.fire_at)
+    print_answer(
+        args,
+        response,
+        lambda view: print(f"timer {view.timer_id} replays timer {view.replay_of}, due {when(view.due_at)}"),
+    )
+    return 0
+
+
+async def _bulk(api: ApiClient, args: argparse.Namespace) -> int:
+    try:
+        where = BulkFilter(
+            status=args.status,
+            labels=dict(args.labels) or None,
+            due_after=args.due_after,
+            due_before=args.due_before,
+            host=args.host,
+            error_class=args.error_class,
+        )
+    except ValidationError as exc:
+        raise ClientError(f"bad filter: {exc.errors()[0]['msg']}") from None
+    if args.dry_run:
+        counted = await api.count_bulk(action=args.action, where=where, offset_seconds=args.offset)
+        print_answer(args, counted, lambda count: print(f"{count.action} would take {count.matched} timers"))
+        return 0
+    response = await api.start_bulk(action=args.action, where=where, offset_seconds=args.offset)
+    print_answer(args, response, _print_job)
+    if not args.json:
+        print(f"follow it: task-scheduler timers bulk-status {response.parse().job_id}")
+    return 0
+
+
+async def _bulk_status(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.get_bulk_job(job_id=args.job_id), _print_job)
+    return 0
+
+
+async def _bulk_cancel(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.cancel_bulk_job(job_id=args.job_id), _print_job)
+    return 0
+
+
+def _print_job(job: BulkJob) -> None:
+    offset = [] if job.offset_seconds is None else [("offset_seconds", f"{job.offset_seconds:g}")]
+    print_pairs(
+        [
+            ("job_id", str(job.job_id)),
+            ("state", job.state),
+            ("action", job.action),
+            *offset,
+            ("filter", json.dumps(job.filter, separators=(",", ":"))),
+            ("matched", str(job.matched)),
+            ("done", str(job.done)),
+            ("skipped", str(job.skipped)),
+            ("progress", f"timers up to id {job.last_timer_id} of {job.max_timer_id} handled"),
+            ("error", job.error or "-"),
+            ("created_at", job.created_at.isoformat()),
+            ("updated_at", job.updated_at.isoformat()),
+        ]
+    )
 
 
 async def _list(api: ApiClient, args: argparse.Namespace) -> int:
@@ -245,7 +318,17 @@ _SUBCOMMANDS: dict[str, Subcommand] = {
     "get": Subcommand("show a timer", add_timer_id_argument, _get),
     "cancel": Subcommand("cancel a pending timer", add_timer_id_argument, _cancel),
     "retry": Subcommand("send a failed or expired timer again", add_timer_id_argument, _retry),
+    "replay": Subcommand(
+        "send a finished timer's request again, as a new timer", add_replay_arguments, _replay
+    ),
     "list": Subcommand("list timers, by due time", add_list_arguments, _list),
+    "bulk": Subcommand(
+        "cancel, retry or reschedule every timer a filter matches, in the background",
+        add_bulk_arguments,
+        _bulk,
+    ),
+    "bulk-status": Subcommand("show a bulk job's state and progress", add_job_id_argument, _bulk_status),
+    "bulk-cancel": Subcommand("stop a queued or running bulk job", add_job_id_argument, _bulk_cancel),
     "import": Subcommand(
         "create timers from JSON lines", add_import_arguments, run_import, description=IMPORT_DESCRIPTION
     ),

@@ -3,8 +3,8 @@ timer follows.
 
     from      to          by (repository function)            when
     pending   firing      claim_due                           due within the lookahead window
-    pending   cancelled   cancel                              DELETE /timer/{id}
-    pending   pending     update_pending                      PATCH /timer/{id}
+    pending   cancelled   cancel / cancel_many                DELETE /timer/{id}; a bulk cancel
+    pending   pending     update_pending / reschedule_many    PATCH /timer/{id}; a bulk reschedule
     pending   cancelled   cancel_occurrences                  a schedule paused, edited or deleted
     firing    delivered   mark_delivered                      the webhook answered 2xx
     firing    pending     schedule_retry                      attempt failed, attempts remain
@@ -16,8 +16,8 @@ timer follows.
     firing    pending     defer_occurrences                   overlap buffer_one: waits for the run before
     firing    cancelled   skip_occurrences                    claimed occurrence skipped (overlap, catch-up)
     firing    firing      extend_leases                       the owner's heartbeat (lease only)
-    failed    pending     redrive                             POST /timer/{id}/retry
-    expired   pending     redrive                             POST /timer/{id}/retry
+    failed    pending     redrive / redrive_many              POST /timer/{id}/retry; a bulk retry
+    expired   pending     redrive / redrive_many              POST /timer/{id}/retry; a bulk retry
 
 Every transition is a conditional `UPDATE ... WHERE status = ...` (fenced by lease owner and
 attempt where an instance holds the lease); nothing reads and then writes.
@@ -116,6 +116,8 @@ timers = Table(
     # Outcome notifications: called once when the timer ends delivered / failed or expired.
     Column("on_success_url", Text, nullable=True),
     Column("on_failure_url", Text, nullable=True),
+    # The timer a replay copied its request from (no foreign key: retention deletes originals).
+    Column("replay_of", BigInteger, nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(

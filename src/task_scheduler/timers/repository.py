@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +44,10 @@ class TimerRow(TimerSpec):
     last_error: str | None
     delivered_at: datetime | None
     db_now: datetime
+    tenant: str = "default"
     schedule_id: int | None = None
     occurrence_at: datetime | None = None
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +62,8 @@ class NewTimer(TimerSpec):
     # A schedule's run: the occurrence it stands for (None for a run triggered outside the series).
     schedule_id: int | None = None
     occurrence_at: datetime | None = None
+    # A replay: the finished timer whose request it sends again.
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,11 +280,19 @@ async def update_pending(
     return None if row is None else _timer_row(row._mapping)
 
 
-_CANCEL = text(f"""
+# Bulk forms of a transition pick their rows like this: the given ids not locked by another
+# transaction (a claim, an edit), which are left for the caller to count as skipped.
+_UNLOCKED_OF_IDS = (
+    "id = ANY(ARRAY(SELECT id FROM timers WHERE id = ANY(CAST(:ids AS bigint[])) FOR UPDATE SKIP LOCKED))"
+)
+
+_CANCEL_TEMPLATE = f"""
 UPDATE timers SET status = 'cancelled', updated_at = now()
-WHERE id = :id AND status = 'pending' AND {_IN_SCOPE}
+WHERE {{pick}} AND status = 'pending' AND {_IN_SCOPE}
 RETURNING {_TIMER_COLUMNS}
-""")
+"""
+_CANCEL = text(_CANCEL_TEMPLATE.format(pick="id = :id"))
+_CANCEL_MANY = text(_CANCEL_TEMPLATE.format(pick=_UNLOCKED_OF_IDS))
 
 
 async def cancel(conn: AsyncConnection, *, timer_id: int, tenant: str | None) -> TimerRow | None:
@@ -289,13 +301,24 @@ async def cancel(conn: AsyncConnection, *, timer_id: int, tenant: str | None) ->
     return None if row is None else _timer_row(row._mapping)
 
 
-_REDRIVE = text(f"""
+async def cancel_many(
+    conn: AsyncConnection, *, timer_ids: Sequence[int], tenant: str | None
+) -> list[TimerRow]:
+    """pending → cancelled for those of `timer_ids` that are pending and not locked by another
+    transaction (never waited for); returns the cancelled ones."""
+    result = await conn.execute(_CANCEL_MANY, {"ids": list(timer_ids), "tenant": tenant})
+    return [_timer_row(row._mapping) for row in result]
+
+
+_REDRIVE_TEMPLATE = f"""
 UPDATE timers
 SET status = 'pending', due_at = now(), deliver_before = NULL, attempts_before_redrive = attempts,
     updated_at = now()
-WHERE id = :id AND status IN ('failed', 'expired') AND {_IN_SCOPE}
-RETURNING {_TIMER_COLUMNS}, {_NOTIFY_IF_SOON.format(due="due_at")}
-""")
+WHERE {{pick}} AND status IN ('failed', 'expired') AND {_IN_SCOPE}
+RETURNING {{returning}}, {_NOTIFY_IF_SOON.format(due="due_at")}
+"""
+_REDRIVE = text(_REDRIVE_TEMPLATE.format(pick="id = :id", returning=_TIMER_COLUMNS))
+_REDRIVE_MANY = text(_REDRIVE_TEMPLATE.format(pick=_UNLOCKED_OF_IDS, returning="id"))
 
 
 async def redrive(
@@ -305,6 +328,138 @@ async def redrive(
     params = {"id": timer_id, "tenant": tenant, "notify_within": notify_within}
     row = (await conn.execute(_REDRIVE, params)).one_or_none()
     return None if row is None else _timer_row(row._mapping)
+
+
+async def redrive_many(
+    conn: AsyncConnection, *, timer_ids: Sequence[int], tenant: str | None, notify_within: float
+) -> list[int]:
+    """failed | expired → pending like `redrive`, for those of `timer_ids` not locked by another
+    transaction; returns their ids."""
+    params = {"ids": list(timer_ids), "tenant": tenant, "notify_within": notify_within}
+    return [row.id for row in await conn.execute(_REDRIVE_MANY, params)]
+
+
+_RESCHEDULE_MANY = text(f"""
+UPDATE timers
+SET due_at = due_at + make_interval(secs => CAST(:offset AS double precision)),
+    deliver_before = deliver_before + make_interval(secs => CAST(:offset AS double precision)),
+    updated_at = now()
+WHERE {_UNLOCKED_OF_IDS} AND status = 'pending' AND {_IN_SCOPE}
+  AND due_at + make_interval(secs => CAST(:offset AS double precision))
+      BETWEEN '1970-01-01 00:00:00+00' AND now() + make_interval(secs => CAST(:horizon AS double precision))
+  AND (deliver_before IS NULL
+       OR deliver_before + make_interval(secs => CAST(:offset AS double precision)) >= '1970-01-01 00:00:00+00')
+RETURNING id, {_NOTIFY_IF_SOON.format(due="due_at")}
+""")
+
+
+async def reschedule_many(
+    conn: AsyncConnection,
+    *,
+    timer_ids: Sequence[int],
+    tenant: str | None,
+    offset_seconds: float,
+    horizon_seconds: float,
+    notify_within: float,
+) -> list[int]:
+    """pending → pending, due `offset_seconds` later (earlier if negative), the lateness cutoff
+    moved with it, for those of `timer_ids` not locked by another transaction; a timer the move
+    would take before 1970 or beyond the horizon is left as it is. Returns the moved ids."""
+    params = {
+        "ids": list(timer_ids),
+        "tenant": tenant,
+        "offset": offset_seconds,
+        "horizon": horizon_seconds,
+        "notify_within": notify_within,
+    }
+    return [row.id for row in await conn.execute(_RESCHEDULE_MANY, params)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFilter:
+    """Which timers a list or a bulk action takes: all the given conditions hold."""
+
+    status: TimerStatus | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    due_after: datetime | None = None  # due_at at or after
+    due_before: datetime | None = None  # due_at before
+    host: str | None = None  # the URL's host, any case
+    error_class: str | None = None  # of the timer's latest attempt
+
+
+# The host of a stored URL (validated as http(s) with a host at creation), lower case, no brackets.
+_URL_HOST = (
+    r"lower(btrim(substring(url from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^]]*\]|[^:/?#]*)'), '[]'))"
+)
+_LATEST_ERROR_CLASS = (
+    "(SELECT a.error_class FROM timer_attempts AS a WHERE a.timer_id = timers.id"
+    " ORDER BY a.attempt DESC LIMIT 1)"
+)
+
+
+def _filter_conditions(where: TimerFilter, params: dict[str, object]) -> list[str]:
+    """The SQL conditions of a filter (AND-ed), its values put in `params`."""
+    conditions: list[str] = []
+    if where.status is not None:
+        conditions.append("status = :status")
+        params["status"] = where.status.value
+    if where.labels:
+        conditions.append("labels @> CAST(:labels AS jsonb)")
+        params["labels"] = json.dumps(where.labels)
+    if where.due_after is not None:
+        conditions.append("due_at >= :due_after")
+        params["due_after"] = where.due_after
+    if where.due_before is not None:
+        conditions.append("due_at < :due_before")
+        params["due_before"] = where.due_before
+    if where.host is not None:
+        conditions.append(f"{_URL_HOST} = :host")
+        params["host"] = where.host.lower().strip("[]")
+    if where.error_class is not None:
+        conditions.append(f"{_LATEST_ERROR_CLASS} = :error_class")
+        params["error_class"] = where.error_class
+    return conditions
+
+
+def _bulk_selection(
+    *, tenant: str | None, where: TimerFilter, statuses: Sequence[TimerStatus], params: dict[str, object]
+) -> str:
+    """The WHERE of the timers a bulk action takes: in scope, in one of `statuses`, matching."""
+    params.update(tenant=tenant, statuses=[s.value for s in statuses])
+    conditions = [_IN_SCOPE, "status = ANY(CAST(:statuses AS text[]))", *_filter_conditions(where, params)]
+    return " AND ".join(conditions)
+
+
+async def count_matching(
+    conn: AsyncConnection, *, tenant: str | None, where: TimerFilter, statuses: Sequence[TimerStatus]
+) -> int:
+    """How many timers a bulk action would take now (its dry run)."""
+    params: dict[str, object] = {}
+    selection = _bulk_selection(tenant=tenant, where=where, statuses=statuses, params=params)
+    statement = text(f"SELECT count(*) FROM timers WHERE {selection}")
+    return int((await conn.execute(statement, params)).scalar_one())
+
+
+async def bulk_candidates(
+    conn: AsyncConnection,
+    *,
+    tenant: str | None,
+    where: TimerFilter,
+    statuses: Sequence[TimerStatus],
+    after_id: int,
+    upto_id: int,
+    limit: int,
+) -> list[int]:
+    """The next `limit` ids a bulk action takes, in id order after the keyset cursor `after_id`
+    and not beyond `upto_id` (timers created after the job started are not its business). Read
+    without locks; the transition then locks and re-checks each."""
+    params: dict[str, object] = {"after_id": after_id, "upto_id": upto_id, "limit": limit}
+    selection = _bulk_selection(tenant=tenant, where=where, statuses=statuses, params=params)
+    statement = text(f"""
+        SELECT id FROM timers WHERE id > :after_id AND id <= :upto_id AND {selection}
+        ORDER BY id LIMIT :limit
+    """)
+    return [row.id for row in await conn.execute(statement, params)]
 
 
 async def list_timers(
@@ -342,18 +497,8 @@ def _list_where(
     if tenant is not None:
         where.append("tenant = :tenant")
         params["tenant"] = tenant
-    if status is not None:
-        where.append("status = :status")
-        params["status"] = status.value
-    if labels:
-        where.append("labels @> CAST(:labels AS jsonb)")
-        params["labels"] = json.dumps(labels)
-    if due_after is not None:
-        where.append("due_at >= :due_after")
-        params["due_after"] = due_after
-    if due_before is not None:
-        where.append("due_at < :due_before")
-        params["due_before"] = due_before
+    matching = TimerFilter(status=status, labels=labels or {}, due_after=due_after, due_before=due_before)
+    where += _filter_conditions(matching, params)
     if after is not None:
         where.append("(due_at, id) > (:cursor_due, :cursor_id)")
         params.update(cursor_due=after[0], cursor_id=after[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 
 from task_scheduler.auth.dependencies import Reader, Writer
 from task_scheduler.errors import ErrorResponse, ValidationFailed
@@ -16,6 +16,7 @@ from task_scheduler.timers.schemas import (
     TimerCreate,
     TimerCreated,
     TimerPage,
+    TimerReplay,
     TimerUpdate,
     TimerView,
     UtcRepresentableDatetime,
@@ -156,6 +157,25 @@ async def cancel_timer(timer_id: TimerId, request: Request, principal: Writer) -
 )
 async def retry_timer(timer_id: TimerId, request: Request, principal: Writer) -> TimerView:
     return await timers_of(request).redrive(timer_id, tenant=principal.visible_tenant)
+
+
+@router.post(
+    "/timer/{timer_id}/replay",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TimerView,
+    responses=error_responses(400, 404, 409, 413, 415),
+    summary="Send a finished timer's request again, as a new timer linked to it",
+)
+async def replay_timer(
+    timer_id: TimerId,
+    request: Request,
+    response: Response,
+    principal: Writer,
+    body: Annotated[TimerReplay | None, Body()] = None,
+) -> TimerView:
+    view = await timers_of(request).replay(timer_id, body or TimerReplay(), tenant=principal.visible_tenant)
+    response.headers["Location"] = f"/timer/{view.timer_id}"
+    return view
 
 
 @router.get(

@@ -400,6 +400,26 @@ class TimerBatch(BaseModel):
     timers: list[TimerCreate] = Field(min_length=1, max_length=1000, description="The timers, in order.")
 
 
+class TimerReplay(BaseModel):
+    """When the replay is due: now (nothing given), `delay_seconds` from now, or at `fire_at`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{}, {"delay_seconds": 60}, {"fire_at": "2026-12-24T18:00:00+01:00"}]},
+    )
+
+    delay_seconds: DurationUnit | None = Field(default=None, description="Whole seconds from now.")
+    fire_at: StrictAwareDatetime | None = Field(
+        default=None, description="Absolute RFC 3339 time with an offset; a time in the past fires at once."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_say_when(self) -> TimerReplay:
+        if self.delay_seconds is not None and self.fire_at is not None:
+            raise ValueError("give either fire_at or delay_seconds, not both")
+        return self
+
+
 class TimerCreated(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"timer_id": 1, "time_left": 5445}]})
 
@@ -475,6 +495,9 @@ class TimerView(BaseModel):
     on_success_url: str | None = Field(default=None, description="Called once when the timer is delivered.")
     on_failure_url: str | None = Field(
         default=None, description="Called once when the timer ends failed or expired."
+    )
+    replay_of: int | None = Field(
+        default=None, description="The timer this one replays (POST /timer/{id}/replay), if any."
     )
 
 

@@ -31,7 +31,7 @@ from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.timers import repository, storable
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
-from task_scheduler.timers.models import TimerStatus
+from task_scheduler.timers.models import FINISHED, TimerStatus
 from task_scheduler.timers.repository import TIMER_ROW, TIMER_SPEC, CreatedTimer, NewTimer, TimerRow
 from task_scheduler.timers.schemas import (
     MAX_LATENESS_SECONDS,
@@ -44,6 +44,7 @@ from task_scheduler.timers.schemas import (
     TimerCreate,
     TimerCreated,
     TimerPage,
+    TimerReplay,
     TimerUpdate,
     TimerView,
     _TimerFields,
@@ -449,6 +450,37 @@ class TimerService:
         log_event(logger, "timer.redriven", timer_id=timer_id)
         return self._view(row)
 
+    async def replay(self, timer_id: int, when: TimerReplay, *, tenant: str | None) -> TimerView:
+        """A new timer with a finished timer's request, for the original's tenant, linked to it by
+        `replay_of`; the original and its attempts stay as they are."""
+        horizon = self._settings.max_horizon_seconds
+        if when.fire_at is not None and (when.fire_at - datetime.now(UTC)).total_seconds() > horizon:
+            raise ValidationFailed(
+                f"fire_at: more than the maximum of {horizon} seconds ahead", field="fire_at"
+            )
+        if when.delay_seconds is not None and when.delay_seconds > horizon:
+            raise ValidationFailed(
+                f"delay_seconds: more than the maximum of {horizon} seconds", field="delay_seconds"
+            )
+        async with self._engine.connect() as conn:
+            original = await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
+        if original is None:
+            raise _not_found(timer_id)
+        if original.status not in FINISHED:
+            raise _conflict(timer_id, original.status, "replayed (only a finished timer can be)")
+        await self._pending_cap.reserve(original.tenant, 1)
+        async with self._engine.begin() as conn:
+            (created,) = await repository.insert_timers(
+                conn, timers=[_replay_of(original, when)], notify_within=self._settings.lookahead_seconds
+            )
+            row = await repository.get_timer(conn, timer_id=created.id, tenant=None)
+        assert row is not None  # inserted in this transaction
+        metrics.TIMERS_CREATED.inc()
+        log_event(
+            logger, "timer.replayed", timer_id=row.id, replay_of=timer_id, due_at=row.due_at.isoformat()
+        )
+        return self._view(row)
+
     def _view(self, row: TimerRow) -> TimerView:
         retry = row.retry.or_defaults(self._retry_defaults)
         return TimerView.model_validate(
@@ -500,6 +532,22 @@ def check_delivery(
             f"{prefix}retry.timeout_seconds: must be below the service's lease of {settings.lease_seconds} s",
             field=f"{prefix}retry.timeout_seconds",
         )
+
+
+def _replay_of(original: TimerRow, when: TimerReplay) -> NewTimer:
+    """The new timer a replay of `original` inserts. Its lateness cutoff keeps the original's
+    distance from its due time; a cutoff already behind the due time (moved by retries) is none."""
+    lateness = None
+    if original.deliver_before is not None and original.deliver_before > original.due_at:
+        lateness = (original.deliver_before - original.due_at).total_seconds()
+    return NewTimer(
+        **TIMER_SPEC.kwargs({**TIMER_SPEC.flatten(original), "deliver_before": None}),
+        tenant=original.tenant,
+        delay_seconds=None if when.fire_at is not None else float(when.delay_seconds or 0),
+        fire_at=when.fire_at,
+        max_lateness_seconds=lateness,
+        replay_of=original.id,
+    )
 
 
 def _created_fields(row: TimerRow | CreatedTimer, new: TimerCreate) -> dict[str, object]:
