@@ -387,14 +387,21 @@ class TimerFilter:
     error_class: str | None = None  # of the timer's latest attempt
 
 
-# The host of a stored URL (validated as http(s) with a host at creation), lower case, no brackets.
-_URL_HOST = (
-    r"lower(btrim(substring(url from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^]]*\]|[^:/?#]*)'), '[]'))"
-)
-_LATEST_ERROR_CLASS = (
-    "(SELECT a.error_class FROM timer_attempts AS a WHERE a.timer_id = timers.id"
-    " ORDER BY a.attempt DESC LIMIT 1)"
-)
+def _latest_error_class(timer_id: str) -> str:
+    """SQL for the error class of the latest attempt of the timer whose id is `timer_id`."""
+    return (
+        f"(SELECT a.error_class FROM timer_attempts AS a WHERE a.timer_id = {timer_id}"
+        " ORDER BY a.attempt DESC LIMIT 1)"
+    )
+
+
+def _host_condition(url: str, host: str, params: dict[str, object]) -> str:
+    """SQL: the URL in column `url` goes to `host` (on any port) or to `host:port`, any case."""
+    authority = url_authority_sql(url)
+    host = host.lower()
+    literal = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    params.update(host=host, host_port=f"{literal}:%")
+    return f"({authority} = :host OR {authority} LIKE :host_port)"
 
 
 def _filter_conditions(where: TimerFilter, params: dict[str, object]) -> list[str]:
@@ -413,10 +420,9 @@ def _filter_conditions(where: TimerFilter, params: dict[str, object]) -> list[st
         conditions.append("due_at < :due_before")
         params["due_before"] = where.due_before
     if where.host is not None:
-        conditions.append(f"{_URL_HOST} = :host")
-        params["host"] = where.host.lower().strip("[]")
+        conditions.append(_host_condition("url", where.host, params))
     if where.error_class is not None:
-        conditions.append(f"{_LATEST_ERROR_CLASS} = :error_class")
+        conditions.append(f"{_latest_error_class('timers.id')} = :error_class")
         params["error_class"] = where.error_class
     return conditions
 
@@ -544,13 +550,9 @@ async def scan_timers(
     clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
     checks = ["true"]
     if host is not None:
-        authority = url_authority_sql("s.url")
-        checks.append(f"({authority} = :host OR {authority} LIKE :host_port)")  # or on any port
-        literal = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.update(host=host, host_port=f"{literal}:%")
+        checks.append(_host_condition("s.url", host, params))
     if error_class is not None:
-        checks.append("""(SELECT a.error_class FROM timer_attempts a WHERE a.timer_id = s.id
-                          ORDER BY a.attempt DESC LIMIT 1) = :error_class""")
+        checks.append(f"{_latest_error_class('s.id')} = :error_class")
         params["error_class"] = error_class
     statement = text(f"""
         WITH scanned AS MATERIALIZED (
