@@ -18,9 +18,9 @@ from task_scheduler.auth.service import PROTECTED_MODE_MESSAGE
 from task_scheduler.cli import main
 from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn
+from tests.support.keys import ADMIN_KEY, bearer, make_key
 from tests.support.receiver import Receiver
 
-ADMIN_KEY = "operator-chosen-admin-key-0123456789-abcdef"
 URL = "http://example.com/hook"
 
 
@@ -33,10 +33,6 @@ async def serving(app: FastAPI, client_host: str = "127.0.0.1") -> AsyncIterator
             yield client
 
 
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 @pytest.fixture
 def secured(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
     """An app with a bootstrap admin key, no key caching (revocations take effect at once)."""
@@ -46,18 +42,6 @@ def secured(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
         return serving(create_app(make_settings(**values), run_dispatcher=False))
 
     return start
-
-
-async def make_key(client: httpx.AsyncClient, tenant: str, role: str) -> str:
-    response = await client.post(
-        "/admin/keys",
-        json={"name": f"{tenant} {role}", "tenant": tenant, "role": role},
-        headers=bearer(ADMIN_KEY),
-    )
-    assert response.status_code == 201, response.text
-    key: str = response.json()["api_key"]
-    assert key.startswith("tsk_")
-    return key
 
 
 # -- protected mode ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from task_scheduler.app import create_app
 from tests.support.app import ServiceFactory, running_app
+from tests.support.keys import ADMIN_KEY, bearer, make_key
 from tests.support.polling import WAIT, wait_for_status
 from tests.support.receiver import Delivery, Receiver, always, headers_of, running
 
@@ -137,21 +138,6 @@ async def test_a_bad_notification_url_is_422_naming_the_field(
 
 # -- operational webhooks of a tenant ----------------------------------------------------------
 
-ADMIN_KEY = "tsk_notifyadmin_" + "n" * 40
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def key_for(client: httpx.AsyncClient, tenant: str, role: str) -> str:
-    made = await client.post(
-        "/admin/keys", json={"name": tenant, "tenant": tenant, "role": role}, headers=bearer(ADMIN_KEY)
-    )
-    assert made.status_code == 201, made.text
-    key: str = made.json()["api_key"]
-    return key
-
 
 async def test_tenant_webhooks_hear_the_events_they_subscribed_to(
     service: ServiceFactory, receiver: Receiver
@@ -195,8 +181,8 @@ async def test_tenant_webhooks_hear_the_events_they_subscribed_to(
 async def test_tenant_webhooks_belong_to_their_tenant(make_settings: Any, receiver: Receiver) -> None:
     app = create_app(make_settings(admin_api_key=ADMIN_KEY, api_key_cache_seconds=0), run_dispatcher=False)
     async with running_app(app) as client:
-        acme, globex = await key_for(client, "acme", "writer"), await key_for(client, "globex", "writer")
-        reader = await key_for(client, "acme", "reader")
+        acme, globex = await make_key(client, "acme", "writer"), await make_key(client, "globex", "writer")
+        reader = await make_key(client, "acme", "reader")
         body = {"url": receiver.url, "events": ["timer.failed"]}
         made = await client.post("/tenant/webhooks", json=body, headers=bearer(acme))
         webhook_id = made.json()["webhook_id"]

@@ -16,8 +16,8 @@ import pytest
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.ui import session
+from tests.support.keys import ADMIN_KEY, bearer, make_key
 
-ADMIN_KEY = "operator-chosen-admin-key-0123456789-abcdef"
 URL = "http://example.com/hook"
 XSS_LABEL = "<script>alert(1)</script>"
 XSS_URL = 'http://example.com/?q="><img/src=x/onerror=alert(1)>'
@@ -43,21 +43,6 @@ def secured(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
         return serving(make_settings(**values))
 
     return start
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def make_key(client: httpx.AsyncClient, tenant: str, role: str) -> str:
-    response = await client.post(
-        "/admin/keys",
-        json={"name": f"{tenant} {role}", "tenant": tenant, "role": role},
-        headers=bearer(ADMIN_KEY),
-    )
-    assert response.status_code == 201, response.text
-    key: str = response.json()["api_key"]
-    return key
 
 
 async def make_timer(client: httpx.AsyncClient, key: str | None = ADMIN_KEY, **fields: Any) -> int:

@@ -1,5 +1,4 @@
-"""API keys over the HTTP API: a bootstrap admin key, and keys made with it for a tenant and role
-(test_auth.py and test_ui.py have their own copies of these)."""
+"""API keys over the HTTP API: a bootstrap admin key, and keys made with it for a tenant and role."""
 
 from __future__ import annotations
 
@@ -23,4 +22,5 @@ async def make_key(client: httpx.AsyncClient, tenant: str, role: str) -> str:
     )
     assert response.status_code == 201, response.text
     key: str = response.json()["api_key"]
+    assert key.startswith("tsk_")
     return key
