@@ -35,7 +35,7 @@ from task_scheduler.delivery.ssrf import AddressPolicy
 from task_scheduler.events.router import router as events_router
 from task_scheduler.events.service import EventService
 from task_scheduler.schedules.router import router as schedules_router
-from task_scheduler.schedules.service import ScheduleService
+from task_scheduler.schedules.service import ScheduleCreator, ScheduleService
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
@@ -68,8 +68,14 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             url = await _database_url(stack, settings)
             app.state.engine = engine = await _open_database(stack, settings, url)
             app.state.timer_service, app.state.auth_service = await _start_services(stack, settings, engine)
+            creator = ScheduleCreator(engine=engine, notify_within=settings.lookahead_seconds)
+            await creator.start()
+            stack.push_async_callback(creator.stop)
             app.state.schedule_service = ScheduleService(
-                engine=engine, settings=settings, pending_cap=app.state.timer_service.pending_cap
+                engine=engine,
+                settings=settings,
+                pending_cap=app.state.timer_service.pending_cap,
+                creator=creator,
             )
             app.state.event_service = EventService(engine=engine, settings=settings)
             app.state.bulk_service = BulkService(engine=engine, settings=settings)

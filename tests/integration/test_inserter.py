@@ -4,12 +4,15 @@ timer, and nothing is lost or mixed up."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 from task_scheduler.db import asyncpg_dsn, create_engine
+from task_scheduler.schedules.repository import ScheduleRow, ScheduleSpec
+from task_scheduler.schedules.service import NewSchedule, ScheduleCreator
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.repository import CreatedTimer, NewTimer
 
@@ -153,3 +156,54 @@ async def test_a_create_that_cannot_be_written_at_shutdown_gets_an_error_not_sil
         await locker.close()
         await engine.dispose()
     assert all(isinstance(r, Exception) for r in results), results
+
+
+class CountingCreator(ScheduleCreator):
+    """Counts the transactions it writes."""
+
+    batches_written = 0
+
+    async def _flush(self, batch: list[Any]) -> None:
+        self.batches_written += 1
+        await super()._flush(batch)
+
+
+def new_schedule(url: str, now: datetime) -> NewSchedule:
+    spec = ScheduleSpec(expression="@hourly", cron="0 0 * * * *", url=url)
+    return NewSchedule(spec, "default", now + timedelta(hours=1), now)
+
+
+async def test_concurrent_schedule_creates_share_commits_and_one_refused_fails_alone(
+    database_url: str,
+) -> None:
+    """Schedules are created with their first run by group commit, each in a savepoint: one the
+    database refuses (a trigger raises for it, inside the shared transaction) fails its caller
+    alone; every other caller gets its own schedule and run."""
+    engine = create_engine(database_url, pool_size=4)
+    creator = CountingCreator(engine=engine, notify_within=1.0)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    await conn.execute("""
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.url LIKE '%/poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER refuse_poison BEFORE INSERT ON schedules FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+    """)
+    await creator.start()
+    now = datetime.now(UTC)
+    urls = [f"http://example.com/{i}" for i in range(200)]
+    urls[77] = "http://example.com/poison"
+    try:
+        results = await asyncio.gather(
+            *(creator.submit(new_schedule(url, now)) for url in urls), return_exceptions=True
+        )
+        refused = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+        assert refused == [77]
+        rows = [r for r in results if isinstance(r, ScheduleRow)]
+        assert [r.url for r in rows] == urls[:77] + urls[78:]  # each caller got its own schedule
+        runs = dict(await conn.fetch("SELECT schedule_id, url FROM timers"))
+        assert {r.id: r.url for r in rows} == runs  # and its first run, nothing for the refused one
+        assert await conn.fetchval("SELECT count(*) FROM schedules") == 199
+        assert creator.batches_written < 199  # coalesced
+    finally:
+        await creator.stop()
+        await conn.close()
+        await engine.dispose()

@@ -11,10 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import RowMapping, text
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.schedules import cron
-from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus
+from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus, schedules
 from task_scheduler.timers.shape import Flat, RequestSpec, RetrySpec
 
 _JSONB = ("headers", "body", "labels")
@@ -105,21 +106,51 @@ def _row(m: RowMapping) -> ScheduleRow:
     return SCHEDULE_ROW.build(m)
 
 
+def _spec_values(spec: ScheduleSpec) -> dict[str, object]:
+    values = {c: _param(c, v) for c, v in SCHEDULE_SPEC.flatten(spec).items()}
+    values["overlap"] = spec.overlap.value
+    values["catchup"] = spec.catchup.value
+    return values
+
+
 async def insert_schedule(
     conn: AsyncConnection, *, spec: ScheduleSpec, tenant: str, next_occurrence_at: datetime | None
 ) -> ScheduleRow:
-    values = {c: _param(c, v) for c, v in SCHEDULE_SPEC.flatten(spec).items()}
-    values.update(tenant=tenant, next_occurrence_at=next_occurrence_at)
-    values["overlap"] = spec.overlap.value
-    values["catchup"] = spec.catchup.value
-    columns = list(values)
-    statement = text(f"""
-        INSERT INTO schedules ({", ".join(columns)}, status)
-        VALUES ({", ".join(_placeholder(c) for c in columns)},
-                CASE WHEN CAST(:next_occurrence_at AS timestamptz) IS NULL THEN 'ended' ELSE 'active' END)
-        RETURNING {_COLUMNS}
-    """)
-    return _row((await conn.execute(statement, values)).one()._mapping)
+    (row,) = await insert_schedules(conn, new=[(spec, tenant, next_occurrence_at)])
+    return row
+
+
+def _array_type(column: str) -> str:
+    if column in _JSONB:
+        return "text[]"
+    return f"{schedules.c[column].type.compile(dialect=PGDialect()).lower()}[]"  # type: ignore[no-untyped-call]
+
+
+_NEW_COLUMNS = (*SCHEDULE_SPEC.columns, "tenant", "next_occurrence_at")
+_INSERT = text(f"""
+WITH input AS (
+    SELECT * FROM unnest({", ".join(f"CAST(:{c} AS {_array_type(c)})" for c in _NEW_COLUMNS)})
+        WITH ORDINALITY AS i({", ".join(_NEW_COLUMNS)}, ord)
+)
+INSERT INTO schedules ({", ".join(_NEW_COLUMNS)}, status)
+SELECT {", ".join(f"CAST({c} AS jsonb)" if c in _JSONB else c for c in _NEW_COLUMNS)},
+       CASE WHEN next_occurrence_at IS NULL THEN 'ended' ELSE 'active' END
+FROM input ORDER BY ord
+RETURNING {_COLUMNS}
+""")
+
+
+async def insert_schedules(
+    conn: AsyncConnection, *, new: Sequence[tuple[ScheduleSpec, str, datetime | None]]
+) -> list[ScheduleRow]:
+    """Insert schedules (spec, tenant, first occurrence) with one statement; returned in input
+    order (identities are drawn in the insert's order)."""
+    rows = [
+        {**_spec_values(spec), "tenant": tenant, "next_occurrence_at": first} for spec, tenant, first in new
+    ]
+    params = {c: [row[c] for row in rows] for c in _NEW_COLUMNS}
+    made = [_row(r._mapping) for r in await conn.execute(_INSERT, params)]
+    return sorted(made, key=lambda row: row.id)
 
 
 _GET = text(f"SELECT {_COLUMNS} FROM schedules WHERE id = :id AND {_IN_SCOPE}")

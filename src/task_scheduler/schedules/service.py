@@ -17,6 +17,7 @@ from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
 from task_scheduler.delivery.ssrf import AddressPolicy
 from task_scheduler.errors import Conflict, NotFoundError, PreconditionFailed, ValidationFailed
+from task_scheduler.group_commit import GroupCommit
 from task_scheduler.logs import log_event
 from task_scheduler.schedules import cron, engine
 from task_scheduler.schedules import repository as repo
@@ -62,9 +63,18 @@ _NULL_KEEPS = frozenset({"cron", "url", "method", "timezone"})
 
 
 class ScheduleService:
-    def __init__(self, *, engine: AsyncEngine, settings: Settings, pending_cap: PendingCap) -> None:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        settings: Settings,
+        pending_cap: PendingCap,
+        creator: ScheduleCreator | None = None,
+    ) -> None:
         self._engine = engine
         self._settings = settings
+        # Creates share commits (group_commit.py); without a started creator, each commits alone.
+        self._creator = creator or ScheduleCreator(engine=engine, notify_within=settings.lookahead_seconds)
         # A schedule keeps one run pending (its next), and trigger and backfill add runs: each is
         # a pending timer of the tenant, counted against the same cap as the timers it creates.
         self._pending_cap = pending_cap
@@ -101,12 +111,10 @@ class ScheduleService:
         )
         now = datetime.now(UTC)
         first = self._first_occurrence(spec, now)
-        async with self._reserved(tenant, 1), self._engine.begin() as conn:
-            row = await repo.insert_schedule(conn, spec=spec, tenant=tenant, next_occurrence_at=first)
-            await self._make_run(conn, row, first, now)
-            view = self._view(row)
+        async with self._reserved(tenant, 1):
+            row = await self._creator.submit(NewSchedule(spec, tenant, first, now))
         log_event(logger, "schedule.created", schedule_id=row.id, cron=row.cron, timezone=row.timezone)
-        return view
+        return self._view(row)
 
     @contextlib.asynccontextmanager
     async def _reserved(self, tenant: str, runs: int) -> AsyncIterator[None]:
@@ -139,8 +147,7 @@ class ScheduleService:
     async def _make_run(
         self, conn: AsyncConnection, row: ScheduleRow, occurrence: datetime, now: datetime
     ) -> None:
-        run = engine.run_of(row, occurrence, now=now)
-        await engine.insert_runs(conn, runs=[run], notify_within=self._settings.lookahead_seconds)
+        await make_first_run(conn, row, occurrence, now, notify_within=self._settings.lookahead_seconds)
 
     async def get(self, schedule_id: int, *, tenant: str | None) -> ScheduleView:
         async with self._engine.connect() as conn:
@@ -407,3 +414,59 @@ def _not_found(schedule_id: int) -> NotFoundError:
 
 def _conflict(schedule_id: int, status: ScheduleStatus, verb: str) -> Conflict:
     return Conflict(f"schedule {schedule_id} is {status} and cannot be {verb}", status=status)
+
+
+async def make_first_run(
+    conn: AsyncConnection, row: ScheduleRow, occurrence: datetime, now: datetime, *, notify_within: float
+) -> None:
+    """The run of the series' cursor, in the transaction that made or moved the schedule."""
+    await engine.insert_runs(
+        conn, runs=[engine.run_of(row, occurrence, now=now)], notify_within=notify_within
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSchedule:
+    spec: ScheduleSpec
+    tenant: str
+    first: datetime  # its first occurrence: the run made with it
+    now: datetime
+
+
+class ScheduleCreator(GroupCommit[NewSchedule, ScheduleRow]):
+    """Group commit of `POST /schedules`: concurrent creates share one transaction, each schedule
+    and its first run in a savepoint of its own, so one that the database refuses fails alone."""
+
+    name = "schedule-creator"
+    unwritten_message = "the service is shutting down; the schedule was not created"
+
+    def __init__(self, *, engine: AsyncEngine, notify_within: float) -> None:
+        super().__init__(engine=engine)
+        self._notify_within = notify_within
+
+    async def write(self, conn: AsyncConnection, items: list[NewSchedule]) -> list[ScheduleRow | Exception]:
+        """One statement for the schedules and one for their runs; if the database refuses the
+        batch, each item again in a savepoint of its own, so the one it refuses fails alone."""
+        if len(items) == 1:  # alone in its transaction: its failure is its own
+            return list(await self._insert_all(conn, items))
+        try:
+            async with conn.begin_nested():
+                return list(await self._insert_all(conn, items))
+        except Exception as exc:  # noqa: BLE001 - find the culprit below
+            log_event(
+                logger, "schedule.create_batch_refused", logging.WARNING, count=len(items), error=repr(exc)
+            )
+        results: list[ScheduleRow | Exception] = []
+        for item in items:
+            try:
+                async with conn.begin_nested():
+                    results.extend(await self._insert_all(conn, [item]))
+            except Exception as exc:  # noqa: BLE001 - this create fails alone; its caller gets it
+                results.append(exc)
+        return results
+
+    async def _insert_all(self, conn: AsyncConnection, items: list[NewSchedule]) -> list[ScheduleRow]:
+        rows = await repo.insert_schedules(conn, new=[(i.spec, i.tenant, i.first) for i in items])
+        runs = [engine.run_of(row, item.first, now=item.now) for row, item in zip(rows, items, strict=True)]
+        await engine.insert_runs(conn, runs=runs, notify_within=self._notify_within)
+        return rows
