@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from bench.common import BODY, Row, correctness
 from bench.harness import (
@@ -49,6 +52,7 @@ async def scale(server_url: str, workdir: Path, rows: int | None = None) -> Row:
     empty, _ = await _measure(database_url, workdir, "scale-empty")
     fill = await _fill(database_url, rows)
     queries_ms = await _time_queries(database_url)
+    pages_ms = await _time_pages(database_url, workdir)
     full, delivered = await _measure(database_url, workdir, "scale-full")
     # The empty table again, after: one empty run before the fill cannot tell a slowdown from a
     # noisy minute on a shared machine; the figure is the mean of the two empty runs.
@@ -69,7 +73,14 @@ async def scale(server_url: str, workdir: Path, rows: int | None = None) -> Row:
         "create p99 and lateness p99 within 10 % of empty; RSS <= 250 MB",
         create_x <= 1.1 and lateness_x <= 1.1 and full["rss_max_mb"] <= 250,
         correctness(delivered),
-        {"fill": fill, "queries_ms": queries_ms, "empty": empty, "full": full, "empty_after": empty_after},
+        {
+            "fill": fill,
+            "queries_ms": queries_ms,
+            "pages_ms": pages_ms,
+            "empty": empty,
+            "full": full,
+            "empty_after": empty_after,
+        },
     )
 
 
@@ -187,3 +198,50 @@ async def _time_queries(database_url: str) -> dict[str, float]:
     finally:
         await engine.dispose()
     return timings
+
+
+# The dashboard's pages (issue 15: each within 200 ms of server time on the full table), as the
+# local admin (a loopback browser in protected mode); {id} is a timer of the table.
+PAGES = (
+    "/ui",
+    "/ui/timers",
+    "/ui/timers?status=pending",
+    "/ui/timers?label=customer:7",
+    "/ui/timers?host=hooks.example.com",
+    "/ui/timers?status=failed&error_class=timeout",
+    "/ui/timers/{id}",
+    "/ui/destinations",
+    "/ui/schedules",
+)
+PAGE_RUNS = 5
+
+
+async def _time_pages(database_url: str, workdir: Path) -> dict[str, float]:
+    """Each dashboard page fetched PAGE_RUNS times over loopback from a fresh service on the
+    filled table, after one warm-up fetch: the median in ms (server time plus a loopback round
+    trip). A page that does not answer 200 is a failure of the run, not a figure."""
+    conn = await connect(database_url)
+    try:
+        some_id = await conn.fetchval("SELECT id FROM timers ORDER BY id DESC LIMIT 1")
+    finally:
+        await conn.close()
+    proc = start_service(database_url, workdir, "scale-pages")
+    medians: dict[str, float] = {}
+    try:
+        await proc.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            for page in PAGES:
+                path = page.format(id=some_id)
+                timings = []
+                for _ in range(PAGE_RUNS + 1):
+                    started = time.monotonic()
+                    async with session.get(f"{proc.base_url}{path}") as answer:
+                        await answer.read()
+                        if answer.status != 200:
+                            raise RuntimeError(f"{path} answered {answer.status}")
+                    timings.append((time.monotonic() - started) * 1000)
+                medians[page] = round(statistics.median(timings[1:]), 1)
+                print(f"[scale] {page}: median {medians[page]} ms", flush=True)
+    finally:
+        proc.terminate()
+    return medians

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -58,3 +59,11 @@ async def test_the_rss_sampler_reads_a_live_process_and_stops_when_told() -> Non
     peak = await asyncio.wait_for(sampler, timeout=5)
     assert peak > 10  # MB: this Python process
     assert scale._rss_kb(2**22 + 12345) == 0  # no such process
+
+
+async def test_every_dashboard_page_is_timed_on_the_filled_table(database_url: str, tmp_path: Path) -> None:
+    """A real service on a small filled table; every page answered 200 (else the run fails)."""
+    await scale._fill(database_url, 300)
+    timings = await scale._time_pages(database_url, tmp_path)
+    assert set(timings) == set(scale.PAGES)
+    assert all(ms > 0 for ms in timings.values())
