@@ -161,11 +161,17 @@ class TimerService:
     # -- creating ---------------------------------------------------------------------------
 
     async def create(
-        self, new: TimerCreate, *, tenant: str, idempotency_key: str | None = None
+        self,
+        new: TimerCreate,
+        *,
+        tenant: str,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[TimerCreated, bool]:
         """Create one timer; returns (answer, replayed) where replayed means the Idempotency-Key
-        named an earlier identical request and nothing new was created."""
-        timer = self._new_timer(new, tenant=tenant, prefix="")
+        named an earlier identical request and nothing new was created. `traceparent`: the trace
+        its deliveries continue (tracing on)."""
+        timer = self._new_timer(new, tenant=tenant, prefix="", traceparent=traceparent)
         if idempotency_key is None:
             await self._pending_cap.reserve(tenant, 1)
             row = await self._inserter.insert(timer)
@@ -215,10 +221,13 @@ class TimerService:
         log_event(logger, "timer.create_replayed", timer_id=timer_id)
         return _created(row, new)
 
-    async def create_batch(self, batch: TimerBatch, *, tenant: str) -> TimerBatchCreated:
+    async def create_batch(
+        self, batch: TimerBatch, *, tenant: str, traceparent: str | None = None
+    ) -> TimerBatchCreated:
         """All timers in one statement and one transaction: all are created or none."""
         timers = [
-            self._new_timer(t, tenant=tenant, prefix=f"timers.{i}.") for i, t in enumerate(batch.timers)
+            self._new_timer(t, tenant=tenant, prefix=f"timers.{i}.", traceparent=traceparent)
+            for i, t in enumerate(batch.timers)
         ]
         await self._pending_cap.reserve(tenant, len(timers))
         async with self._engine.begin() as conn:
@@ -234,11 +243,12 @@ class TimerService:
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
         return created
 
-    def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
+    def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str, traceparent: str | None) -> NewTimer:
         self._check(new, prefix=prefix)
         return NewTimer(
             **_spec_of(new),
             tenant=tenant,
+            traceparent=traceparent,
             delay_seconds=None if new.fire_at is not None else float(new.total_seconds),
             fire_at=new.fire_at,
             max_lateness_seconds=None
