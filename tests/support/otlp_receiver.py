@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 PROTOBUF = "application/x-protobuf"
+_GZIP_MAGIC = b"\x1f\x8b"
 SPAN_KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
@@ -48,6 +49,7 @@ class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
     content_types: list[str] = field(default_factory=list)
+    content_encodings: list[str] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -73,10 +75,11 @@ class OtlpReceiver:
     async def _export(self, request: web.Request) -> web.Response:
         self.requests += 1
         self.content_types.append(request.content_type)
+        self.content_encodings.append(request.headers.get("Content-Encoding", "identity"))
         if request.content_type != PROTOBUF:
             return web.Response(status=415, text="only application/x-protobuf")
         raw = await request.read()
-        if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        if raw[:2] == _GZIP_MAGIC:  # (aiohttp inflates a gzip Content-Encoding itself)
             raw = gzip.decompress(raw)
         export = ExportTraceServiceRequest()
         export.ParseFromString(raw)
