@@ -64,11 +64,15 @@ async def test_create_and_delivery_are_one_trace_that_the_receiver_continues(
             timer_id = ids[0]
             view = await api.get(f"/timer/{timer_id}")
             assert view.json()["status"] == "delivered"
+            replay = await api.post(f"/timer/{timer_id}/replay", json={"delay_seconds": 3600})
+            assert replay.status_code == 201
+            replay_id = replay.json()["timer_id"]
         # The service has stopped: its batch processor flushed every span.
 
     database = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         stored = await database.fetchval("SELECT traceparent FROM timers WHERE id = $1", timer_id)
+        replay_stored = await database.fetchval("SELECT traceparent FROM timers WHERE id = $1", replay_id)
     finally:
         await database.close()
 
@@ -124,6 +128,10 @@ async def test_create_and_delivery_are_one_trace_that_the_receiver_continues(
     assert {(s.trace_id, s.parent_span_id) for s in batch_attempts} == {
         (batch_span.trace_id, batch_span.span_id)
     }
+    # A replay is a new create: its deliveries would continue the replay request's trace.
+    replay_span = _one(otlp.named("POST /timer/{timer_id}/replay"))
+    # (a root span the SDK started says sampled and, W3C level 2, a random trace id: flags 03)
+    assert replay_stored.startswith(f"00-{replay_span.trace_id}-{replay_span.span_id}-")
     # GET /timer/{timer_id}: the span is named by the route template, not the path.
     assert _one(otlp.named("GET /timer/{timer_id}")).attributes["url.path"] == f"/timer/{timer_id}"
 

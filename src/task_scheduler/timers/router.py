@@ -178,7 +178,12 @@ async def replay_timer(
     principal: Writer,
     body: Annotated[TimerReplay | None, Body()] = None,
 ) -> TimerView:
-    view = await timers_of(request).replay(timer_id, body or TimerReplay(), tenant=principal.visible_tenant)
+    view = await timers_of(request).replay(
+        timer_id,
+        body or TimerReplay(),
+        tenant=principal.visible_tenant,
+        traceparent=request.scope.get(TRACEPARENT_KEY),  # tracing on: the request's span
+    )
     response.headers["Location"] = f"/timer/{view.timer_id}"
     return view
 

@@ -460,9 +460,12 @@ class TimerService:
         log_event(logger, "timer.redriven", timer_id=timer_id)
         return self._view(row)
 
-    async def replay(self, timer_id: int, when: TimerReplay, *, tenant: str | None) -> TimerView:
+    async def replay(
+        self, timer_id: int, when: TimerReplay, *, tenant: str | None, traceparent: str | None = None
+    ) -> TimerView:
         """A new timer with a finished timer's request, for the original's tenant, linked to it by
-        `replay_of`; the original and its attempts stay as they are."""
+        `replay_of`; the original and its attempts stay as they are. Its deliveries continue the
+        trace of `traceparent` (the replay request's, tracing on), not the original's."""
         horizon = self._settings.max_horizon_seconds
         if when.fire_at is not None and (when.fire_at - datetime.now(UTC)).total_seconds() > horizon:
             raise ValidationFailed(
@@ -481,7 +484,9 @@ class TimerService:
         await self._pending_cap.reserve(original.tenant, 1)
         async with self._engine.begin() as conn:
             (created,) = await repository.insert_timers(
-                conn, timers=[_replay_of(original, when)], notify_within=self._settings.lookahead_seconds
+                conn,
+                timers=[_replay_of(original, when, traceparent)],
+                notify_within=self._settings.lookahead_seconds,
             )
             row = await repository.get_timer(conn, timer_id=created.id, tenant=None)
         assert row is not None  # inserted in this transaction
@@ -544,7 +549,7 @@ def check_delivery(
         )
 
 
-def _replay_of(original: TimerRow, when: TimerReplay) -> NewTimer:
+def _replay_of(original: TimerRow, when: TimerReplay, traceparent: str | None) -> NewTimer:
     """The new timer a replay of `original` inserts. Its lateness cutoff keeps the original's
     distance from its due time; a cutoff already behind the due time (moved by retries) is none."""
     lateness = None
@@ -557,6 +562,7 @@ def _replay_of(original: TimerRow, when: TimerReplay) -> NewTimer:
         fire_at=when.fire_at,
         max_lateness_seconds=lateness,
         replay_of=original.id,
+        traceparent=traceparent,
     )
 
 
