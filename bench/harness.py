@@ -243,14 +243,19 @@ async def open_loop(
 
 
 async def closed_loop(
-    url: str, concurrency: int, seconds: float, body: dict[str, Any], request_timeout: float = 30.0
+    url: str,
+    concurrency: int,
+    seconds: float,
+    body: dict[str, Any],
+    request_timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """As many requests as `concurrency` clients can send back to back: the peak rate. `requests`
     counts answers; `errors` counts answers >= 300 and failed requests."""
     done = 0
     errors = 0
     async with Client(url, max_connections=concurrency, timeout=request_timeout) as client:
-        payload = client.encode(json.dumps(body).encode())
+        payload = client.encode(json.dumps(body).encode(), headers=headers)
         stop = time.monotonic() + seconds
 
         async def one_client() -> None:

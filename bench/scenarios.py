@@ -25,6 +25,7 @@ from bench.harness import (
 )
 from bench.scale import scale
 from bench.schedules import schedule_burst, schedule_create
+from bench.tracing import tracing_create, tracing_fire
 
 
 async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any:
@@ -374,6 +375,8 @@ QUICK = {
     "recovery": lambda s, w: recovery(s, w, 20_000),
     "schedule_create": schedule_create,
     "schedule_burst": schedule_burst,
+    "tracing_create": tracing_create,
+    "tracing_fire": tracing_fire,
 }
 FULL = {
     **QUICK,

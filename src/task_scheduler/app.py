@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -51,6 +52,9 @@ from task_scheduler.web import (
     install_error_handlers,
 )
 
+if TYPE_CHECKING:  # imported only when tracing is on
+    from task_scheduler.tracing.otel import Tracing
+
 DESCRIPTION = """
 Schedule a webhook: `POST /timer` with a duration and a URL; the service POSTs to the URL once
 when the time is up, durably (PostgreSQL), precisely (milliseconds) and exactly once across any
@@ -61,10 +65,14 @@ number of instances. `GET /timer/{id}` tells the time left and the delivery stat
 def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True) -> FastAPI:
     """Build the service; `run_dispatcher=False` serves the API without firing timers."""
     settings = settings or Settings()
+    tracing = _tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if tracing is not None:
+                tracing.start()
+                stack.push_async_callback(tracing.stop)  # last: after the deliveries ended
             url = await _database_url(stack, settings)
             app.state.engine = engine = await _open_database(stack, settings, url)
             app.state.timer_service, app.state.auth_service = await _start_services(stack, settings, engine)
@@ -84,7 +92,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             app.state.supervisor = supervisor = Supervisor()
             stack.push_async_callback(supervisor.stop)  # whatever the components left running
             if run_dispatcher:
-                app.state.dispatcher = await _start_delivery(stack, settings, url, engine, supervisor)
+                app.state.dispatcher = await _start_delivery(
+                    stack, settings, url, engine, supervisor, tracing
+                )
             # Everything built so far lives as long as the process: out of the cyclic GC's reach
             # (full collections stall requests; measurements in docs/performance.md).
             gc.collect()
@@ -92,7 +102,16 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             yield
             gc.unfreeze()
 
-    return _build_api(settings, lifespan)
+    return _build_api(settings, lifespan, tracing)
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    """OpenTelemetry when the OTEL_* settings turn it on; None (nothing imported) otherwise."""
+    if not settings.tracing_enabled:
+        return None
+    from task_scheduler.tracing.otel import Tracing
+
+    return Tracing(settings)
 
 
 async def _database_url(stack: AsyncExitStack, settings: Settings) -> str:
@@ -130,7 +149,12 @@ async def _start_services(
 
 
 async def _start_delivery(
-    stack: AsyncExitStack, settings: Settings, url: str, engine: AsyncEngine, supervisor: Supervisor
+    stack: AsyncExitStack,
+    settings: Settings,
+    url: str,
+    engine: AsyncEngine,
+    supervisor: Supervisor,
+    tracing: Tracing | None,
 ) -> Dispatcher:
     """Retention, the bulk-job runner, the webhook client and the dispatcher, stopped in the
     reverse order."""
@@ -166,6 +190,7 @@ async def _start_delivery(
         listen_dsn=asyncpg_dsn(url),
         signers=signers,
         supervisor=supervisor,
+        tracing=tracing,
     )
     await dispatcher.start()
     stack.push_async_callback(dispatcher.stop)
@@ -173,7 +198,9 @@ async def _start_delivery(
 
 
 def _build_api(
-    settings: Settings, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+    settings: Settings,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    tracing: Tracing | None,
 ) -> FastAPI:
     """The FastAPI application: routes, the error envelope, the OpenAPI security and middleware."""
     app = FastAPI(
@@ -181,6 +208,9 @@ def _build_api(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (global providers, FASTAPI_OTEL_AUTO_CONFIGURE) stays off: the
+        # spans are ours alone (tracing/otel.py), made only when the OTEL_* settings ask.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -204,4 +234,9 @@ def _build_api(
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
+    if tracing is not None:  # outermost: the span covers every other middleware
+        from task_scheduler.tracing.otel import ServerSpans
+
+        app.add_middleware(ServerSpans, tracing=tracing)
+    app.state.tracing = tracing
     return app

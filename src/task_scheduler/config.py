@@ -8,13 +8,15 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including leap days
 # Due times must stay inside what PostgreSQL intervals and Python datetimes can hold.
 MAX_HORIZON_LIMIT = 1000 * 366 * 24 * 3600
 MAX_WORKERS = 64
+# The OTLP/HTTP default of the specification (a collector on this host).
+_OTLP_DEFAULT_ENDPOINT = "http://localhost:4318"
 
 
 def _default_instance_id() -> str:
@@ -203,6 +205,39 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long deliveries in flight may finish on shutdown."
     )
+    # OpenTelemetry: the standard OTEL_* names (README "Tracing"); the SDK reads the other OTEL_*
+    # variables (headers, timeout, compression, sampler, batch delays, resource) itself.
+    otel_sdk_disabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("OTEL_SDK_DISABLED", "otel_sdk_disabled"),
+        description="true: tracing off, whatever the other OTEL_* variables say.",
+    )
+    otel_traces_exporter: Literal["otlp", "none"] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "otel_traces_exporter"),
+        description="otlp: tracing on; none: off; unset: on when an OTLP endpoint is set.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+        description="Base URL of the OTLP/HTTP receiver; spans go to its /v1/traces. Setting it turns tracing on.",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel_exporter_otlp_traces_endpoint"
+        ),
+        description="Full URL spans are posted to (wins over the base URL). Setting it turns tracing on.",
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "otel_exporter_otlp_protocol",
+        ),
+        description="The OTLP transport (also read from OTEL_EXPORTER_OTLP_PROTOCOL); only http/protobuf.",
+    )
 
     def bootstrap_admin_key(self) -> str | None:
         """The operator's admin key, from SCHEDULER_ADMIN_API_KEY or the file it names."""
@@ -223,12 +258,35 @@ class Settings(BaseSettings):
         return self.workers
 
     @property
+    def tracing_enabled(self) -> bool:
+        """Whether OpenTelemetry tracing is on: only when the OTEL_* variables ask for it."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return False
+        return self.otel_traces_exporter == "otlp" or bool(
+            self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint
+        )
+
+    @property
+    def otlp_traces_url(self) -> str:
+        """Where spans are posted: the traces endpoint as given, else the base URL's /v1/traces."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint or _OTLP_DEFAULT_ENDPOINT
+        return f"{base.rstrip('/')}/v1/traces"
+
+    @property
     def cors_origin_list(self) -> list[str]:
         return [part.strip() for part in self.cors_origins.split(",") if part.strip()]
 
     @property
     def webhook_secret_list(self) -> list[str]:
         return [part.strip() for part in self.webhook_secrets.split(",") if part.strip()]
+
+    @field_validator("otel_sdk_disabled", mode="before")
+    @classmethod
+    def _otel_boolean(cls, value: object) -> object:
+        # The OpenTelemetry rule: only "true" (any case) is true; any other text is false.
+        return value.strip().lower() == "true" if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -252,6 +310,12 @@ class Settings(BaseSettings):
             )
         if self.backoff_cap_seconds < self.backoff_base_seconds:
             raise ValueError("SCHEDULER_BACKOFF_CAP_SECONDS must be at least SCHEDULER_BACKOFF_BASE_SECONDS")
+        for name, url in (
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.otel_exporter_otlp_endpoint),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", self.otel_exporter_otlp_traces_endpoint),
+        ):
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must be an http:// or https:// URL")
         if self.connect_timeout_seconds > self.request_timeout_seconds:
             raise ValueError(
                 "SCHEDULER_CONNECT_TIMEOUT_SECONDS must not exceed SCHEDULER_REQUEST_TIMEOUT_SECONDS"

@@ -17,7 +17,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings read the process environment; start every test from none of ours."""
     for name in list(os.environ):
         upper = name.upper()
-        if upper.startswith("SCHEDULER_") or upper in ("DATABASE_URL", "HOST", "PORT"):
+        if upper.startswith(("SCHEDULER_", "OTEL_")) or upper in ("DATABASE_URL", "HOST", "PORT"):
             monkeypatch.delenv(name)
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 
 from task_scheduler.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-CONVENTIONAL = {"database_url": "DATABASE_URL", "host": "HOST", "port": "PORT"}
 
 
 def env_name(name: str) -> str:
-    return CONVENTIONAL.get(name, f"SCHEDULER_{name.upper()}")
+    """A setting's variable: its first alias (DATABASE_URL, OTEL_*), else SCHEDULER_<NAME>."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"SCHEDULER_{name.upper()}"
 
 
 def default_text(name: str, field: FieldInfo) -> str:

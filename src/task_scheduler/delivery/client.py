@@ -66,6 +66,8 @@ class WebhookRequest:
     # A schedule's run: the schedule and the occurrence it stands for (None: triggered by hand).
     schedule_id: int | None = None
     occurrence_at: datetime | None = None
+    # The W3C `traceparent` naming this attempt's span (tracing on); None: no such header is added.
+    traceparent: str | None = None
 
 
 def delivery_header_id(delivery_id: uuid.UUID) -> str:
@@ -227,6 +229,8 @@ class WebhookClient:
         headers.update(signer.headers(msg_id=msg_id, timestamp=int(time.time()), body=body))
         headers["X-Timer-Id"] = str(webhook.timer_id)
         headers["X-Timer-Attempt"] = str(webhook.attempt)
+        if webhook.traceparent is not None:  # the receiver's trace continues ours
+            headers["traceparent"] = webhook.traceparent
         if webhook.schedule_id is not None:
             headers["X-Schedule-Id"] = str(webhook.schedule_id)
             if webhook.occurrence_at is not None:

@@ -27,6 +27,7 @@ import functools
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -45,6 +46,9 @@ from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import ClaimedTimer
+
+if TYPE_CHECKING:  # imported only when tracing is on (app.py)
+    from task_scheduler.tracing.otel import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +73,11 @@ class Dispatcher:
         listen_dsn: str,
         signers: TenantSigners | None = None,
         supervisor: Supervisor | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._engine = engine
         self._client = client
+        self._tracing = tracing  # None: tracing off, each send is the plain one
         self._settings = settings
         self._signers = signers
         self._supervisor = supervisor or Supervisor()
@@ -419,21 +425,23 @@ class Dispatcher:
                 return None
             self._sending.add(timer.id)  # from here on, the timer is not returned
             late_ms = (time.monotonic() - fire_at_monotonic) * 1000
-            result = await self._client.send(
-                WebhookRequest(
-                    url=timer.url,
-                    timer_id=timer.id,
-                    delivery_id=timer.delivery_id,
-                    attempt=timer.attempt,
-                    due_at=timer.due_at,
-                    request=timer.request,
-                    labels=timer.labels,
-                    timeout_seconds=timeout,
-                    signer=None if self._signers is None else self._signers.for_tenant(timer.tenant),
-                    schedule_id=timer.schedule_id,
-                    occurrence_at=timer.occurrence_at,
-                )
+            webhook = WebhookRequest(
+                url=timer.url,
+                timer_id=timer.id,
+                delivery_id=timer.delivery_id,
+                attempt=timer.attempt,
+                due_at=timer.due_at,
+                request=timer.request,
+                labels=timer.labels,
+                timeout_seconds=timeout,
+                signer=None if self._signers is None else self._signers.for_tenant(timer.tenant),
+                schedule_id=timer.schedule_id,
+                occurrence_at=timer.occurrence_at,
             )
+            if self._tracing is None:
+                result = await self._client.send(webhook)
+            else:
+                result = await self._tracing.send_webhook(self._client, webhook, parent=timer.traceparent)
         metrics.FIRING_LATENESS.observe(max(late_ms, 0.0) / 1000)
         metrics.DELIVERY_DURATION.observe(result.duration_ms / 1000)
         metrics.WEBHOOK_REQUESTS.labels(metrics.webhook_result(result.status_code, result.error_class)).inc()

@@ -118,6 +118,8 @@ timers = Table(
     Column("on_failure_url", Text, nullable=True),
     # The timer a replay copied its request from (no foreign key: retention deletes originals).
     Column("replay_of", BigInteger, nullable=True),
+    # The W3C traceparent whose trace its deliveries continue (tracing on; NULL otherwise).
+    Column("traceparent", Text, nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(

@@ -27,13 +27,13 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.timers.models import TimerStatus, timers
-from task_scheduler.timers.shape import Flat, TimerSpec
+from task_scheduler.timers.shape import Flat, StoredSpec, TimerSpec
 
 NOTIFY_CHANNEL = "task_scheduler_due"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TimerRow(TimerSpec):
+class TimerRow(StoredSpec):
     id: int
     status: TimerStatus
     due_at: datetime
@@ -51,7 +51,7 @@ class TimerRow(TimerSpec):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NewTimer(TimerSpec):
+class NewTimer(StoredSpec):
     """A timer to insert: due `delay_seconds` from the database's now, or at `fire_at`; its
     lateness cutoff `deliver_before`, or `max_lateness_seconds` after its due time."""
 
@@ -67,7 +67,7 @@ class NewTimer(TimerSpec):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClaimedTimer(TimerSpec):
+class ClaimedTimer(StoredSpec):
     id: int
     due_at: datetime
     attempt: int

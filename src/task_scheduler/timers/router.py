@@ -22,6 +22,7 @@ from task_scheduler.timers.schemas import (
     UtcRepresentableDatetime,
 )
 from task_scheduler.timers.service import TimerService, etag_of
+from task_scheduler.tracing.traceparent import SCOPE_KEY as TRACEPARENT_KEY
 
 MAX_TIMER_ID = 2**63 - 1
 
@@ -86,7 +87,10 @@ async def create_timer(
     ] = None,
 ) -> TimerCreated:
     created, replayed = await timers_of(request).create(
-        body, tenant=principal.tenant, idempotency_key=idempotency_key
+        body,
+        tenant=principal.tenant,
+        idempotency_key=idempotency_key,
+        traceparent=request.scope.get(TRACEPARENT_KEY),  # tracing on: the request's span
     )
     if replayed:
         response.status_code = status.HTTP_200_OK
@@ -103,7 +107,8 @@ async def create_timer(
     summary="Create up to 1,000 timers in one transaction",
 )
 async def create_timers(body: TimerBatch, request: Request, principal: Writer) -> TimerBatchCreated:
-    return await timers_of(request).create_batch(body, tenant=principal.tenant)
+    traceparent = request.scope.get(TRACEPARENT_KEY)  # tracing on: the request's span
+    return await timers_of(request).create_batch(body, tenant=principal.tenant, traceparent=traceparent)
 
 
 @router.get(
@@ -173,7 +178,12 @@ async def replay_timer(
     principal: Writer,
     body: Annotated[TimerReplay | None, Body()] = None,
 ) -> TimerView:
-    view = await timers_of(request).replay(timer_id, body or TimerReplay(), tenant=principal.visible_tenant)
+    view = await timers_of(request).replay(
+        timer_id,
+        body or TimerReplay(),
+        tenant=principal.visible_tenant,
+        traceparent=request.scope.get(TRACEPARENT_KEY),  # tracing on: the request's span
+    )
     response.headers["Location"] = f"/timer/{view.timer_id}"
     return view
 

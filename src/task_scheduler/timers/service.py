@@ -161,11 +161,17 @@ class TimerService:
     # -- creating ---------------------------------------------------------------------------
 
     async def create(
-        self, new: TimerCreate, *, tenant: str, idempotency_key: str | None = None
+        self,
+        new: TimerCreate,
+        *,
+        tenant: str,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[TimerCreated, bool]:
         """Create one timer; returns (answer, replayed) where replayed means the Idempotency-Key
-        named an earlier identical request and nothing new was created."""
-        timer = self._new_timer(new, tenant=tenant, prefix="")
+        named an earlier identical request and nothing new was created. `traceparent`: the trace
+        its deliveries continue (tracing on)."""
+        timer = self._new_timer(new, tenant=tenant, prefix="", traceparent=traceparent)
         if idempotency_key is None:
             await self._pending_cap.reserve(tenant, 1)
             row = await self._inserter.insert(timer)
@@ -215,10 +221,13 @@ class TimerService:
         log_event(logger, "timer.create_replayed", timer_id=timer_id)
         return _created(row, new)
 
-    async def create_batch(self, batch: TimerBatch, *, tenant: str) -> TimerBatchCreated:
+    async def create_batch(
+        self, batch: TimerBatch, *, tenant: str, traceparent: str | None = None
+    ) -> TimerBatchCreated:
         """All timers in one statement and one transaction: all are created or none."""
         timers = [
-            self._new_timer(t, tenant=tenant, prefix=f"timers.{i}.") for i, t in enumerate(batch.timers)
+            self._new_timer(t, tenant=tenant, prefix=f"timers.{i}.", traceparent=traceparent)
+            for i, t in enumerate(batch.timers)
         ]
         await self._pending_cap.reserve(tenant, len(timers))
         async with self._engine.begin() as conn:
@@ -234,11 +243,12 @@ class TimerService:
         log_event(logger, "timer.batch_created", count=len(rows), first_id=rows[0].id)
         return created
 
-    def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str) -> NewTimer:
+    def _new_timer(self, new: TimerCreate, *, tenant: str, prefix: str, traceparent: str | None) -> NewTimer:
         self._check(new, prefix=prefix)
         return NewTimer(
             **_spec_of(new),
             tenant=tenant,
+            traceparent=traceparent,
             delay_seconds=None if new.fire_at is not None else float(new.total_seconds),
             fire_at=new.fire_at,
             max_lateness_seconds=None
@@ -450,9 +460,12 @@ class TimerService:
         log_event(logger, "timer.redriven", timer_id=timer_id)
         return self._view(row)
 
-    async def replay(self, timer_id: int, when: TimerReplay, *, tenant: str | None) -> TimerView:
+    async def replay(
+        self, timer_id: int, when: TimerReplay, *, tenant: str | None, traceparent: str | None = None
+    ) -> TimerView:
         """A new timer with a finished timer's request, for the original's tenant, linked to it by
-        `replay_of`; the original and its attempts stay as they are."""
+        `replay_of`; the original and its attempts stay as they are. Its deliveries continue the
+        trace of `traceparent` (the replay request's, tracing on), not the original's."""
         horizon = self._settings.max_horizon_seconds
         if when.fire_at is not None and (when.fire_at - datetime.now(UTC)).total_seconds() > horizon:
             raise ValidationFailed(
@@ -471,7 +484,9 @@ class TimerService:
         await self._pending_cap.reserve(original.tenant, 1)
         async with self._engine.begin() as conn:
             (created,) = await repository.insert_timers(
-                conn, timers=[_replay_of(original, when)], notify_within=self._settings.lookahead_seconds
+                conn,
+                timers=[_replay_of(original, when, traceparent)],
+                notify_within=self._settings.lookahead_seconds,
             )
             row = await repository.get_timer(conn, timer_id=created.id, tenant=None)
         assert row is not None  # inserted in this transaction
@@ -534,7 +549,7 @@ def check_delivery(
         )
 
 
-def _replay_of(original: TimerRow, when: TimerReplay) -> NewTimer:
+def _replay_of(original: TimerRow, when: TimerReplay, traceparent: str | None) -> NewTimer:
     """The new timer a replay of `original` inserts. Its lateness cutoff keeps the original's
     distance from its due time; a cutoff already behind the due time (moved by retries) is none."""
     lateness = None
@@ -547,6 +562,7 @@ def _replay_of(original: TimerRow, when: TimerReplay) -> NewTimer:
         fire_at=when.fire_at,
         max_lateness_seconds=lateness,
         replay_of=original.id,
+        traceparent=traceparent,
     )
 
 

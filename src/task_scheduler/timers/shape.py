@@ -6,6 +6,7 @@ timer extend it, and the webhook request carries its `RequestSpec`. A value obje
 columns of their own (`retry.max_attempts` is the column `max_attempts`), so every column list
 (SELECT, INSERT, the claim's RETURNING, the editable columns) is generated from these classes by
 `Flat`: adding a timer field means adding it here, to the table, the migration and the API schema.
+`StoredSpec` adds what the service keeps with a timer that no client edits (its `traceparent`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ class TimerSpec:
     # expired (failure): delivery/notifications.py.
     on_success_url: str | None = None
     on_failure_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSpec(TimerSpec):
+    """A TimerSpec with what the service keeps beside it, set on create and never edited."""
+
+    # The W3C traceparent of the create request's span (tracing on): its deliveries continue that
+    # trace. Any text may be stored; the dispatcher parses it and ignores a malformed one.
+    traceparent: str | None = None
 
 
 T = TypeVar("T")
