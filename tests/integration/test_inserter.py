@@ -176,9 +176,10 @@ def new_schedule(url: str, now: datetime) -> NewSchedule:
 async def test_concurrent_schedule_creates_share_commits_and_one_refused_fails_alone(
     database_url: str,
 ) -> None:
-    """Schedules are created with their first run by group commit, each in a savepoint: one the
-    database refuses (a trigger raises for it, inside the shared transaction) fails its caller
-    alone; every other caller gets its own schedule and run."""
+    """Schedules are created with their first run by group commit: one the database refuses (a
+    trigger raises for it, inside the shared transaction) fails its caller alone (the batch is
+    written again, each create in a transaction of its own); every other caller gets its own
+    schedule and run."""
     engine = create_engine(database_url, pool_size=4)
     creator = CountingCreator(engine=engine, notify_within=1.0)
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
