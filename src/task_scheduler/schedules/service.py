@@ -477,7 +477,13 @@ class ScheduleCreator(GroupCommit[NewSchedule, ScheduleRow]):
         log_event(logger, "schedule.create_batch_refused", logging.WARNING, count=count, error=repr(error))
 
     async def _insert_all(self, conn: AsyncConnection, items: list[NewSchedule]) -> list[ScheduleRow]:
-        rows = await repo.insert_schedules(conn, new=[(i.spec, i.tenant, i.first) for i in items])
-        runs = [engine.run_of(row, item.first, now=item.now) for row, item in zip(rows, items, strict=True)]
-        await engine.insert_runs(conn, runs=runs, notify_within=self._notify_within)
+        rows = await repo.insert_schedules_with_runs(
+            conn,
+            new=[
+                (i.spec, i.tenant, i.first, engine.new_run(i.spec, i.tenant, None, i.first, now=i.now))
+                for i in items
+            ],
+            notify_within=self._notify_within,
+        )
+        metrics.SCHEDULE_OCCURRENCES_CREATED.inc(len(rows))
         return rows
