@@ -1,0 +1,191 @@
+"""The dashboard's rollups: attempts folded into `delivery_rollups` per minute, tenant,
+destination host and outcome, so that the charts and the destinations page read a few hundred
+small rows instead of the timers and attempt tables.
+
+Every instance runs the fold every `interval` seconds (supervised); a transaction-scoped advisory
+lock lets one of them do it at a time, the others skip that turn.
+
+Why the fold is safe against late commits: an attempt's `recorded_at` is `now()` of the outcome
+writer's transaction, i.e. when that transaction began, but the row becomes visible only at its
+commit. Each run recomputes whole minutes from the watermark up to the current one from the
+attempt log (INSERT ... ON CONFLICT DO UPDATE SET every column to its recomputed value, and a
+DELETE of the keys no attempt holds any more: idempotent, a run repeated changes nothing), then
+moves the watermark only to `now() - SETTLE`. So an attempt whose transaction took less than
+`SETTLE` from begin to commit is always in a recomputed minute when it becomes visible; the
+minutes before the watermark are final and never read again. After a pause (every instance
+down) the fold catches up from the watermark in `CATCH_UP` chunks, each its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from task_scheduler.logs import log_event
+from task_scheduler.supervision import Supervisor
+from task_scheduler.timers.repository import url_authority_sql
+from task_scheduler.ui.repository import DURATION_EDGES_MS
+
+logger = logging.getLogger(__name__)
+
+ROLLUP_LOCK_KEY = 7_262_011_291  # pg_try_advisory_xact_lock: one folding instance at a time
+WATERMARK = "delivery_rollups"
+SETTLE = timedelta(minutes=2)
+CATCH_UP = timedelta(hours=1)
+MAX_CHUNKS_PER_RUN = 24
+RETENTION = timedelta(days=8)
+BUCKETS = len(DURATION_EDGES_MS) + 1
+
+
+def _bucket_counts(column: str) -> str:
+    counts = ", ".join(f"count(*) FILTER (WHERE {column} = {i})" for i in range(BUCKETS))
+    return f"CAST(ARRAY[{counts}] AS integer[])"
+
+
+_FOLD = text(f"""
+WITH recorded AS (
+    SELECT t.tenant, date_trunc('minute', a.recorded_at) AS minute,
+           {url_authority_sql("t.url")} AS destination, coalesce(a.error_class, 'ok') AS outcome,
+           a.duration_ms,
+           width_bucket(a.duration_ms, CAST(:edges AS double precision[])) AS duration_bucket,
+           width_bucket(CASE WHEN a.attempt = 1 AND t.attempts = 1
+                             THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END,
+                        CAST(:edges AS double precision[])) AS lateness_bucket
+    FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
+    WHERE a.recorded_at >= :lo AND a.recorded_at < :hi
+), folded AS (
+    SELECT tenant, minute, destination, outcome, CAST(count(*) AS integer) AS deliveries,
+           sum(duration_ms) AS duration_ms_sum,
+           {_bucket_counts("duration_bucket")} AS duration_buckets,
+           {_bucket_counts("lateness_bucket")} AS lateness_buckets
+    FROM recorded
+    GROUP BY tenant, minute, destination, outcome
+), written AS (
+    INSERT INTO delivery_rollups AS r (tenant, minute, destination, outcome, deliveries,
+                                       duration_ms_sum, duration_buckets, lateness_buckets)
+    SELECT * FROM folded
+    ON CONFLICT (tenant, minute, destination, outcome) DO UPDATE
+    SET deliveries = excluded.deliveries, duration_ms_sum = excluded.duration_ms_sum,
+        duration_buckets = excluded.duration_buckets, lateness_buckets = excluded.lateness_buckets
+    WHERE (r.deliveries, r.duration_buckets, r.lateness_buckets)
+          IS DISTINCT FROM (excluded.deliveries, excluded.duration_buckets, excluded.lateness_buckets)
+    RETURNING 1
+), dropped AS (
+    DELETE FROM delivery_rollups r
+    WHERE r.minute >= :lo AND r.minute < :hi
+      AND NOT EXISTS (SELECT 1 FROM folded f
+                      WHERE (f.tenant, f.minute, f.destination, f.outcome)
+                          = (r.tenant, r.minute, r.destination, r.outcome))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM folded) AS rollups, (SELECT count(*) FROM written) AS written,
+       (SELECT count(*) FROM dropped) AS dropped
+""")
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+_WATERMARK = text("""
+SELECT folded_before, date_trunc('minute', now()) AS this_minute,
+       date_trunc('minute', now() - CAST(:settle AS interval)) AS settled
+FROM rollup_watermarks WHERE name = :name FOR UPDATE
+""")
+_FIRST_WATERMARK = text("""
+INSERT INTO rollup_watermarks (name, folded_before) VALUES (:name, date_trunc('minute', now()))
+ON CONFLICT (name) DO NOTHING
+""")
+_MOVE_WATERMARK = text("UPDATE rollup_watermarks SET folded_before = :to WHERE name = :name")
+_DROP_OLD = text("DELETE FROM delivery_rollups WHERE minute < now() - CAST(:keep AS interval)")
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """One chunk: the minutes [start, end) recomputed, and the watermark after it."""
+
+    start: datetime
+    end: datetime
+    watermark: datetime
+    rollups: int  # rows the chunk's minutes hold now
+    written: int  # of which inserted or changed
+    dropped: int  # rows of those minutes no attempt holds any more
+    caught_up: bool  # the chunk reached the current minute
+
+
+async def fold_chunk(conn: AsyncConnection) -> Fold | None:
+    """Recompute the minutes from the watermark (at most `CATCH_UP` of them) up to the current
+    one and move the watermark; None when another instance holds the lock. The caller commits."""
+    if not (await conn.execute(_TRY_LOCK, {"key": ROLLUP_LOCK_KEY})).scalar_one():
+        return None
+    state = (await conn.execute(_WATERMARK, {"settle": SETTLE, "name": WATERMARK})).one_or_none()
+    if state is None:  # a database migrated, then emptied by hand: start again from now
+        await conn.execute(_FIRST_WATERMARK, {"name": WATERMARK})
+        state = (await conn.execute(_WATERMARK, {"settle": SETTLE, "name": WATERMARK})).one()
+    start: datetime = state.folded_before
+    end_now: datetime = state.this_minute + timedelta(minutes=1)  # the current minute, so far
+    end = min(end_now, start + CATCH_UP)
+    counts = (await conn.execute(_FOLD, {"lo": start, "hi": end, "edges": list(DURATION_EDGES_MS)})).one()
+    watermark = max(start, min(end, state.settled))
+    await conn.execute(_MOVE_WATERMARK, {"to": watermark, "name": WATERMARK})
+    return Fold(
+        start=start,
+        end=end,
+        watermark=watermark,
+        rollups=int(counts.rollups),
+        written=int(counts.written),
+        dropped=int(counts.dropped),
+        caught_up=end >= end_now,
+    )
+
+
+async def fold(engine: AsyncEngine) -> list[Fold]:
+    """One turn: chunks until the fold reaches the current minute (at most
+    `MAX_CHUNKS_PER_RUN`), each in its own transaction, then the rollups older than `RETENTION`
+    are dropped. Empty when another instance is folding."""
+    folds: list[Fold] = []
+    for _ in range(MAX_CHUNKS_PER_RUN):
+        async with engine.begin() as conn:
+            chunk = await fold_chunk(conn)
+        if chunk is None:
+            return folds
+        folds.append(chunk)
+        if chunk.caught_up:
+            break
+    async with engine.begin() as conn:
+        if (await conn.execute(_TRY_LOCK, {"key": ROLLUP_LOCK_KEY})).scalar_one():
+            await conn.execute(_DROP_OLD, {"keep": RETENTION})
+    return folds
+
+
+class RollupFolder:
+    """The supervised loop `rollups`: `fold` every `interval` seconds."""
+
+    def __init__(self, *, engine: AsyncEngine, supervisor: Supervisor, interval: float = 10.0) -> None:
+        self._engine = engine
+        self._supervisor = supervisor
+        self._interval = interval
+
+    async def start(self) -> None:
+        self._supervisor.start("rollups", self._loop)
+
+    async def stop(self) -> None:
+        await self._supervisor.stop("rollups")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                folds = await fold(self._engine)
+                if any(f.written or f.dropped for f in folds):
+                    log_event(
+                        logger,
+                        "rollups.folded",
+                        logging.DEBUG,
+                        since=folds[0].start.isoformat(),
+                        watermark=folds[-1].watermark.isoformat(),
+                        written=sum(f.written for f in folds),
+                        dropped=sum(f.dropped for f in folds),
+                    )
+            except Exception as exc:  # noqa: BLE001 - retried at the next turn
+                log_event(logger, "rollups.failed", logging.WARNING, error=repr(exc))
+            await asyncio.sleep(self._interval)
