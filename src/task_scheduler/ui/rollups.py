@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
@@ -42,33 +42,39 @@ RETENTION = timedelta(days=8)
 BUCKETS = len(DURATION_EDGES_MS) + 1
 
 
-def _bucket_counts(column: str) -> str:
-    counts = ", ".join(f"count(*) FILTER (WHERE {column} = {i})" for i in range(BUCKETS))
-    return f"CAST(ARRAY[{counts}] AS integer[])"
-
-
-_FOLD = text(f"""
-WITH recorded AS (
-    SELECT t.tenant, date_trunc('minute', a.recorded_at) AS minute,
-           {url_authority_sql("t.url")} AS destination, coalesce(a.error_class, 'ok') AS outcome,
-           a.duration_ms,
-           width_bucket(a.duration_ms, CAST(:edges AS double precision[])) AS duration_bucket,
-           width_bucket(CASE WHEN a.attempt = 1 AND t.attempts = 1
-                             THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END,
-                        CAST(:edges AS double precision[])) AS lateness_bucket
-    FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
-    WHERE a.recorded_at >= :lo AND a.recorded_at < :hi
-), folded AS (
-    SELECT tenant, minute, destination, outcome, CAST(count(*) AS integer) AS deliveries,
-           sum(duration_ms) AS duration_ms_sum,
-           {_bucket_counts("duration_bucket")} AS duration_buckets,
-           {_bucket_counts("lateness_bucket")} AS lateness_buckets
-    FROM recorded
-    GROUP BY tenant, minute, destination, outcome
+# Read-only (so PostgreSQL may run it in parallel), grouped down to a few rows per rollup: one
+# per duration and lateness bucket seen. Python adds them up into the rollups' arrays.
+_RECORDED = text(f"""
+SELECT t.tenant, date_trunc('minute', a.recorded_at) AS minute,
+       {url_authority_sql("t.url")} AS destination, coalesce(a.error_class, 'ok') AS outcome,
+       width_bucket(a.duration_ms, CAST(:edges AS double precision[])) AS duration_bucket,
+       width_bucket(CASE WHEN a.attempt = 1 AND t.attempts = 1
+                         THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END,
+                    CAST(:edges AS double precision[])) AS lateness_bucket,
+       count(*) AS n, sum(a.duration_ms) AS duration_ms_sum
+FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
+WHERE a.recorded_at >= :lo AND a.recorded_at < :hi
+GROUP BY 1, 2, 3, 4, 5, 6
+""")
+# The recomputed rollups of [lo, hi) written over the stored ones: changed rows updated, keys no
+# attempt holds any more deleted (the two touch disjoint keys). Bucket arrays come flattened.
+_WRITE = text(f"""
+WITH folded AS (
+    SELECT f.tenant, f.minute, f.destination, f.outcome, f.deliveries, f.duration_ms_sum,
+           (CAST(:duration_buckets AS integer[]))[(f.i - 1) * {BUCKETS} + 1 : f.i * {BUCKETS}]
+               AS duration_buckets,
+           (CAST(:lateness_buckets AS integer[]))[(f.i - 1) * {BUCKETS} + 1 : f.i * {BUCKETS}]
+               AS lateness_buckets
+    FROM unnest(CAST(:tenants AS text[]), CAST(:minutes AS timestamptz[]),
+                CAST(:destinations AS text[]), CAST(:outcomes AS text[]),
+                CAST(:deliveries AS integer[]), CAST(:sums AS double precision[]))
+         WITH ORDINALITY AS f(tenant, minute, destination, outcome, deliveries, duration_ms_sum, i)
 ), written AS (
     INSERT INTO delivery_rollups AS r (tenant, minute, destination, outcome, deliveries,
                                        duration_ms_sum, duration_buckets, lateness_buckets)
-    SELECT * FROM folded
+    SELECT tenant, minute, destination, outcome, deliveries, duration_ms_sum, duration_buckets,
+           lateness_buckets
+    FROM folded
     ON CONFLICT (tenant, minute, destination, outcome) DO UPDATE
     SET deliveries = excluded.deliveries, duration_ms_sum = excluded.duration_ms_sum,
         duration_buckets = excluded.duration_buckets, lateness_buckets = excluded.lateness_buckets
@@ -83,9 +89,11 @@ WITH recorded AS (
                           = (r.tenant, r.minute, r.destination, r.outcome))
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM folded) AS rollups, (SELECT count(*) FROM written) AS written,
-       (SELECT count(*) FROM dropped) AS dropped
+SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM dropped) AS dropped
 """)
+# A few minutes of attempts, grouped in memory rather than by an external sort; JIT compiling
+# took 85 of 700 ms of a fold of 190,000 attempts and saves nothing on so few rows per run.
+_FOLD_SETTINGS = text("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 _WATERMARK = text("""
 SELECT folded_before, date_trunc('minute', now()) AS this_minute,
@@ -98,6 +106,21 @@ ON CONFLICT (name) DO NOTHING
 """)
 _MOVE_WATERMARK = text("UPDATE rollup_watermarks SET folded_before = :to WHERE name = :name")
 _DROP_OLD = text("DELETE FROM delivery_rollups WHERE minute < now() - CAST(:keep AS interval)")
+
+
+@dataclass(slots=True)
+class _Rollup:
+    deliveries: int = 0
+    duration_ms_sum: float = 0.0
+    durations: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    lateness: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+
+    def add(self, n: int, duration_ms_sum: float, duration_bucket: int, lateness_bucket: int | None) -> None:
+        self.deliveries += n
+        self.duration_ms_sum += duration_ms_sum
+        self.durations[duration_bucket] += n
+        if lateness_bucket is not None:
+            self.lateness[lateness_bucket] += n
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +141,7 @@ async def fold_chunk(conn: AsyncConnection) -> Fold | None:
     one and move the watermark; None when another instance holds the lock. The caller commits."""
     if not (await conn.execute(_TRY_LOCK, {"key": ROLLUP_LOCK_KEY})).scalar_one():
         return None
+    await conn.execute(_FOLD_SETTINGS)
     state = (await conn.execute(_WATERMARK, {"settle": SETTLE, "name": WATERMARK})).one_or_none()
     if state is None:  # a database migrated, then emptied by hand: start again from now
         await conn.execute(_FIRST_WATERMARK, {"name": WATERMARK})
@@ -125,14 +149,35 @@ async def fold_chunk(conn: AsyncConnection) -> Fold | None:
     start: datetime = state.folded_before
     end_now: datetime = state.this_minute + timedelta(minutes=1)  # the current minute, so far
     end = min(end_now, start + CATCH_UP)
-    counts = (await conn.execute(_FOLD, {"lo": start, "hi": end, "edges": list(DURATION_EDGES_MS)})).one()
+    params = {"lo": start, "hi": end}
+    rollups: dict[tuple[str, datetime, str, str], _Rollup] = {}
+    for r in await conn.execute(_RECORDED, {**params, "edges": list(DURATION_EDGES_MS)}):
+        rollup = rollups.setdefault((r.tenant, r.minute, r.destination, r.outcome), _Rollup())
+        rollup.add(int(r.n), float(r.duration_ms_sum), r.duration_bucket, r.lateness_bucket)
+    keys, values = list(rollups), list(rollups.values())
+    counts = (
+        await conn.execute(
+            _WRITE,
+            {
+                **params,
+                "tenants": [k[0] for k in keys],
+                "minutes": [k[1] for k in keys],
+                "destinations": [k[2] for k in keys],
+                "outcomes": [k[3] for k in keys],
+                "deliveries": [v.deliveries for v in values],
+                "sums": [v.duration_ms_sum for v in values],
+                "duration_buckets": [n for v in values for n in v.durations],
+                "lateness_buckets": [n for v in values for n in v.lateness],
+            },
+        )
+    ).one()
     watermark = max(start, min(end, state.settled))
     await conn.execute(_MOVE_WATERMARK, {"to": watermark, "name": WATERMARK})
     return Fold(
         start=start,
         end=end,
         watermark=watermark,
-        rollups=int(counts.rollups),
+        rollups=len(rollups),
         written=int(counts.written),
         dropped=int(counts.dropped),
         caught_up=end >= end_now,
