@@ -101,6 +101,14 @@ async def test_the_fold_counts_attempts_per_tenant_minute_destination_and_outcom
     assert slow["duration_buckets"] == one_hot(5)  # 700 ms: 500-1000
     assert slow["lateness_buckets"] == one_hot(4)  # about 300 ms late: 250-500
 
+    hourly = await db.fetch(
+        "SELECT tenant, destination, outcome, deliveries, duration_ms_sum, duration_buckets, lateness_buckets"
+        " FROM delivery_rollups_hourly"
+    )
+    assert {(r["tenant"], r["destination"], r["outcome"]): dict(r) for r in hourly} == {
+        key: {k: v for k, v in row.items() if k != "minute"} for key, row in found.items()
+    }
+
     again = await fold_now(engine)
     assert [(f.rollups, f.written, f.dropped) for f in again] == [(3, 0, 0)]  # idempotent
     assert await rollups(db) == found
@@ -194,12 +202,21 @@ async def test_a_pause_is_caught_up_in_chunks_and_old_rollups_are_dropped(
         timedelta(days=7),
         empty,
     )
+    await db.execute(
+        "INSERT INTO delivery_rollups_hourly VALUES ('acme', now() - $1::interval, 'old.example', 'ok', 1, 1, $2, $2)",
+        timedelta(days=9),
+        empty,
+    )
     folds = await fold_now(engine)
     assert len(folds) >= 3  # an hour per chunk
     assert folds[-1].caught_up
     assert [f.watermark for f in folds[:-1]] == [f.start for f in folds[1:]]
     destinations = {r["destination"] for r in await db.fetch("SELECT destination FROM delivery_rollups")}
     assert destinations == {"example.com:8080", "other.example", "kept.example"}
+    hourly = await db.fetch(
+        "SELECT destination, sum(deliveries) AS n FROM delivery_rollups_hourly GROUP BY 1"
+    )
+    assert {r["destination"]: r["n"] for r in hourly} == {"example.com:8080": 1, "other.example": 1}
 
 
 async def test_the_running_service_folds_its_deliveries(

@@ -10,8 +10,9 @@
 - Timers by status, one tenant: counted over that tenant's newest `COUNT_CAP` timers by due time
   (an index range on ix_timers_tenant_due), shown as "of the latest N" when the cap is reached.
 - Charts and destinations read `delivery_rollups` (attempts per minute, tenant, destination and
-  outcome, which ui/rollups.py folds from the attempt log every few seconds) of the last day:
-  never the timers or attempt tables. Percentiles are estimated from the duration buckets.
+  outcome, which ui/rollups.py folds from the attempt log every few seconds) of the last hour
+  and `delivery_rollups_hourly` of the last day: never the timers or attempt tables. Percentiles
+  are estimated from the duration buckets.
 """
 
 from __future__ import annotations
@@ -125,42 +126,48 @@ def bucket_quantile(counts: list[int], q: float) -> float:
     return DURATION_EDGES_MS[-1]
 
 
-# The rollups of the last day (of one tenant, or all); `hour` marks the last hour's minutes.
-_RECENT = """
-WITH recent AS MATERIALIZED (
+# The last hour's minutes and the last day's hours (of one tenant, or all).
+_MINUTES = """
+minutes AS MATERIALIZED (
     SELECT minute, destination, outcome, outcome = 'ok' AS ok, deliveries, duration_buckets,
-           lateness_buckets, minute >= date_trunc('minute', now()) - interval '59 minutes' AS hour
+           lateness_buckets
     FROM delivery_rollups
-    WHERE minute >= date_trunc('hour', now()) - interval '23 hours'
+    WHERE minute >= date_trunc('minute', now()) - interval '59 minutes'
       AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
-)
-"""
-_TOTALS = text(f"""{_RECENT}
-SELECT 'minute' AS kind, minute AS at, ok, sum(deliveries) AS n FROM recent WHERE hour GROUP BY minute, ok
+)"""
+_HOURS = """
+hours AS MATERIALIZED (
+    SELECT hour, outcome = 'ok' AS ok, deliveries, lateness_buckets
+    FROM delivery_rollups_hourly
+    WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '23 hours'
+      AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
+)"""
+_CHARTS = text(f"""
+WITH {_MINUTES}, {_HOURS}
+SELECT 'minute' AS kind, minute AS at, CAST(NULL AS bigint) AS bucket, ok, sum(deliveries) AS n
+FROM minutes GROUP BY minute, ok
 UNION ALL
-SELECT 'hour', date_trunc('hour', minute), ok, sum(deliveries) FROM recent
-GROUP BY date_trunc('hour', minute), ok
+SELECT 'hour', hour, NULL, ok, sum(deliveries) FROM hours GROUP BY hour, ok
+UNION ALL
+SELECT 'duration', NULL, u.i - 1, ok, sum(u.n)
+FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+UNION ALL
+SELECT 'lateness', NULL, u.i - 1, ok, sum(u.n)
+FROM minutes, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+UNION ALL
+SELECT 'lateness_day', NULL, u.i - 1, ok, sum(u.n)
+FROM hours, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
 """)
-_HISTOGRAMS = text(f"""{_RECENT}
-SELECT 'duration' AS kind, u.i - 1 AS bucket, ok, sum(u.n) AS n
-FROM recent, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) WHERE hour GROUP BY u.i, ok
-UNION ALL
-SELECT 'lateness', u.i - 1, ok, sum(u.n)
-FROM recent, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) WHERE hour GROUP BY u.i, ok
-UNION ALL
-SELECT 'lateness_day', u.i - 1, ok, sum(u.n)
-FROM recent, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
-""")
-_HOSTS = text(f"""{_RECENT}
-, hosts AS (
+_HOSTS = text(f"""
+WITH {_MINUTES}, hosts AS (
     SELECT destination, sum(deliveries) AS attempts,
            coalesce(sum(deliveries) FILTER (WHERE ok), 0) AS succeeded,
            max(minute) FILTER (WHERE ok) = max(minute) AS last_ok,
            (array_agg(outcome ORDER BY minute DESC, outcome) FILTER (WHERE NOT ok))[1] AS last_error
-    FROM recent WHERE hour GROUP BY destination
+    FROM minutes GROUP BY destination
 ), durations AS (
     SELECT destination, u.i, sum(u.n) AS n
-    FROM recent, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) WHERE hour GROUP BY destination, u.i
+    FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) GROUP BY destination, u.i
 )
 SELECT h.*, (SELECT array_agg(d.n ORDER BY d.i) FROM durations d WHERE d.destination = h.destination)
        AS buckets
@@ -177,11 +184,11 @@ async def attempt_rollup(conn: AsyncConnection, *, tenant: str | None) -> Attemp
     """What the charts and the destinations page show, from the rollups (ui/rollups.py)."""
     params = {"tenant": tenant}
     totals: dict[str, dict[datetime, tuple[int, int]]] = {"minute": {}, "hour": {}}
-    for r in await conn.execute(_TOTALS, params):
-        _add(totals[r.kind], r.at.astimezone(UTC), r.ok, int(r.n))
     histograms: dict[str, dict[int, tuple[int, int]]] = {"duration": {}, "lateness": {}, "lateness_day": {}}
-    for r in await conn.execute(_HISTOGRAMS, params):
-        if r.n:
+    for r in await conn.execute(_CHARTS, params):
+        if r.kind in totals:
+            _add(totals[r.kind], r.at.astimezone(UTC), r.ok, int(r.n))
+        elif r.n:
             _add(histograms[r.kind], int(r.bucket), r.ok, int(r.n))
     hosts = [
         HostStats(

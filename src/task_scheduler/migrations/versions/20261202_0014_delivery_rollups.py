@@ -5,8 +5,9 @@ Revises: 0012
 Create Date: 2026-12-02
 
 - `delivery_rollups`: attempts per minute, tenant, destination host and outcome, with duration
-  and lateness histograms; the overview's charts and the destinations page read them, not the
-  timers or attempt tables. `rollup_watermarks` holds how far the fold (ui/rollups.py) is final.
+  and lateness histograms, and `delivery_rollups_hourly` the same per hour; the overview's
+  charts and the destinations page read them, not the timers or attempt tables.
+  `rollup_watermarks` holds how far the fold (ui/rollups.py) is final.
 - `timer_attempts.recorded_at`: when the outcome writer's transaction began, what the fold
   selects by (its index). Added without a default first, then given `now()`: the existing
   attempts stay NULL (not all stamped with this migration's minute) and the table is not
@@ -35,20 +36,25 @@ depends_on: str | Sequence[str] | None = None
 _FINISHED = sa.text("status IN ('delivered', 'failed', 'expired', 'cancelled')")
 
 
-def upgrade() -> None:
+def _create_rollups(name: str, period: str) -> None:
     op.create_table(
-        "delivery_rollups",
+        name,
         sa.Column("tenant", sa.Text, nullable=False),
-        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(period, sa.DateTime(timezone=True), nullable=False),
         sa.Column("destination", sa.Text, nullable=False),
         sa.Column("outcome", sa.Text, nullable=False),
         sa.Column("deliveries", sa.Integer, nullable=False),
         sa.Column("duration_ms_sum", sa.Double, nullable=False),
         sa.Column("duration_buckets", ARRAY(sa.Integer), nullable=False),
         sa.Column("lateness_buckets", ARRAY(sa.Integer), nullable=False),
-        sa.PrimaryKeyConstraint("tenant", "minute", "destination", "outcome", name="pk_delivery_rollups"),
+        sa.PrimaryKeyConstraint("tenant", period, "destination", "outcome", name=f"pk_{name}"),
     )
-    op.create_index("ix_delivery_rollups_minute", "delivery_rollups", ["minute"])
+    op.create_index(f"ix_{name}_{period}", name, [period])
+
+
+def upgrade() -> None:
+    _create_rollups("delivery_rollups", "minute")
+    _create_rollups("delivery_rollups_hourly", "hour")
     op.create_table(
         "rollup_watermarks",
         sa.Column("name", sa.Text, nullable=False),
@@ -72,5 +78,5 @@ def downgrade() -> None:
     op.drop_index("ix_timer_attempts_recorded", table_name="timer_attempts")
     op.drop_column("timer_attempts", "recorded_at")
     op.drop_table("rollup_watermarks")
-    op.drop_index("ix_delivery_rollups_minute", table_name="delivery_rollups")
+    op.drop_table("delivery_rollups_hourly")
     op.drop_table("delivery_rollups")
