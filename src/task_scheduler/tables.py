@@ -8,12 +8,16 @@ from task_scheduler.db import metadata
 from task_scheduler.events.models import tenant_webhooks
 from task_scheduler.schedules.models import schedules
 from task_scheduler.timers.models import idempotency_keys, timer_attempts, timers
+from task_scheduler.ui.models import delivery_rollups, delivery_rollups_hourly, rollup_watermarks
 
 __all__ = [
     "api_keys",
     "bulk_jobs",
+    "delivery_rollups",
+    "delivery_rollups_hourly",
     "idempotency_keys",
     "metadata",
+    "rollup_watermarks",
     "schedules",
     "tenant_secrets",
     "tenant_webhooks",
