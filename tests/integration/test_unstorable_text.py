@@ -120,3 +120,17 @@ async def test_unstorable_text_in_any_query_parameter_is_refused_not_a_500(api: 
         for value in ("a\x00b", "key:a\x00b"):
             response = await api.request(method, concrete(path, ids), params={name: value})
             check(response, f"{method} {path}?{name}")
+
+
+# The dashboard's pages are not in the OpenAPI document: their filters, as a browser sends them.
+UI_PAGES = ["/ui", "/ui/timers", "/ui/destinations", "/ui/schedules", "/ui/live.json"]
+UI_FILTERS = ["status", "label", "host", "error_class", "due_after", "due_before", "id", "cursor"]
+
+
+async def test_unstorable_text_in_any_dashboard_filter_is_refused_not_a_500(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/ui")).status_code == 200  # a loopback caller in open mode: the local admin
+    for page in UI_PAGES:
+        for name in UI_FILTERS:
+            for value in ("a\x00b", "k:a\x00b", "\x01", "a\x7fb"):
+                response = await api.get(page, params={name: value})
+                assert response.status_code < 500, f"{page}?{name}={value!r}: {response.status_code}"

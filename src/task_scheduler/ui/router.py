@@ -370,7 +370,7 @@ def _filter(values: Callable[[str], str | None], default_status: str = "") -> Ti
     )
 
 
-_HOST = re.compile(r"[^\s/?#@\\]{1,255}")
+_HOST = re.compile(r"[^\s/?#@\\\x00-\x1f\x7f]{1,255}")  # no control character (a NUL answered 500)
 _ERROR_CLASS = re.compile(r"[a-z0-9_]{1,100}")
 
 
