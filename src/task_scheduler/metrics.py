@@ -86,6 +86,11 @@ BULK_TIMERS = Counter(
     "Timers bulk jobs took, by action and result: done (changed), skipped (left as they were).",
     ["action", "result"],
 )
+BREAKER_TRANSITIONS = Counter(
+    "scheduler_breaker_transitions_total",
+    "Destination circuit breakers that changed state, by the state they went to: open, closed.",
+    ["state"],
+)
 RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
 
 

@@ -101,9 +101,11 @@ class TimerFields(_TimerSettings, total=False):
     `method`, `headers`, `body` (JSON, or a string), `labels`, `retry` (a RetryPolicy).
 
     deliver_before / max_lateness: give up (the timer expires) rather than deliver later than this.
+    destination: the key of its destination (circuit breaker, pause); default: the URL's origin.
     """
 
     url: Required[str]
+    destination: str
 
 
 class TimerChangeFields(_TimerSettings, total=False):

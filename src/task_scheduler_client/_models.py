@@ -66,6 +66,9 @@ class NewTimer(_TimerSettings):
     """
 
     url: str = Field(description="Where the webhook goes.")
+    destination: str | None = Field(
+        default=None, description="Its destination (breaker, pause); default: the URL's origin."
+    )
 
 
 class TimerChanges(_TimerSettings):
@@ -126,6 +129,8 @@ class TimerView(_Answer):
     on_success_url: str | None = None
     on_failure_url: str | None = None
     replay_of: int | None = None
+    destination: str | None = None
+    held_reason: Literal["destination_paused", "destination_open"] | None = None
     _etag: str | None = PrivateAttr(default=None)
 
     @property

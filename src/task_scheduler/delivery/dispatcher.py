@@ -41,6 +41,7 @@ from task_scheduler.delivery.listener import Listener
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.delivery.writer import OutcomeWriter, write_decisions
+from task_scheduler.destinations import repository as destinations
 from task_scheduler.logs import log_event
 from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
@@ -94,6 +95,7 @@ class Dispatcher:
             owner=self.owner,
             lookahead_seconds=settings.lookahead_seconds,
             wake=self._claim_now,
+            breaker_failures=settings.breaker_failures,
         )
         self._listener = Listener(dsn=listen_dsn, wake=self._claim_now, instance=self.owner)
         # Monotonic time until which the last heartbeat made every lease held here last; taken
@@ -227,6 +229,7 @@ class Dispatcher:
                 lease_seconds=settings.lease_seconds,
                 limit=limit,
             )
+            await self._claim_probes(conn, claim)
             # The database's clock, read after the claimed rows were in: mapping it to
             # `received` can only make a timer late (by this one small query's answer), never
             # early. Not the claim's now() (its transaction's start) and before the commit: both
@@ -264,6 +267,38 @@ class Dispatcher:
             metrics.HELD.set(len(self._held))
             log_event(logger, "dispatcher.claimed", logging.DEBUG, count=count)
         return count
+
+    async def _claim_probes(self, conn: AsyncConnection, claim: repository.Claim) -> None:
+        """Take the probe of each destination whose breaker's cool-down is over (one transaction
+        in the cluster gets each) and claim the one timer it sends, added to `claim`. A probe
+        with no timer due is given back, with a new cool-down. Its lease bounds the probe: once
+        it lapses, the probe may be taken again."""
+        settings = self._settings
+        probes = await destinations.take_probes(
+            conn, cooldown_seconds=settings.breaker_cooldown_seconds, probe_seconds=settings.lease_seconds
+        )
+        for tenant, key in probes:
+            probe = await repository.claim_probe(
+                conn,
+                owner=self.owner,
+                tenant=tenant,
+                destination=key,
+                lookahead_seconds=settings.lookahead_seconds,
+                lease_seconds=settings.lease_seconds,
+            )
+            if not probe.timers and not probe.unprocessable:
+                await destinations.no_probe(conn, tenant=tenant, key=key)
+                continue
+            claim.timers.extend(probe.timers)
+            claim.unprocessable.extend(probe.unprocessable)
+            log_event(
+                logger,
+                "destination.probe",
+                tenant=tenant,
+                destination=key,
+                timer_ids=[t.id for t in probe.timers],
+                instance=self.owner,
+            )
 
     async def _advance_schedules(
         self, conn: AsyncConnection, claimed: list[ClaimedTimer], db_now: datetime, settled: list[Decision]

@@ -19,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from task_scheduler import metrics
 from task_scheduler.db import describe_database_error, is_transient
 from task_scheduler.delivery.backoff import RetryBackoff
-from task_scheduler.delivery.notifications import notification_timers
+from task_scheduler.delivery.notifications import destination_event_timers, notification_timers
 from task_scheduler.delivery.verdict import Decision, Verdict
+from task_scheduler.destinations import breaker
+from task_scheduler.destinations import repository as destinations
+from task_scheduler.destinations.models import BreakerState
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import Outcome
@@ -39,10 +42,17 @@ _WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
 
 
 async def write_decisions(
-    conn: AsyncConnection, *, owner: str, decisions: Sequence[Decision], notify_within: float = 0.0
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    decisions: Sequence[Decision],
+    notify_within: float = 0.0,
+    breaker_failures: int = 5,
 ) -> set[int]:
     """Write `decisions` in `conn`'s transaction, with the timers they make (outcome
-    notifications) for those whose lease held; returns the timer ids whose lease held."""
+    notifications) for those whose lease held, and what they say of their destinations (circuit
+    breakers: one statement for the batch, `breaker_failures` consecutive failures open one);
+    returns the timer ids whose lease held."""
     by_verdict: dict[Verdict, list[Outcome]] = {}
     for item in decisions:
         by_verdict.setdefault(item.verdict, []).append(item.outcome)
@@ -56,11 +66,27 @@ async def write_decisions(
     ]
     await repository.insert_attempts(conn, records=records)
     notices = [d.notice for d in decisions if d.notice is not None and d.outcome.timer_id in kept]
-    if notices:
-        follow_ups = await notification_timers(conn, notices)
-        if follow_ups:
-            await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
-            metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
+    follow_ups = await notification_timers(conn, notices) if notices else []
+    if follow_ups:
+        metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
+    signals = [d.breaker for d in decisions if d.breaker is not None and d.outcome.timer_id in kept]
+    if signals:
+        tallies = breaker.tally(signals)
+        changes = await destinations.record_outcomes(conn, tallies=tallies, threshold=breaker_failures)
+        for change in changes:
+            metrics.BREAKER_TRANSITIONS.labels(change.after.value).inc()
+            log_event(
+                logger,
+                "destination.breaker_" + change.after.value,
+                logging.WARNING if change.after is not BreakerState.CLOSED else logging.INFO,
+                tenant=change.tenant,
+                destination=change.key,
+                was=change.before.value,
+                consecutive_failures=change.consecutive_failures,
+            )
+        follow_ups += await destination_event_timers(conn, changes)
+    if follow_ups:
+        await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
     return kept
 
 
@@ -68,10 +94,17 @@ class OutcomeWriter:
     """One per dispatcher; `run` is its background task."""
 
     def __init__(
-        self, *, engine: AsyncEngine, owner: str, lookahead_seconds: float, wake: Callable[[], None]
+        self,
+        *,
+        engine: AsyncEngine,
+        owner: str,
+        lookahead_seconds: float,
+        wake: Callable[[], None],
+        breaker_failures: int = 5,
     ) -> None:
         self._engine = engine
         self._owner = owner
+        self._breaker_failures = breaker_failures
         self._lookahead_seconds = lookahead_seconds
         self._wake = wake
         self._queue: asyncio.Queue[Decision] = asyncio.Queue()
@@ -177,7 +210,11 @@ class OutcomeWriter:
             try:
                 async with self._engine.begin() as conn:
                     return await write_decisions(
-                        conn, owner=self._owner, decisions=batch, notify_within=self._lookahead_seconds
+                        conn,
+                        owner=self._owner,
+                        decisions=batch,
+                        notify_within=self._lookahead_seconds,
+                        breaker_failures=self._breaker_failures,
                     )
             except Exception as exc:
                 if not is_transient(exc):
