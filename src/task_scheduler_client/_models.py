@@ -222,6 +222,27 @@ class TenantWebhookList(_Answer):
     webhooks: list[TenantWebhook]
 
 
+class Destination(_Answer):
+    """A destination of the tenant's timers: its pause switch and circuit breaker (`closed`:
+    timers go out; `open`: held after consecutive failures; `half_open`: one probe decides).
+    `waiting` (its pending timers due now) only comes with `get_destination`."""
+
+    key: str
+    paused: bool
+    breaker_state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    opened_at: datetime | None
+    updated_at: datetime | None
+    waiting: int | None = None
+
+
+class DestinationPage(_Answer):
+    """One page of the tenant's destinations, in key order."""
+
+    destinations: list[Destination]
+    next_cursor: str | None
+
+
 class FieldProblem(_Answer):
     """One invalid field of a rejected request."""
 
