@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -291,3 +292,29 @@ async def test_4xx_answers_do_not_open_the_breaker(service: ServiceFactory, db: 
         shown = await breaker_of(client, origin(refusing))
     assert (shown["breaker_state"], shown["consecutive_failures"]) == ("closed", 0)
     assert await db.fetchval("SELECT count(*) FROM destinations") == 0  # healthy: no row written
+
+
+async def test_timers_claimed_before_the_breaker_opened_are_returned_unsent(service: ServiceFactory) -> None:
+    """Timers already claimed (the lookahead holds them in memory) when their destination's
+    breaker opens are not sent: they go back to pending, their attempts undone."""
+    async with running(Switchable(status=503)) as failing, service(lookahead_seconds=3.0) as client:
+        fire_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+        later = {await create(client, fire_at=fire_at, url=failing.url) for _ in range(20)}  # claimed now
+        first = {
+            await create(client, seconds=0, url=failing.url, retry={"max_attempts": 1}) for _ in range(5)
+        }
+        for timer_id in first:
+            assert (await wait_for_status(client, timer_id, "failed", WAIT))["status"] == "failed"
+        assert (await breaker_of(client, origin(failing)))["breaker_state"] == "open"
+
+        async def all_due_and_idle() -> bool:
+            views = [(await client.get(f"/timer/{t}")).json() for t in later]
+            return all(v["status"] == "pending" and v["time_left"] == 0 for v in views)
+
+        assert await wait_for(all_due_and_idle)
+        await asyncio.sleep(0.5)  # claim turns pass them by
+        views = [(await client.get(f"/timer/{t}")).json() for t in later]
+    assert len(failing.deliveries) == 5
+    assert {(v["status"], v["attempts"], v["held_reason"]) for v in views} == {
+        ("pending", 0, "destination_open")
+    }

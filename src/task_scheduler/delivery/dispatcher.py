@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,8 @@ from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.delivery.writer import OutcomeWriter, write_decisions
 from task_scheduler.destinations import repository as destinations
+from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.repository import Transition
 from task_scheduler.logs import log_event
 from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
@@ -96,12 +99,18 @@ class Dispatcher:
             lookahead_seconds=settings.lookahead_seconds,
             wake=self._claim_now,
             breaker_failures=settings.breaker_failures,
+            on_breakers=self._breakers_changed,
         )
         self._listener = Listener(dsn=listen_dsn, wake=self._claim_now, instance=self.owner)
         # Monotonic time until which the last heartbeat made every lease held here last; taken
         # from the moment the query was sent, so it errs short.
         self._leases_valid_until = 0.0
         self._last_claim_turn = time.monotonic()  # when the claim loop last completed a turn
+        # Destinations (tenant, key) that hold their timers (paused, breaker not closed), as last
+        # read: a timer claimed before its destination opened is returned unsent, not sent.
+        self._holding: frozenset[tuple[str, str]] = frozenset()
+        self._holding_read_at = 0.0
+        self._probes: set[int] = set()  # timers claimed as their destination's probe
 
     async def start(self) -> None:
         self._last_claim_turn = time.monotonic()
@@ -146,6 +155,16 @@ class Dispatcher:
         if since_claim > stall + self._settings.poll_interval_seconds:
             found.append(f"claim loop: no claim has succeeded for {since_claim:.1f}s")
         return found
+
+    def _breakers_changed(self, changes: Sequence[Transition]) -> None:
+        """This instance's outcomes opened or closed breakers: its held timers follow at once."""
+        holding = set(self._holding)
+        for change in changes:
+            if change.after is BreakerState.CLOSED:
+                holding.discard((change.tenant, change.key))
+            else:
+                holding.add((change.tenant, change.key))
+        self._holding = frozenset(holding)
 
     def _claim_now(self) -> None:
         if not self._stopping.is_set():
@@ -230,6 +249,9 @@ class Dispatcher:
                 limit=limit,
             )
             await self._claim_probes(conn, claim)
+            if time.monotonic() - self._holding_read_at >= settings.poll_interval_seconds:
+                self._holding = frozenset(await destinations.holding(conn))
+                self._holding_read_at = time.monotonic()
             # The database's clock, read after the claimed rows were in: mapping it to
             # `received` can only make a timer late (by this one small query's answer), never
             # early. Not the claim's now() (its transaction's start) and before the commit: both
@@ -291,6 +313,7 @@ class Dispatcher:
                 continue
             claim.timers.extend(probe.timers)
             claim.unprocessable.extend(probe.unprocessable)
+            self._probes.update(t.id for t in probe.timers)
             log_event(
                 logger,
                 "destination.probe",
@@ -369,6 +392,7 @@ class Dispatcher:
                 log_event(logger, "timer.unprocessable", logging.ERROR, **decision.fields)
 
     def _forget(self, timer_id: int, task: asyncio.Task[None]) -> None:
+        self._probes.discard(timer_id)
         if self._held.get(timer_id) is task:
             del self._held[timer_id]
             metrics.HELD.set(len(self._held))
@@ -452,6 +476,8 @@ class Dispatcher:
             if timer.deliver_before is not None and db_now > timer.deliver_before:
                 late_by = (db_now - timer.deliver_before).total_seconds()
                 return verdict.expired(timer, late_by_seconds=late_by)  # nothing goes out
+            if timer.id not in self._probes and (timer.tenant, timer.destination) in self._holding:
+                return None  # its destination opened or was paused since the claim: returned unsent
             lease_until = max(claim_lease_until, self._leases_valid_until)
             if time.monotonic() + timeout > lease_until:
                 # No heartbeat vouches for the lease until the request would end (database

@@ -24,6 +24,7 @@ from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.destinations import breaker
 from task_scheduler.destinations import repository as destinations
 from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.repository import Transition
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import Outcome
@@ -48,11 +49,12 @@ async def write_decisions(
     decisions: Sequence[Decision],
     notify_within: float = 0.0,
     breaker_failures: int = 5,
+    on_breakers: Callable[[Sequence[Transition]], None] | None = None,
 ) -> set[int]:
     """Write `decisions` in `conn`'s transaction, with the timers they make (outcome
     notifications) for those whose lease held, and what they say of their destinations (circuit
-    breakers: one statement for the batch, `breaker_failures` consecutive failures open one);
-    returns the timer ids whose lease held."""
+    breakers: one statement for the batch, `breaker_failures` consecutive failures open one, and
+    `on_breakers` hears of the breakers that changed); returns the timer ids whose lease held."""
     by_verdict: dict[Verdict, list[Outcome]] = {}
     for item in decisions:
         by_verdict.setdefault(item.verdict, []).append(item.outcome)
@@ -85,6 +87,8 @@ async def write_decisions(
                 consecutive_failures=change.consecutive_failures,
             )
         follow_ups += await destination_event_timers(conn, changes)
+        if changes and on_breakers is not None:
+            on_breakers(changes)
     if follow_ups:
         await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
     return kept
@@ -101,10 +105,12 @@ class OutcomeWriter:
         lookahead_seconds: float,
         wake: Callable[[], None],
         breaker_failures: int = 5,
+        on_breakers: Callable[[Sequence[Transition]], None] | None = None,
     ) -> None:
         self._engine = engine
         self._owner = owner
         self._breaker_failures = breaker_failures
+        self._on_breakers = on_breakers
         self._lookahead_seconds = lookahead_seconds
         self._wake = wake
         self._queue: asyncio.Queue[Decision] = asyncio.Queue()
@@ -215,6 +221,7 @@ class OutcomeWriter:
                         decisions=batch,
                         notify_within=self._lookahead_seconds,
                         breaker_failures=self._breaker_failures,
+                        on_breakers=self._on_breakers,
                     )
             except Exception as exc:
                 if not is_transient(exc):
