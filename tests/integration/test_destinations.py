@@ -318,3 +318,15 @@ async def test_timers_claimed_before_the_breaker_opened_are_returned_unsent(serv
     assert {(v["status"], v["attempts"], v["held_reason"]) for v in views} == {
         ("pending", 0, "destination_open")
     }
+
+
+async def test_an_edited_url_takes_its_origin_along_unless_a_destination_was_given(
+    api: httpx.AsyncClient,
+) -> None:
+    default = await create(api, seconds=60, url="http://a.example/x")
+    given = await create(api, seconds=60, url="http://a.example/x", destination="shared")
+    for timer_id in (default, given):
+        edited = await api.patch(f"/timer/{timer_id}", json={"url": "https://b.example:8443/y"})
+        assert edited.status_code == 200, edited.text
+    shown = [(await api.get(f"/timer/{t}")).json()["destination"] for t in (default, given)]
+    assert shown == ["https://b.example:8443", "shared"]

@@ -248,27 +248,23 @@ async def set_paused(conn: AsyncConnection, *, tenant: str, key: str, paused: bo
     return _row(row)
 
 
-_RESUME = text(f"""
-WITH before AS (
-    SELECT breaker_state FROM destinations WHERE tenant = :tenant AND key = :key FOR UPDATE
-), resumed AS (
-    INSERT INTO destinations (tenant, key) VALUES (:tenant, :key)
-    ON CONFLICT (tenant, key) DO UPDATE
-    SET paused = false, breaker_state = 'closed', consecutive_failures = 0, probe_until = NULL,
-        updated_at = now()
-    RETURNING {_COLUMNS}
+_STATE_FOR_UPDATE = text(
+    "SELECT breaker_state FROM destinations WHERE tenant = :tenant AND key = :key FOR UPDATE"
 )
-SELECT resumed.*, (SELECT breaker_state FROM before) AS before FROM resumed
+_RESUME = text(f"""
+INSERT INTO destinations (tenant, key) VALUES (:tenant, :key)
+ON CONFLICT (tenant, key) DO UPDATE
+SET paused = false, breaker_state = 'closed', consecutive_failures = 0, probe_until = NULL, updated_at = now()
+RETURNING {_COLUMNS}
 """)
 
 
 async def resume(conn: AsyncConnection, *, tenant: str, key: str) -> tuple[DestinationRow, BreakerState]:
     """Any state → closed and not paused; returns the row and the breaker's state before."""
-    row = (await conn.execute(_RESUME, {"tenant": tenant, "key": key})).one()
-    values = dict(row._mapping)
-    before = BreakerState(values.pop("before") or BreakerState.CLOSED)
-    values["breaker_state"] = BreakerState(values["breaker_state"])
-    return DestinationRow(**values), before
+    params = {"tenant": tenant, "key": key}
+    before = (await conn.execute(_STATE_FOR_UPDATE, params)).scalar()
+    row = (await conn.execute(_RESUME, params)).one()
+    return _row(row), BreakerState(before or BreakerState.CLOSED)
 
 
 _WAITING = text("""

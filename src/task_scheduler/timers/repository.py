@@ -254,6 +254,13 @@ async def update_pending(
         else:
             assignments.append(f"{column} = :{column}")
             params[column] = value
+    if "url" in changes:
+        destination = await _destination_after(
+            conn, timer_id=timer_id, tenant=tenant, new_url=str(changes["url"])
+        )
+        if destination is not None:
+            assignments.append("destination = :destination")
+            params["destination"] = destination
     new_due = "due_at"
     if fire_at is not None or delay_seconds is not None:
         new_due = (
@@ -281,6 +288,21 @@ async def update_pending(
     """)
     row = (await conn.execute(statement, params)).one_or_none()
     return None if row is None else _timer_row(row._mapping)
+
+
+_URL_AND_DESTINATION = text(f"SELECT url, destination FROM timers WHERE id = :id AND {_IN_SCOPE} FOR UPDATE")
+
+
+async def _destination_after(
+    conn: AsyncConnection, *, timer_id: int, tenant: str | None, new_url: str
+) -> str | None:
+    """The destination of a timer whose URL an edit changes, when it changes too: a timer whose
+    destination is its URL's origin (the default) follows its URL; one given on create stays.
+    (Read under the lock the edit takes anyway.)"""
+    row = (await conn.execute(_URL_AND_DESTINATION, {"id": timer_id, "tenant": tenant})).one_or_none()
+    if row is not None and row.destination is not None and row.destination == default_key(row.url):
+        return default_key(new_url)
+    return None
 
 
 # Bulk forms of a transition pick their rows like this: the given ids not locked by another
