@@ -85,12 +85,21 @@ async def test_a_paused_destination_holds_its_timers_and_resume_releases_them(
     service: ServiceFactory, receiver: Receiver
 ) -> None:
     key = origin(receiver)
-    async with service() as client:
+    async with service(stats_interval_seconds=0.1) as client:
         paused = await client.put(path_of(key), json={"paused": True})
         timer_id = await create(client, seconds=0, url=receiver.url)
         other = await create(client, seconds=0, url=receiver.url, destination="elsewhere")
         delivered_other = await wait_for_status(client, other, "delivered", WAIT)
         await asyncio.sleep(0.5)  # several claim turns (poll 0.2 s) pass the held timer by
+
+        async def gauges_show_it() -> bool:
+            text = (await client.get("/metrics")).text
+            return (
+                "scheduler_destinations_holding 1.0" in text
+                and "scheduler_destination_waiting_timers 1.0" in text
+            )
+
+        assert await wait_for(gauges_show_it)
         held = (await client.get(f"/timer/{timer_id}")).json()
         shown = (await client.get(path_of(key))).json()
         listed = (await client.get("/destinations")).json()

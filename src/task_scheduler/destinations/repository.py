@@ -192,6 +192,24 @@ async def holding(conn: AsyncConnection) -> set[tuple[str, str]]:
     return {(r.tenant, r.key) for r in await conn.execute(_HOLDING)}
 
 
+_COUNT_HOLDING = text("SELECT count(*) FROM destinations WHERE paused OR breaker_state <> 'closed'")
+_COUNT_HELD = text("""
+SELECT count(*) FROM timers AS t
+WHERE t.status = 'pending' AND t.due_at <= now() AND EXISTS (
+    SELECT 1 FROM destinations AS d
+    WHERE d.tenant = t.tenant AND d.key = t.destination AND (d.paused OR d.breaker_state <> 'closed'))
+""")
+
+
+async def holding_stats(conn: AsyncConnection) -> tuple[int, int]:
+    """(destinations holding their timers, pending timers due now that they hold); the timers are
+    counted (a scan of the due ones) only while some destination holds."""
+    holding = int((await conn.execute(_COUNT_HOLDING)).scalar_one())
+    if not holding:
+        return 0, 0
+    return holding, int((await conn.execute(_COUNT_HELD)).scalar_one())
+
+
 # -- the API ---------------------------------------------------------------------------------------
 
 _HELD_REASON = text("""
