@@ -18,6 +18,7 @@ from aiohttp import web
 
 from task_scheduler.app import create_app
 from tests.support.app import ServiceFactory, running_app
+from tests.support.keys import ADMIN_KEY, bearer, make_key
 from tests.support.polling import WAIT, wait_for_status
 from tests.support.receiver import Receiver, running
 
@@ -339,3 +340,21 @@ async def test_an_edited_url_takes_its_origin_along_unless_a_destination_was_giv
         assert edited.status_code == 200, edited.text
     shown = [(await api.get(f"/timer/{t}")).json()["destination"] for t in (default, given)]
     assert shown == ["https://b.example:8443", "shared"]
+
+
+async def test_destinations_belong_to_their_tenant(make_settings: Any) -> None:
+    app = create_app(make_settings(admin_api_key=ADMIN_KEY, api_key_cache_seconds=0), run_dispatcher=False)
+    async with running_app(app) as client:
+        acme, globex = await make_key(client, "acme", "writer"), await make_key(client, "globex", "writer")
+        reader = await make_key(client, "acme", "reader")
+        paused = await client.put(path_of("shared"), json={"paused": True}, headers=bearer(acme))
+        theirs = (await client.get(path_of("shared"), headers=bearer(globex))).json()
+        their_list = (await client.get("/destinations", headers=bearer(globex))).json()
+        by_reader = await client.put(path_of("shared"), json={"paused": False}, headers=bearer(reader))
+        resumed_by_reader = await client.post(f"{path_of('shared')}/resume", headers=bearer(reader))
+        read_by_reader = (await client.get(path_of("shared"), headers=bearer(reader))).json()
+    assert paused.status_code == 200
+    assert theirs["paused"] is False
+    assert their_list["destinations"] == []
+    assert (by_reader.status_code, resumed_by_reader.status_code) == (403, 403)
+    assert read_by_reader["paused"] is True

@@ -12,6 +12,10 @@ live instance keeps its timers however long its queue is; only a dead (or cut of
 leases lapse. A request starts only while the last heartbeat vouches for the lease until after
 the request's timeout; otherwise the timer is returned (to `pending`, unsent).
 
+Destinations (destinations/): the claim passes by the timers of a paused destination or one whose
+circuit breaker is open, takes the one probe of each breaker whose cool-down is over, and a timer
+claimed before its destination began to hold is returned unsent.
+
 What a result means is decided by verdict.py (pure); outcomes are recorded by writer.py; each
 request waits for a slot of its host (host_slots.py). Bulkheads: a claimed row that cannot be
 handled, or a timer whose firing crashes, is failed as `unprocessable` and fails only itself.

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,6 +43,12 @@ _WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    kept: set[int]  # the timers whose lease held: their outcomes are written
+    breakers: list[Transition]  # the destinations' breakers the outcomes opened or closed
+
+
 async def write_decisions(
     conn: AsyncConnection,
     *,
@@ -49,12 +56,11 @@ async def write_decisions(
     decisions: Sequence[Decision],
     notify_within: float = 0.0,
     breaker_failures: int = 5,
-    on_breakers: Callable[[Sequence[Transition]], None] | None = None,
-) -> set[int]:
+) -> Written:
     """Write `decisions` in `conn`'s transaction, with the timers they make (outcome
-    notifications) for those whose lease held, and what they say of their destinations (circuit
-    breakers: one statement for the batch, `breaker_failures` consecutive failures open one, and
-    `on_breakers` hears of the breakers that changed); returns the timer ids whose lease held."""
+    notifications, destination events) for those whose lease held, and what they say of their
+    destinations (circuit breakers: one statement for the batch; `breaker_failures` consecutive
+    failures open one)."""
     by_verdict: dict[Verdict, list[Outcome]] = {}
     for item in decisions:
         by_verdict.setdefault(item.verdict, []).append(item.outcome)
@@ -68,30 +74,33 @@ async def write_decisions(
     ]
     await repository.insert_attempts(conn, records=records)
     notices = [d.notice for d in decisions if d.notice is not None and d.outcome.timer_id in kept]
-    follow_ups = await notification_timers(conn, notices) if notices else []
-    if follow_ups:
-        metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
+    notifications = await notification_timers(conn, notices) if notices else []
     signals = [d.breaker for d in decisions if d.breaker is not None and d.outcome.timer_id in kept]
+    changes: list[Transition] = []
     if signals:
-        tallies = breaker.tally(signals)
-        changes = await destinations.record_outcomes(conn, tallies=tallies, threshold=breaker_failures)
-        for change in changes:
-            metrics.BREAKER_TRANSITIONS.labels(change.after.value).inc()
-            log_event(
-                logger,
-                "destination.breaker_" + change.after.value,
-                logging.WARNING if change.after is not BreakerState.CLOSED else logging.INFO,
-                tenant=change.tenant,
-                destination=change.key,
-                was=change.before.value,
-                consecutive_failures=change.consecutive_failures,
-            )
-        follow_ups += await destination_event_timers(conn, changes)
-        if changes and on_breakers is not None:
-            on_breakers(changes)
+        changes = await destinations.record_outcomes(
+            conn, tallies=breaker.tally(signals), threshold=breaker_failures
+        )
+    follow_ups = notifications + (await destination_event_timers(conn, changes) if changes else [])
     if follow_ups:
         await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
-    return kept
+        metrics.NOTIFICATIONS_CREATED.inc(len(notifications))
+    return Written(kept, changes)
+
+
+def _breakers_changed(changes: Sequence[Transition]) -> None:
+    """Counted and logged once the transaction that changed them committed."""
+    for change in changes:
+        metrics.BREAKER_TRANSITIONS.labels(change.after.value).inc()
+        log_event(
+            logger,
+            "destination.breaker_" + change.after.value,
+            logging.WARNING if change.after is not BreakerState.CLOSED else logging.INFO,
+            tenant=change.tenant,
+            destination=change.key,
+            was=change.before.value,
+            consecutive_failures=change.consecutive_failures,
+        )
 
 
 class OutcomeWriter:
@@ -215,14 +224,18 @@ class OutcomeWriter:
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    return await write_decisions(
+                    written = await write_decisions(
                         conn,
                         owner=self._owner,
                         decisions=batch,
                         notify_within=self._lookahead_seconds,
                         breaker_failures=self._breaker_failures,
-                        on_breakers=self._on_breakers,
                     )
+                if written.breakers:
+                    _breakers_changed(written.breakers)
+                    if self._on_breakers is not None:
+                        self._on_breakers(written.breakers)
+                return written.kept
             except Exception as exc:
                 if not is_transient(exc):
                     raise
