@@ -47,6 +47,7 @@ from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.delivery.writer import OutcomeWriter, write_decisions
 from task_scheduler.destinations import repository as destinations
+from task_scheduler.destinations.breaker import BreakerSignal
 from task_scheduler.destinations.models import BreakerState
 from task_scheduler.destinations.repository import Transition
 from task_scheduler.logs import log_event
@@ -115,6 +116,7 @@ class Dispatcher:
         self._holding: frozenset[tuple[str, str]] = frozenset()
         self._holding_read_at = 0.0
         self._probes: set[int] = set()  # timers claimed as their destination's probe
+        self._local_failures: dict[tuple[str, str], int] = {}  # see _count_locally
 
     async def start(self) -> None:
         self._last_claim_turn = time.monotonic()
@@ -159,6 +161,20 @@ class Dispatcher:
         if since_claim > stall + self._settings.poll_interval_seconds:
             found.append(f"claim loop: no claim has succeeded for {since_claim:.1f}s")
         return found
+
+    def _count_locally(self, signal: BreakerSignal) -> None:
+        """Consecutive failures this instance saw, before they are written: at the threshold its
+        timers of that destination wait at once (a fast-failing receiver answers hundreds of
+        requests while one outcome batch is written); the breaker's own state (the database's,
+        read every poll interval) decides from then on."""
+        key = (signal.tenant, signal.key)
+        if signal.up:
+            self._local_failures.pop(key, None)
+            return
+        failures = self._local_failures.get(key, 0) + 1
+        self._local_failures[key] = failures
+        if failures >= self._settings.breaker_failures and key not in self._holding:
+            self._holding = self._holding | {key}
 
     def _breakers_changed(self, changes: Sequence[Transition]) -> None:
         """This instance's outcomes opened or closed breakers: its held timers follow at once."""
@@ -256,6 +272,7 @@ class Dispatcher:
             if time.monotonic() - self._holding_read_at >= settings.poll_interval_seconds:
                 self._holding = frozenset(await destinations.holding(conn))
                 self._holding_read_at = time.monotonic()
+                self._local_failures.clear()  # the database's counts stand from here
             # The database's clock, read after the claimed rows were in: mapping it to
             # `received` can only make a timer late (by this one small query's answer), never
             # early. Not the claim's now() (its transaction's start) and before the commit: both
@@ -445,6 +462,8 @@ class Dispatcher:
             if decision is not None:
                 decided = True
                 self._writer.put(decision)
+                if decision.breaker is not None:
+                    self._count_locally(decision.breaker)
         except Exception as exc:  # noqa: BLE001 - a timer that crashes its firing fails only itself
             decided = True
             now = claimed_db_now + timedelta(seconds=time.monotonic() - received)
