@@ -66,7 +66,7 @@ ORDER BY tenant, key
 ON CONFLICT (tenant, key) DO NOTHING
 """)
 
-# The rows a batch changes, locked in order and read as they are now (`before`): a row with no
+# The rows a batch changes, locked in order and read as they are now (`locked`): a row with no
 # failures, closed, that only answered, is left alone (and not locked): the healthy path writes nothing.
 _RECORD_OUTCOMES = text("""
 WITH input AS (
