@@ -24,9 +24,13 @@ test: install ## the whole suite with coverage (embedded PostgreSQL unless TEST_
 
 test-pg: install ## integration tests (every SQL statement) against the PostgreSQL server on 127.0.0.1:5432
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(PY) -m pytest --no-cov tests/integration --ignore=tests/integration/test_fuzz.py \
-		--ignore=tests/integration/test_poison_requests.py --ignore=tests/integration/test_hostile_receivers.py \
-		$(PYTEST_ARGS)
+		$(PY) -m pytest --no-cov tests/integration $(addprefix --ignore=tests/integration/,$(NOT_SQL)) $(PYTEST_ARGS)
+
+# Integration tests that add no SQL of their own (HTTP clients, the SSRF resolver, signatures,
+# tracing, the CLI over the API, fuzzing): test-pg leaves them to `make test`.
+NOT_SQL = test_fuzz.py test_poison_requests.py test_hostile_receivers.py test_webhook_client.py \
+	test_ssrf_resolver.py test_ssrf_delivery.py test_signature_verification.py test_tracing.py \
+	test_client_library.py test_api_client.py test_bench_tools.py test_cli.py test_cli_schedules.py
 
 lint: install ## checks only, never rewrites
 	$(VENV)/bin/ruff check src tests bench chaos

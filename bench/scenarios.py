@@ -24,7 +24,7 @@ from bench.harness import (
     start_service,
 )
 from bench.scale import scale
-from bench.schedules import schedule_burst, schedule_create
+from bench.schedules import schedule_burst, schedule_create, schedule_steady
 from bench.tracing import tracing_create, tracing_fire
 
 
@@ -375,6 +375,7 @@ QUICK = {
     "recovery": lambda s, w: recovery(s, w, 20_000),
     "schedule_create": schedule_create,
     "schedule_burst": schedule_burst,
+    "schedule_steady": schedule_steady,
     "tracing_create": tracing_create,
     "tracing_fire": tracing_fire,
 }

@@ -44,6 +44,7 @@ from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.retention import Housekeeper
 from task_scheduler.timers.router import router as timers_router
 from task_scheduler.timers.service import TimerService
+from task_scheduler.ui.rollups import RollupFolder
 from task_scheduler.ui.router import STATIC_DIR
 from task_scheduler.ui.router import router as ui_router
 from task_scheduler.ui.service import Dashboard
@@ -94,6 +95,11 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             app.state.dispatcher = None
             app.state.supervisor = supervisor = Supervisor()
             stack.push_async_callback(supervisor.stop)  # whatever the components left running
+            folder = RollupFolder(
+                engine=engine, supervisor=supervisor, interval=settings.rollup_interval_seconds
+            )
+            await folder.start()
+            stack.push_async_callback(folder.stop)
             if run_dispatcher:
                 app.state.dispatcher = await _start_delivery(
                     stack, settings, url, engine, supervisor, tracing

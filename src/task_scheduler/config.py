@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     retention_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Timers deleted per short transaction."
     )
+    rollup_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the dashboard's rollups are folded from the attempt log (by one instance at a time).",
+    )
     bulk_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Timers a bulk job handles per short transaction."
     )

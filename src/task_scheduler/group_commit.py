@@ -9,6 +9,10 @@ Every item taken is answered: at shutdown, what is queued or taken but not yet h
 transaction is written by `stop()`, and an item that still has no answer then (the database
 failed) gets `ServiceUnavailable` (503), never silence. `write` may answer one item with an
 exception (it failed alone, e.g. in its own savepoint): only that caller gets it.
+
+With `alone_on_failure`, a batch is written without savepoints (each costs two round trips);
+if the database refuses it, the transaction is rolled back and each item is written again in a
+transaction of its own, so the one it refuses fails alone and the others are created.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class GroupCommit(Generic[In, Out]):
 
     name = "group-commit"
     unwritten_message = "the service is shutting down; nothing was created"
+    alone_on_failure = False
 
     def __init__(self, *, engine: AsyncEngine, concurrent_batches: int = 4) -> None:
         self._engine = engine
@@ -98,13 +103,17 @@ class GroupCommit(Generic[In, Out]):
 
     async def _flush(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                results = await self.write(conn, [item for item, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        else:
+            try:
+                async with self._engine.begin() as conn:
+                    results = await self.write(conn, [item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                if not (self.alone_on_failure and len(batch) > 1):
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    return
+                self.refused(len(batch), exc)
+                results = [await self._alone(item) for item, _ in batch]
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
@@ -114,3 +123,15 @@ class GroupCommit(Generic[In, Out]):
                     future.set_result(result)
         finally:
             self._slots.release()
+
+    async def _alone(self, item: In) -> Out | Exception:
+        """`item` written in a transaction of its own: its result, or what writing it raised."""
+        try:
+            async with self._engine.begin() as conn:
+                (result,) = await self.write(conn, [item])
+        except Exception as exc:  # noqa: BLE001 - this item fails alone; its caller gets it
+            return exc
+        return result
+
+    def refused(self, count: int, error: Exception) -> None:
+        """The database refused a batch of `count` (each item is written again alone)."""

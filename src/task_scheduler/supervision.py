@@ -1,4 +1,4 @@
-"""Supervision of the background tasks (claim, writer, heartbeat, listener, signers, retention,
+"""Supervision of the background tasks (claim, writer, heartbeat, listener, signers, retention, rollups,
 gauges, bulk): a task that crashes, returns or is cancelled by anything but `stop` is logged, counted
 (`scheduler_background_task_restarts_total{task=...}`) and started again after a backoff."""
 
@@ -42,7 +42,11 @@ class Supervisor:
             if runner is not None:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
-            self._current.pop(name, None)
+            # A runner cancelled before its first step never cancels the task it watches.
+            current = self._current.pop(name, None)
+            if current is not None and not current.done():
+                current.cancel()
+                await asyncio.gather(current, return_exceptions=True)
 
     def task(self, name: str) -> asyncio.Task[None] | None:
         """The task now running as `name` (None while it waits to be restarted)."""

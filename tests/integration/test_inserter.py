@@ -14,7 +14,7 @@ from task_scheduler.db import asyncpg_dsn, create_engine
 from task_scheduler.schedules.repository import ScheduleRow, ScheduleSpec
 from task_scheduler.schedules.service import NewSchedule, ScheduleCreator
 from task_scheduler.timers.inserter import BatchInserter
-from task_scheduler.timers.repository import CreatedTimer, NewTimer
+from task_scheduler.timers.repository import NOTIFY_CHANNEL, CreatedTimer, NewTimer
 
 
 class CountingInserter(BatchInserter):
@@ -176,9 +176,10 @@ def new_schedule(url: str, now: datetime) -> NewSchedule:
 async def test_concurrent_schedule_creates_share_commits_and_one_refused_fails_alone(
     database_url: str,
 ) -> None:
-    """Schedules are created with their first run by group commit, each in a savepoint: one the
-    database refuses (a trigger raises for it, inside the shared transaction) fails its caller
-    alone; every other caller gets its own schedule and run."""
+    """Schedules are created with their first run by group commit: one the database refuses (a
+    trigger raises for it, inside the shared transaction) fails its caller alone (the batch is
+    written again, each create in a transaction of its own); every other caller gets its own
+    schedule and run."""
     engine = create_engine(database_url, pool_size=4)
     creator = CountingCreator(engine=engine, notify_within=1.0)
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -206,4 +207,29 @@ async def test_concurrent_schedule_creates_share_commits_and_one_refused_fails_a
     finally:
         await creator.stop()
         await conn.close()
+        await engine.dispose()
+
+
+async def test_a_schedule_whose_first_run_is_due_soon_wakes_the_dispatchers(database_url: str) -> None:
+    """Schedules and their first runs are inserted by one statement; a run due within the
+    look-ahead sends the dispatchers' notification on commit, one that is not sends none."""
+    engine = create_engine(database_url, pool_size=2)
+    creator = ScheduleCreator(engine=engine, notify_within=5400.0)  # 1.5 h
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[2]))
+    now = datetime.now(UTC)
+    try:
+        later = ScheduleSpec(expression="@daily", cron="0 0 0 * * *", url="http://example.com/later")
+        await creator.submit(NewSchedule(later, "default", now + timedelta(hours=2), now))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(heard.get(), timeout=0.5)
+        row = await creator.submit(new_schedule("http://example.com/soon", now))
+        await asyncio.wait_for(heard.get(), timeout=10)
+        runs = await listener.fetch("SELECT schedule_id, url, occurrence_at FROM timers ORDER BY id")
+        assert [(r["url"], r["occurrence_at"]) for r in runs if r["schedule_id"] == row.id] == [
+            ("http://example.com/soon", now + timedelta(hours=1))
+        ]
+    finally:
+        await listener.close()
         await engine.dispose()

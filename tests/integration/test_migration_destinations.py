@@ -1,4 +1,4 @@
-"""Migration 0013: timers get a nullable `destination` and the `destinations` table appears;
+"""Migration 0014: timers get a nullable `destination` and the `destinations` table appears;
 existing rows keep every value and get NULL, and the downgrade drops only what it added."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from sqlalchemy import Connection, text
 from task_scheduler.db import _alembic_config, asyncpg_dsn, create_engine, migrate, schema_is_current
 
 
-def _upgrade_to_0012(connection: Connection) -> None:
+def _upgrade_to_0013(connection: Connection) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(connection), "0012")
+    command.upgrade(_alembic_config(connection), "0013")
 
 
-def _downgrade_to_0012(connection: Connection) -> None:
+def _downgrade_to_0013(connection: Connection) -> None:
     from alembic import command
 
-    command.downgrade(_alembic_config(connection), "0012")
+    command.downgrade(_alembic_config(connection), "0013")
 
 
 async def _columns(db: asyncpg.Connection) -> set[str]:
@@ -33,7 +33,7 @@ async def test_upgrade_adds_a_null_destination_and_downgrade_removes_it(database
         async with engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
-            await conn.run_sync(_upgrade_to_0012)
+            await conn.run_sync(_upgrade_to_0013)
         assert "destination" not in await _columns(db)
         timer_id = await db.fetchval(
             "INSERT INTO timers (url, due_at, labels) VALUES ('http://a/', now(), '{\"k\": \"v\"}') RETURNING id"
@@ -48,7 +48,7 @@ async def test_upgrade_adds_a_null_destination_and_downgrade_removes_it(database
         assert after == before
 
         async with engine.begin() as conn:
-            await conn.run_sync(_downgrade_to_0012)
+            await conn.run_sync(_downgrade_to_0013)
         assert "destination" not in await _columns(db)
         assert await db.fetchval("SELECT to_regclass('destinations')") is None
         assert dict(await db.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id)) == before

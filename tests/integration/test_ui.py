@@ -15,8 +15,10 @@ import pytest
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
+from task_scheduler.db import create_engine
 from task_scheduler.ui import session
 from tests.support.keys import ADMIN_KEY, bearer, make_key
+from tests.support.rollups import fold_now
 
 URL = "http://example.com/hook"
 XSS_LABEL = "<script>alert(1)</script>"
@@ -246,7 +248,9 @@ async def test_cross_origin_posts_are_refused(secured: Callable[..., Any]) -> No
 # -- pages ----------------------------------------------------------------------------------
 
 
-async def test_every_page_renders_for_an_admin(secured: Callable[..., Any], db: asyncpg.Connection) -> None:
+async def test_every_page_renders_for_an_admin(
+    secured: Callable[..., Any], db: asyncpg.Connection, database_url: str
+) -> None:
     async with secured() as client:
         timer_id = await make_timer(
             client, labels={"team": "billing"}, headers={"Authorization": "Bearer s3cret"}
@@ -258,6 +262,11 @@ async def test_every_page_renders_for_an_admin(secured: Callable[..., Any], db: 
             timer_id,
             done_id,
         )
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            await fold_now(engine)
+        finally:
+            await engine.dispose()
         await sign_in(client, ADMIN_KEY)
         pages = {
             path: await client.get(path)
@@ -614,10 +623,9 @@ async def test_counts_for_a_small_table_a_big_one_and_a_tenant(
     assert big["expired"].startswith("≤ ")  # too rare for the statistics: an upper bound
 
 
-async def test_the_attempt_rollup_aggregates_in_the_database(
-    database_url: str, db: asyncpg.Connection
+async def test_the_charts_and_destinations_read_the_rollups(
+    database_url: str, db: asyncpg.Connection, secured: Callable[..., Any]
 ) -> None:
-    from task_scheduler.db import create_engine
     from task_scheduler.ui.repository import attempt_rollup
 
     await db.execute(
@@ -626,12 +634,15 @@ async def test_the_attempt_rollup_aggregates_in_the_database(
         " (2, 'https://other.example/hook', now(), 'failed', 2, 'globex')"
     )
     await db.execute(
-        "INSERT INTO timer_attempts VALUES (1, 1, now(), 30, 200, NULL, NULL, NULL),"
-        " (2, 1, now() - interval '2 minutes', 5, 503, 'http_status', 'HTTP 503', NULL),"
-        " (2, 2, now() - interval '2 hours', 5, 503, 'http_status', 'HTTP 503', NULL)"
+        "INSERT INTO timer_attempts (timer_id, attempt, started_at, duration_ms, status_code, error_class,"
+        " recorded_at) VALUES (1, 1, now(), 30, 200, NULL, now()),"
+        " (2, 1, now(), 5, 503, 'http_status', now() - interval '2 minutes'),"
+        " (2, 2, now(), 5, 503, 'http_status', now() - interval '2 hours')"
     )
+    await db.execute("UPDATE rollup_watermarks SET folded_before = now() - interval '3 hours'")
     engine = create_engine(database_url, pool_size=1)
     try:
+        await fold_now(engine)
         async with engine.connect() as conn:
             everyone = await attempt_rollup(conn, tenant=None)
             acme = await attempt_rollup(conn, tenant="acme")
@@ -641,11 +652,39 @@ async def test_the_attempt_rollup_aggregates_in_the_database(
     assert set(hosts) == {"example.com:8080", "other.example"}  # no user:password, lower case
     assert (hosts["example.com:8080"].succeeded, hosts["example.com:8080"].last_ok) == (1, True)
     assert (hosts["other.example"].attempts, hosts["other.example"].last_error) == (1, "http_status")
-    assert hosts["example.com:8080"].p50_ms == 30.0
+    assert hosts["example.com:8080"].p50_ms == pytest.approx(30.0)  # 10-50 ms bucket, halfway
     assert sorted(everyone.per_minute.values()) in ([(0, 1), (1, 0)], [(1, 1)])
+    assert sum(ok + failed for ok, failed in everyone.per_hour.values()) == 3  # the last day's
     assert everyone.durations == {0: (0, 1), 1: (1, 0)}  # 5 ms below 10; 30 ms in 10-50
     assert sum(ok + failed for ok, failed in everyone.lateness.values()) == 1  # first attempts only
     assert [h.authority for h in acme.hosts] == ["example.com:8080"]
+    per_minute = {
+        r["minute"]: int(r["n"])
+        for r in await db.fetch(
+            "SELECT minute, sum(deliveries) AS n FROM delivery_rollups"
+            " WHERE minute >= date_trunc('minute', now()) - interval '59 minutes' GROUP BY minute"
+        )
+    }
+    assert {m: ok + failed for m, (ok, failed) in everyone.per_minute.items()} == per_minute
+
+    # The pages show what the rollups hold: a final minute (before the watermark) no attempt made.
+    await db.execute(
+        "INSERT INTO delivery_rollups VALUES"
+        " ('acme', date_trunc('minute', now()) - interval '10 minutes', 'direct.example', 'ok', 7, 70, $1, $2),"
+        " ('acme', date_trunc('minute', now()) - interval '10 minutes', 'direct.example', 'timeout', 2, 9, $1, $2)",
+        [0, 7, 0, 0, 0, 0, 0, 2, 0, 0],
+        [0] * 10,
+    )
+    async with secured() as client:
+        await sign_in(client, ADMIN_KEY)
+        overview = (await client.get("/ui")).text
+        page = (await client.get("/ui/destinations")).text
+    assert 'Attempts per minute, last hour <span class="muted">(peak 9)' in overview
+    assert 'Attempts per hour, last day <span class="muted">(peak' in overview
+    rows = {m.group(1): m.group(2) for m in re.finditer(r">([a-z.:0-9]+)</a></td><td>(\d+)</td>", page)}
+    assert rows == {"example.com:8080": "1", "other.example": "1", "direct.example": "9"}
+    assert "77.8 %" in page  # direct.example: 7 of 9
+    assert "30.0 ms" in page  # p50 of example.com:8080
 
 
 # -- schedules ------------------------------------------------------------------------------

@@ -80,3 +80,18 @@ async def test_a_task_cancelled_from_outside_is_restarted_and_reported_meanwhile
     finally:
         await supervisor.stop("unit-forever")
     assert started == 2
+
+
+async def test_stop_right_after_start_ends_the_task() -> None:
+    """Regression: a runner cancelled before its first step left the task it watches running
+    (the dashboard's rollup loop then outlived its app, on a dropped database)."""
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor()
+    supervisor.start("unit-forever", forever)
+    task = supervisor.task("unit-forever")
+    assert task is not None
+    await supervisor.stop("unit-forever")
+    assert task.done()

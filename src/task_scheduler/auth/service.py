@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import ipaddress
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -63,6 +66,9 @@ class _TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+T = TypeVar("T")
+
+
 class AuthService:
     def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
@@ -70,6 +76,12 @@ class AuthService:
         self._keys: dict[str, tuple[float, ApiKeyRow | None]] = {}
         self._any_key: tuple[float, bool] = (0.0, False)
         self._buckets: dict[str, _TokenBucket] = {}
+        # Lookups in flight, shared by every request that needs the same answer meanwhile: when a
+        # cached answer expired under load, each of the concurrent requests read it again, and
+        # the pool opened (and closed) extra connections for them every 2 s.
+        self._flights: dict[str, asyncio.Future[Any]] = {}
+        # Moved on by every change of the keys: an answer read before it is not cached after it.
+        self._generation = 0
 
     # -- authenticating ---------------------------------------------------------------------
 
@@ -99,26 +111,56 @@ class AuthService:
         return Principal(tenant=row.tenant, role=row.role, key_id=row.key_id), row.key_hash
 
     async def _lookup(self, key_id: str) -> ApiKeyRow | None:
-        now = time.monotonic()
         cached = self._keys.get(key_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        return await self._shared(f"key:{key_id}", functools.partial(self._read_key, key_id))
+
+    async def _read_key(self, key_id: str) -> ApiKeyRow | None:
+        generation = self._generation
         async with self._engine.connect() as conn:
             row = await repository.find_key(conn, key_id=key_id)
-        if len(self._keys) > 10_000:
-            self._keys.clear()  # bounded: unknown key ids are cached too
-        self._keys[key_id] = (now + self._settings.api_key_cache_seconds, row)
+        if generation == self._generation:
+            if len(self._keys) > 10_000:
+                self._keys.clear()  # bounded: unknown key ids are cached too
+            self._keys[key_id] = (time.monotonic() + self._settings.api_key_cache_seconds, row)
         return row
 
     async def _any_active_key(self) -> bool:
-        now = time.monotonic()
         until, exists = self._any_key
-        if until > now:
+        if until > time.monotonic():
             return exists
+        return await self._shared("any-key", self._read_any_key)
+
+    async def _read_any_key(self) -> bool:
+        generation = self._generation
         async with self._engine.connect() as conn:
             exists = await repository.active_key_exists(conn)
-        self._any_key = (now + min(self._settings.api_key_cache_seconds, 2.0), exists)
+        if generation == self._generation:
+            self._any_key = (time.monotonic() + min(self._settings.api_key_cache_seconds, 2.0), exists)
         return exists
+
+    async def _shared(self, name: str, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`'s answer, read once for every caller that asks while it is being read. A
+        caller cancelled while waiting does not cancel the read the others wait for."""
+        flight = self._flights.get(name)
+        if flight is None:
+            flight = asyncio.ensure_future(read())
+            self._flights[name] = flight
+            flight.add_done_callback(functools.partial(self._landed, name))
+        answer: T = await asyncio.shield(flight)
+        return answer
+
+    def _landed(self, name: str, flight: asyncio.Future[Any]) -> None:
+        if self._flights.get(name) is flight:
+            del self._flights[name]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: the callers got it (or all of them were cancelled)
+
+    def _keys_changed(self) -> None:
+        self._generation += 1
+        self._flights.clear()  # later callers read again; earlier ones get what was in flight
+        self._any_key = (0.0, False)
 
     def _rate_limit(self, bucket_key: str) -> None:
         rate = self._settings.rate_limit_per_second
@@ -157,7 +199,7 @@ class AuthService:
             row = await repository.insert_key(
                 conn, key_id=key_id, key_hash=hash_key(raw_key), name=name, tenant=tenant, role=role
             )
-        self._any_key = (0.0, False)
+        self._keys_changed()
         log_event(logger, "auth.key_created", key_id=key_id, tenant=tenant, role=role.value)
         return raw_key, row
 
@@ -171,7 +213,7 @@ class AuthService:
         if row is None:
             raise NotFoundError(f"API key {key_id} does not exist", field="key_id")
         self._keys.pop(key_id, None)
-        self._any_key = (0.0, False)
+        self._keys_changed()
         log_event(logger, "auth.key_revoked", key_id=key_id)
         return row
 

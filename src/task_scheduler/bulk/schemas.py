@@ -18,7 +18,7 @@ from pydantic import (
 
 from task_scheduler.bulk.models import BulkAction, BulkState
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.schemas import UtcRepresentableDatetime, validate_labels
+from task_scheduler.timers.schemas import StorableText, UtcRepresentableDatetime, validate_labels
 
 # Per-field ceiling so arithmetic stays small; the horizon setting is the real limit.
 _MAX_OFFSET = 10**12
@@ -42,10 +42,10 @@ class BulkFilter(BaseModel):
         default=None, description="due_at at or after this time."
     )
     due_before: UtcRepresentableDatetime | None = Field(default=None, description="due_at before this time.")
-    host: str | None = Field(
+    host: StorableText | None = Field(
         default=None, min_length=1, max_length=255, description="The webhook URL's host (any case)."
     )
-    error_class: str | None = Field(
+    error_class: StorableText | None = Field(
         default=None,
         min_length=1,
         max_length=64,

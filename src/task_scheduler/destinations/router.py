@@ -82,7 +82,7 @@ async def get_destination(
 @router.put(
     "/destinations/{key:path}",
     response_model=DestinationView,
-    responses=_errors(400, 415),
+    responses=_errors(400, 413, 415),
     summary="Pause or unpause a destination",
 )
 async def update_destination(

@@ -15,10 +15,11 @@ router = APIRouter(tags=["operational webhooks"])
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
-        (400, "The body could not be read (not UTF-8, nested too deeply, a huge number)."),
         (401, "Missing, invalid or revoked API key."),
         (403, "The key's role does not allow this."),
         (404, "No such webhook for your tenant."),
+        (400, "The body could not be read (not UTF-8, nested too deeply, a huge number)."),
+        (413, "Request body too large."),
         (415, "The body is not JSON (send Content-Type: application/json)."),
         (422, "Invalid input; the error names the field."),
         (429, "Rate limit exceeded; see Retry-After."),

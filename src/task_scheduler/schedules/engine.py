@@ -152,21 +152,34 @@ def within_end(
 
 def run_of(schedule: ScheduleRow, occurrence: datetime | None, *, now: datetime) -> NewTimer:
     """The timer that stands for `occurrence` of the schedule (None: a run triggered now)."""
+    return new_run(schedule, schedule.tenant, schedule.id, occurrence, now=now)
+
+
+def new_run(
+    schedule: schedule_repository.ScheduleSpec,
+    tenant: str,
+    schedule_id: int | None,
+    occurrence: datetime | None,
+    *,
+    now: datetime,
+) -> NewTimer:
+    """The run of `occurrence` of a schedule given by its spec (`schedule_id` None: the schedule
+    is being inserted in the same statement, which sets it)."""
     due = now if occurrence is None else occurrence + timedelta(seconds=_jitter(schedule, occurrence))
     return NewTimer(
         url=schedule.url,
         request=schedule.request,
         labels=schedule.labels,
         retry=schedule.retry,
-        tenant=schedule.tenant,
+        tenant=tenant,
         fire_at=due,
         max_lateness_seconds=schedule.max_lateness_seconds,
-        schedule_id=schedule.id,
+        schedule_id=schedule_id,
         occurrence_at=occurrence,
     )
 
 
-def _jitter(schedule: ScheduleRow, occurrence: datetime) -> float:
+def _jitter(schedule: schedule_repository.ScheduleSpec, occurrence: datetime) -> float:
     if schedule.jitter_seconds <= 0:
         return 0.0
     following = schedule.cadence().after(occurrence)

@@ -166,6 +166,14 @@ timers = Table(
         "updated_at",
         postgresql_where=text("status IN ('delivered', 'failed', 'expired', 'cancelled')"),
     ),
+    # Every tenant's finished timers of one status in list order (the admin's lists by status).
+    Index(
+        "ix_timers_finished_status_due",
+        "status",
+        "due_at",
+        "id",
+        postgresql_where=text("status IN ('delivered', 'failed', 'expired', 'cancelled')"),
+    ),
 )
 
 timer_attempts = Table(
@@ -179,7 +187,11 @@ timer_attempts = Table(
     Column("error_class", Text, nullable=True),
     Column("error_message", Text, nullable=True),
     Column("response_body", Text, nullable=True),
+    # When the outcome writer's transaction began (now()): the dashboard's rollups fold attempts
+    # by it (ui/rollups.py). NULL for attempts recorded before migration 0013.
+    Column("recorded_at", DateTime(timezone=True), nullable=True, server_default=text("now()")),
     PrimaryKeyConstraint("timer_id", "attempt", name="pk_timer_attempts"),
+    Index("ix_timer_attempts_recorded", "recorded_at"),
 )
 
 idempotency_keys = Table(

@@ -128,34 +128,53 @@ _STORED_AS = {
 _INSERT_ARRAYS = {**_SCHEDULING, **{c: _array_type(c) for c in _STORED}}
 _UNNEST_ARGS = ",\n        ".join(f"CAST(:{c} AS {t})" for c, t in _INSERT_ARRAYS.items())
 
-_INSERT_TEMPLATE = f"""
-WITH input AS (
+# The CTEs that insert new timers (`new`: their id and due time); `{join}` may add a relation whose
+# `schedule_id` column replaces the given one (the runs of schedules made in the same statement).
+_NEW_TIMERS = f"""input AS (
     SELECT * FROM unnest(
         {_UNNEST_ARGS}
     ) WITH ORDINALITY AS i({", ".join(_INSERT_ARRAYS)}, ord)
 ), scheduled AS (
-    SELECT input.*, coalesce(fire_at, now() + make_interval(secs => delay_seconds)) AS due
-    FROM input
+    SELECT input.*, coalesce(fire_at, now() + make_interval(secs => delay_seconds)) AS due{{extra}}
+    FROM input{{join}}
 ), new AS (
     INSERT INTO timers (due_at, {", ".join(_STORED)})
-    SELECT due, {", ".join(_STORED_AS.get(c, c) for c in _STORED)}
+    SELECT due, {{stored}}
     FROM scheduled
     ORDER BY ord
     {{on_conflict}}
     RETURNING id, due_at
+)"""
+NOTIFY_NEW = _NOTIFY_IF_SOON.format(due="new.due_at")  # one per due-soon timer of `new`
+# A schedule's run for an occurrence that has one already is not made twice (the unique index).
+_RUN_CONFLICT = (
+    "ON CONFLICT (schedule_id, occurrence_at)"
+    " WHERE schedule_id IS NOT NULL AND status <> 'cancelled' DO NOTHING"
 )
-SELECT new.id, new.due_at, now() AS db_now, {_NOTIFY_IF_SOON.format(due="new.due_at")}
+
+
+def new_timers_sql(*, on_conflict: str = "", schedule_ids: str | None = None) -> str:
+    """The `input`, `scheduled` and `new` CTEs. `schedule_ids`: a relation (made earlier in the
+    same WITH) with `id` and `run_ord`: row `run_ord` of the input gets `id` as its schedule."""
+    stored = [_STORED_AS.get(c, c) for c in _STORED]
+    extra = join = ""
+    if schedule_ids is not None:
+        stored = [
+            "new_schedule_id" if c == "schedule_id" else e for c, e in zip(_STORED, stored, strict=True)
+        ]
+        extra = f", {schedule_ids}.id AS new_schedule_id"
+        join = f" JOIN {schedule_ids} ON {schedule_ids}.run_ord = input.ord"
+    return _NEW_TIMERS.format(stored=", ".join(stored), on_conflict=on_conflict, extra=extra, join=join)
+
+
+_INSERT_TEMPLATE = f"""
+WITH {{timers}}
+SELECT new.id, new.due_at, now() AS db_now, {NOTIFY_NEW}
 FROM new
 ORDER BY new.id
 """
-_INSERT = text(_INSERT_TEMPLATE.format(on_conflict=""))
-# A schedule's run for an occurrence that has one already is not made twice (the unique index).
-_INSERT_RUNS = text(
-    _INSERT_TEMPLATE.format(
-        on_conflict="ON CONFLICT (schedule_id, occurrence_at)"
-        " WHERE schedule_id IS NOT NULL AND status <> 'cancelled' DO NOTHING"
-    )
-)
+_INSERT = text(_INSERT_TEMPLATE.format(timers=new_timers_sql()))
+_INSERT_RUNS = text(_INSERT_TEMPLATE.format(timers=new_timers_sql(on_conflict=_RUN_CONFLICT)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +186,7 @@ class CreatedTimer:
     db_now: datetime
 
 
-def _insert_params(timers: Sequence[NewTimer], notify_within: float) -> dict[str, object]:
+def insert_params(timers: Sequence[NewTimer], notify_within: float) -> dict[str, object]:
     params: dict[str, object] = {"notify_within": notify_within}
     for column in _INSERT_ARRAYS:
         get = NEW_TIMER.getters[column]
@@ -185,7 +204,7 @@ async def insert_timers(
 ) -> list[CreatedTimer]:
     """Insert pending timers with one statement, returned in input order; due-soon ones NOTIFY
     the dispatchers (PostgreSQL sends one notification per transaction, on commit)."""
-    result = await conn.execute(_INSERT, _insert_params(timers, notify_within))
+    result = await conn.execute(_INSERT, insert_params(timers, notify_within))
     return [CreatedTimer(row.id, row.due_at, row.db_now) for row in result]
 
 
@@ -194,7 +213,7 @@ async def insert_runs(
 ) -> list[int]:
     """Insert runs of schedules like insert_timers, but a run whose occurrence has a run already
     (not cancelled) is not inserted; returns the ids of those that were."""
-    result = await conn.execute(_INSERT_RUNS, _insert_params(timers, notify_within))
+    result = await conn.execute(_INSERT_RUNS, insert_params(timers, notify_within))
     return [row.id for row in result]
 
 

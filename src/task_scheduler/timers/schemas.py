@@ -95,6 +95,17 @@ def _storable_time(value: datetime) -> datetime:
     return value
 
 
+def _storable_text(value: str) -> str:
+    problem = storable.text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# Free text that is stored or compared in SQL: PostgreSQL cannot take a NUL or a lone surrogate
+# (the query fails with a 500, not the request with a 422), so such text is refused at the door.
+StorableText = Annotated[str, AfterValidator(_storable_text)]
+
 # For query parameters: any aware RFC 3339 time, but still representable in UTC.
 UtcRepresentableDatetime = Annotated[
     AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_representable_in_utc)

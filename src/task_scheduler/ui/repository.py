@@ -9,9 +9,10 @@
   the cap, "at least" above), since that is the number an operator watches.
 - Timers by status, one tenant: counted over that tenant's newest `COUNT_CAP` timers by due time
   (an index range on ix_timers_tenant_due), shown as "of the latest N" when the cap is reached.
-- Charts and destinations read `timer_attempts` of the newest `RECENT_TIMERS` timers by id (a
-  primary-key range, not a scan of the attempt log), started in the last hour, at most
-  `ATTEMPT_ROWS` rows: an attempt of a much older timer (a long retry chain) is left out.
+- Charts and destinations read `delivery_rollups` (attempts per minute, tenant, destination and
+  outcome, which ui/rollups.py folds from the attempt log every few seconds) of the last hour
+  and `delivery_rollups_hourly` of the last day: never the timers or attempt tables. Percentiles
+  are estimated from the duration buckets.
 """
 
 from __future__ import annotations
@@ -24,11 +25,8 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.timers.models import TimerStatus
-from task_scheduler.timers.repository import url_authority_sql
 
 COUNT_CAP = 10_000
-RECENT_TIMERS = 200_000
-ATTEMPT_ROWS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,89 +88,125 @@ class HostStats:
     authority: str  # host[:port] of the webhook URL, without any user:password@
     attempts: int
     succeeded: int
-    p50_ms: float
+    p50_ms: float  # estimated from the duration buckets (see `bucket_quantile`)
     p99_ms: float
-    last_ok: bool
-    last_error: str | None
+    last_ok: bool  # its latest minute with attempts had a success
+    last_error: str | None  # the error class of its latest failed attempts
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptRollup:
-    """Recent attempts, already aggregated by the database: small whatever the traffic.
+    """Recent attempts as the rollups hold them: small whatever the traffic.
     Bucket i of a histogram holds values from DURATION_EDGES_MS[i-1] up to DURATION_EDGES_MS[i]
     (bucket 0: below the first edge, the last: the last edge and above)."""
 
-    per_minute: dict[datetime, tuple[int, int]]  # minute: (succeeded, failed)
-    durations: dict[int, tuple[int, int]]
-    lateness: dict[int, tuple[int, int]]  # first attempts only: started_at - due_at
-    hosts: list[HostStats]
+    per_minute: dict[datetime, tuple[int, int]]  # minute: (succeeded, failed), last hour
+    per_hour: dict[datetime, tuple[int, int]]  # hour: (succeeded, failed), last day
+    durations: dict[int, tuple[int, int]]  # last hour
+    lateness: dict[int, tuple[int, int]]  # first attempts only: started_at - due_at, last hour
+    lateness_day: dict[int, tuple[int, int]]  # the same, last day
+    hosts: list[HostStats]  # last hour
 
 
-_ATTEMPT_ROLLUP = text(f"""
-WITH recent AS MATERIALIZED (
-    SELECT a.started_at, a.duration_ms, a.error_class, a.error_class IS NULL AS ok,
-           CASE WHEN a.attempt = 1 AND t.attempts = 1
-                THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END AS lateness_ms,
-           {url_authority_sql("t.url")} AS authority
-    FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
-    WHERE a.timer_id > (SELECT coalesce(max(id), 0) FROM timers) - :recent
-      AND a.started_at > now() - interval '1 hour'
-      AND (CAST(:tenant AS text) IS NULL OR t.tenant = :tenant)
-    ORDER BY a.timer_id DESC
-    LIMIT :rows
-), bucketed AS (
-    SELECT date_trunc('minute', started_at) AS minute,
-           width_bucket(duration_ms, CAST(:edges AS double precision[])) AS duration_bucket,
-           width_bucket(lateness_ms, CAST(:edges AS double precision[])) AS lateness_bucket, ok
-    FROM recent
-)
-SELECT CASE WHEN GROUPING(minute) = 0 THEN 'minute'
-            WHEN GROUPING(duration_bucket) = 0 THEN 'duration' ELSE 'lateness' END AS kind,
-       extract(epoch FROM minute) AS minute, coalesce(duration_bucket, lateness_bucket) AS bucket, ok,
-       count(*) AS n, NULL AS authority, NULL AS succeeded, NULL AS p50, NULL AS p99,
-       NULL AS last_ok, NULL AS last_error
-FROM bucketed
-GROUP BY GROUPING SETS ((minute, ok), (duration_bucket, ok), (lateness_bucket, ok))
-HAVING GROUPING(lateness_bucket) = 1 OR lateness_bucket IS NOT NULL
+def bucket_quantile(counts: list[int], q: float) -> float:
+    """The q-quantile of values counted in DURATION_EDGES_MS buckets, linear within its bucket
+    (from 0 in the first); in the open last bucket, that bucket's lower edge."""
+    total = sum(counts)
+    if not total:
+        return 0.0
+    rank = q * total
+    seen = 0
+    for index, n in enumerate(counts):
+        if n and seen + n >= rank:
+            if index >= len(DURATION_EDGES_MS):
+                return DURATION_EDGES_MS[-1]
+            low = DURATION_EDGES_MS[index - 1] if index else 0.0
+            return low + (DURATION_EDGES_MS[index] - low) * (rank - seen) / n
+        seen += n
+    return DURATION_EDGES_MS[-1]
+
+
+# The last hour's minutes and the last day's hours (of one tenant, or all).
+_MINUTES = """
+minutes AS MATERIALIZED (
+    SELECT minute, destination, outcome, outcome = 'ok' AS ok, deliveries, duration_buckets,
+           lateness_buckets
+    FROM delivery_rollups
+    WHERE minute >= date_trunc('minute', now()) - interval '59 minutes'
+      AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
+)"""
+_HOURS = """
+hours AS MATERIALIZED (
+    SELECT hour, outcome = 'ok' AS ok, deliveries, lateness_buckets
+    FROM delivery_rollups_hourly
+    WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '23 hours'
+      AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
+)"""
+_CHARTS = text(f"""
+WITH {_MINUTES}, {_HOURS}
+SELECT 'minute' AS kind, minute AS at, CAST(NULL AS bigint) AS bucket, ok, sum(deliveries) AS n
+FROM minutes GROUP BY minute, ok
 UNION ALL
-SELECT 'host', NULL, NULL, NULL, count(*), authority,
-       count(*) FILTER (WHERE ok),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms),
-       (array_agg(ok ORDER BY started_at DESC))[1], (array_agg(error_class ORDER BY started_at DESC))[1]
-FROM recent
-GROUP BY authority
+SELECT 'hour', hour, NULL, ok, sum(deliveries) FROM hours GROUP BY hour, ok
+UNION ALL
+SELECT 'duration', NULL, u.i - 1, ok, sum(u.n)
+FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+UNION ALL
+SELECT 'lateness', NULL, u.i - 1, ok, sum(u.n)
+FROM minutes, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+UNION ALL
+SELECT 'lateness_day', NULL, u.i - 1, ok, sum(u.n)
+FROM hours, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+""")
+_HOSTS = text(f"""
+WITH {_MINUTES}, hosts AS (
+    SELECT destination, sum(deliveries) AS attempts,
+           coalesce(sum(deliveries) FILTER (WHERE ok), 0) AS succeeded,
+           max(minute) FILTER (WHERE ok) = max(minute) AS last_ok,
+           (array_agg(outcome ORDER BY minute DESC, outcome) FILTER (WHERE NOT ok))[1] AS last_error
+    FROM minutes GROUP BY destination
+), durations AS (
+    SELECT destination, u.i, sum(u.n) AS n
+    FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) GROUP BY destination, u.i
+)
+SELECT h.*, (SELECT array_agg(d.n ORDER BY d.i) FROM durations d WHERE d.destination = h.destination)
+       AS buckets
+FROM hosts h
 """)
 
 
+def _add(table: dict[Any, tuple[int, int]], key: Any, ok: bool, n: int) -> None:
+    succeeded, failed = table.get(key, (0, 0))
+    table[key] = (succeeded + n, failed) if ok else (succeeded, failed + n)
+
+
 async def attempt_rollup(conn: AsyncConnection, *, tenant: str | None) -> AttemptRollup:
-    """What the charts and the destinations page show (bounded: see the module)."""
-    result = await conn.execute(
-        _ATTEMPT_ROLLUP,
-        {"tenant": tenant, "recent": RECENT_TIMERS, "rows": ATTEMPT_ROWS, "edges": list(DURATION_EDGES_MS)},
+    """What the charts and the destinations page show, from the rollups (ui/rollups.py)."""
+    params = {"tenant": tenant}
+    totals: dict[str, dict[datetime, tuple[int, int]]] = {"minute": {}, "hour": {}}
+    histograms: dict[str, dict[int, tuple[int, int]]] = {"duration": {}, "lateness": {}, "lateness_day": {}}
+    for r in await conn.execute(_CHARTS, params):
+        if r.kind in totals:
+            _add(totals[r.kind], r.at.astimezone(UTC), r.ok, int(r.n))
+        elif r.n:
+            _add(histograms[r.kind], int(r.bucket), r.ok, int(r.n))
+    hosts = [
+        HostStats(
+            authority=r.destination or "?",
+            attempts=int(r.attempts),
+            succeeded=int(r.succeeded),
+            p50_ms=bucket_quantile([int(n) for n in r.buckets], 0.5),
+            p99_ms=bucket_quantile([int(n) for n in r.buckets], 0.99),
+            last_ok=bool(r.last_ok),
+            last_error=r.last_error,
+        )
+        for r in await conn.execute(_HOSTS, params)
+    ]
+    return AttemptRollup(
+        per_minute=totals["minute"],
+        per_hour=totals["hour"],
+        durations=histograms["duration"],
+        lateness=histograms["lateness"],
+        lateness_day=histograms["lateness_day"],
+        hosts=hosts,
     )
-    per_minute: dict[datetime, tuple[int, int]] = {}
-    histograms: dict[str, dict[int, tuple[int, int]]] = {"duration": {}, "lateness": {}}
-    hosts: list[HostStats] = []
-    for r in result:
-        if r.kind == "host":
-            hosts.append(
-                HostStats(
-                    authority=r.authority or "?",
-                    attempts=int(r.n),
-                    succeeded=int(r.succeeded),
-                    p50_ms=float(r.p50),
-                    p99_ms=float(r.p99),
-                    last_ok=bool(r.last_ok),
-                    last_error=r.last_error,
-                )
-            )
-            continue
-        if r.kind == "minute":
-            key: datetime | int = datetime.fromtimestamp(float(r.minute), UTC)
-            table: dict[Any, tuple[int, int]] = per_minute
-        else:
-            key, table = int(r.bucket), histograms[r.kind]
-        ok, failed = table.get(key, (0, 0))
-        table[key] = (ok + int(r.n), failed) if r.ok else (ok, failed + int(r.n))
-    return AttemptRollup(per_minute, histograms["duration"], histograms["lateness"], hosts)

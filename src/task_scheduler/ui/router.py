@@ -40,7 +40,9 @@ from task_scheduler.ui.service import (
     deliveries_chart,
     destinations,
     duration_chart,
+    hourly_chart,
     lateness_chart,
+    lateness_day_chart,
 )
 
 HERE = Path(__file__).parent
@@ -271,14 +273,17 @@ async def overview(request: Request) -> Response:
     attempts = await dashboard.attempts(tenant=tenant)
     next_due = await dashboard.next_due(tenant=tenant)
     failing = [d for d in destinations(attempts) if d.failing_now or d.success_rate < 1][:10]
+    now = datetime.now(UTC)
     return _page(
         request,
         viewer,
         "overview.html",
         counts=counts,
         charts=[
-            deliveries_chart(attempts, datetime.now(UTC)),
+            deliveries_chart(attempts, now),
+            hourly_chart(attempts, now),
             lateness_chart(attempts),
+            lateness_day_chart(attempts),
             duration_chart(attempts),
         ],
         next_due=next_due,
@@ -365,7 +370,7 @@ def _filter(values: Callable[[str], str | None], default_status: str = "") -> Ti
     )
 
 
-_HOST = re.compile(r"[^\s/?#@\\]{1,255}")
+_HOST = re.compile(r"[^\s/?#@\\\x00-\x1f\x7f]{1,255}")  # no control character (a NUL answered 500)
 _ERROR_CLASS = re.compile(r"[a-z0-9_]{1,100}")
 
 

@@ -112,6 +112,15 @@ def deliveries_chart(rollup: AttemptRollup, now: datetime) -> Chart:
     return _stacked(counts, "Attempts per minute, last hour")
 
 
+def hourly_chart(rollup: AttemptRollup, now: datetime) -> Chart:
+    hours = [(now - timedelta(hours=23 - i)).replace(minute=0, second=0, microsecond=0) for i in range(24)]
+    counts = []
+    for hour in hours:
+        ok, failed = rollup.per_hour.get(hour, (0, 0))
+        counts.append((f"{hour:%H}:00: {ok} ok, {failed} failed", ok, failed))
+    return _stacked(counts, "Attempts per hour, last day")
+
+
 def _bucket_name(index: int, unit: str) -> str:
     edges = DURATION_EDGES_MS
     if index == 0:
@@ -135,6 +144,10 @@ def duration_chart(rollup: AttemptRollup) -> Chart:
 
 def lateness_chart(rollup: AttemptRollup) -> Chart:
     return _histogram(rollup.lateness, "Lateness of first attempts (start - due), last hour")
+
+
+def lateness_day_chart(rollup: AttemptRollup) -> Chart:
+    return _histogram(rollup.lateness_day, "Lateness of first attempts (start - due), last day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +215,8 @@ class TtlCache(Generic[T]):
 class Dashboard:
     """The dashboard's reads and bulk actions. The live snapshot (`LIVE_TTL_SECONDS`) and the
     recent attempts behind the charts (`ATTEMPTS_TTL_SECONDS`) are cached per visible tenant and
-    shared by every tab of this instance: one query per interval, whatever the viewers."""
+    shared by every tab of this instance: one query per interval, whatever the viewers. The charts
+    read the rollups (ui/rollups.py), never the timers or attempt tables."""
 
     engine: AsyncEngine
     timers: TimerService
