@@ -33,6 +33,8 @@ from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy
+from task_scheduler.destinations.router import router as destinations_router
+from task_scheduler.destinations.service import DestinationService
 from task_scheduler.events.router import router as events_router
 from task_scheduler.events.service import EventService
 from task_scheduler.schedules.router import router as schedules_router
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                 creator=creator,
             )
             app.state.event_service = EventService(engine=engine, settings=settings)
+            app.state.destination_service = DestinationService(engine=engine, settings=settings)
             app.state.bulk_service = BulkService(engine=engine, settings=settings)
             app.state.dashboard = Dashboard(engine=engine, timers=app.state.timer_service)
             app.state.dispatcher = None
@@ -226,9 +229,12 @@ def _build_api(
     app.include_router(health.router)
     app.include_router(schedules_router)
     app.include_router(events_router)
+    app.include_router(destinations_router)
     app.include_router(ui_router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
-    document_security(app, timers_router, bulk_router, schedules_router, auth_router, events_router)
+    document_security(
+        app, timers_router, bulk_router, schedules_router, auth_router, events_router, destinations_router
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

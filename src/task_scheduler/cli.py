@@ -16,7 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from task_scheduler.client import add_schedules_commands, add_timers_commands, run_client_command
+from task_scheduler.client import (
+    add_destinations_commands,
+    add_schedules_commands,
+    add_timers_commands,
+    run_client_command,
+)
 from task_scheduler.config import Settings
 from task_scheduler.logs import configure_logging
 
@@ -155,8 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke.add_argument("key_id")
     add_timers_commands(commands)
     add_schedules_commands(commands)
+    add_destinations_commands(commands)
     args = parser.parse_args(argv)
-    if args.command in ("timers", "schedules"):  # a client of a running service: none of its settings
+    if args.command in (
+        "timers",
+        "schedules",
+        "destinations",
+    ):  # a client of a running service: none of its settings
         return run_client_command(args)
     try:
         settings = _settings(args)

@@ -200,6 +200,19 @@ class Settings(BaseSettings):
         le=100,
         description="A timer whose lease lapsed this many times (its instances crashed or stalled) is failed.",
     )
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive failures (connection errors, timeouts, 5xx) that open a destination's "
+        "circuit breaker: its timers are held, unspent, until a probe succeeds.",
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="How long an open circuit breaker waits before one probe request (half-open).",
+    )
     readiness_stall_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -86,6 +86,21 @@ BULK_TIMERS = Counter(
     "Timers bulk jobs took, by action and result: done (changed), skipped (left as they were).",
     ["action", "result"],
 )
+BREAKER_TRANSITIONS = Counter(
+    "scheduler_breaker_transitions_total",
+    "Destination circuit breakers that changed state, by the state they went to: open, closed.",
+    ["state"],
+)
+DESTINATIONS_HOLDING = Gauge(
+    "scheduler_destinations_holding",
+    "Destinations holding their timers: paused, or circuit breaker open or half-open.",
+    multiprocess_mode="mostrecent",
+)
+WAITING_FOR_DESTINATION = Gauge(
+    "scheduler_destination_waiting_timers",
+    "Pending timers due now that their destination holds (paused or breaker not closed).",
+    multiprocess_mode="mostrecent",
+)
 RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
 
 

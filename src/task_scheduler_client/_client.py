@@ -35,6 +35,7 @@ from task_scheduler_client._models import (
     BulkAction,
     BulkFilter,
     BulkJob,
+    Destination,
     KeyCreated,
     KeyView,
     NewTimer,
@@ -289,6 +290,31 @@ class Client:
         """Stop sending events to an operational webhook."""
         self.send(Calls.remove_tenant_webhook(webhook_id))
 
+    def list_destinations(self, *, page_size: int = 100, max_pages: int = 1000) -> list[Destination]:
+        """The tenant's destinations that were paused or failed, in key order (every page)."""
+        found: list[Destination] = []
+        cursor: str | None = None
+        for _ in range(max_pages):
+            page = self.send(Calls.list_destinations(cursor, page_size))
+            found += page.destinations
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return found
+
+    def get_destination(self, key: str) -> Destination:
+        """A destination's pause switch, breaker state and waiting timers (`key`: a URL's origin
+        `scheme://host:port`, or the key its timers were given)."""
+        return self.send(Calls.get_destination(key))
+
+    def pause_destination(self, key: str, paused: bool = True) -> Destination:
+        """Hold the destination's timers (pending, attempts untouched); `paused=False` releases them."""
+        return self.send(Calls.update_destination(key, paused=paused))
+
+    def resume_destination(self, key: str) -> Destination:
+        """Unpause the destination and close its circuit breaker: its held timers go out."""
+        return self.send(Calls.resume_destination(key))
+
 
 class AsyncClient:
     """The service's API for asyncio: `async with AsyncClient("http://127.0.0.1:8080") as api:`.
@@ -521,3 +547,28 @@ class AsyncClient:
     async def remove_tenant_webhook(self, webhook_id: int) -> None:
         """Stop sending events to an operational webhook."""
         await self.send(Calls.remove_tenant_webhook(webhook_id))
+
+    async def list_destinations(self, *, page_size: int = 100, max_pages: int = 1000) -> list[Destination]:
+        """The tenant's destinations that were paused or failed, in key order (every page)."""
+        found: list[Destination] = []
+        cursor: str | None = None
+        for _ in range(max_pages):
+            page = await self.send(Calls.list_destinations(cursor, page_size))
+            found += page.destinations
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return found
+
+    async def get_destination(self, key: str) -> Destination:
+        """A destination's pause switch, breaker state and waiting timers (`key`: a URL's origin
+        `scheme://host:port`, or the key its timers were given)."""
+        return await self.send(Calls.get_destination(key))
+
+    async def pause_destination(self, key: str, paused: bool = True) -> Destination:
+        """Hold the destination's timers (pending, attempts untouched); `paused=False` releases them."""
+        return await self.send(Calls.update_destination(key, paused=paused))
+
+    async def resume_destination(self, key: str) -> Destination:
+        """Unpause the destination and close its circuit breaker: its held timers go out."""
+        return await self.send(Calls.resume_destination(key))

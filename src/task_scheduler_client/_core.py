@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Generic, Required, TypedDict, TypeVar, Unpack
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, JsonValue, ValidationError
@@ -25,6 +26,8 @@ from task_scheduler_client._models import (
     BulkFilter,
     BulkJob,
     Catchup,
+    Destination,
+    DestinationPage,
     HttpMethod,
     KeyCreated,
     KeyList,
@@ -101,9 +104,11 @@ class TimerFields(_TimerSettings, total=False):
     `method`, `headers`, `body` (JSON, or a string), `labels`, `retry` (a RetryPolicy).
 
     deliver_before / max_lateness: give up (the timer expires) rather than deliver later than this.
+    destination: the key of its destination (circuit breaker, pause); default: the URL's origin.
     """
 
     url: Required[str]
+    destination: str
 
 
 class TimerChangeFields(_TimerSettings, total=False):
@@ -457,6 +462,31 @@ class Calls:
     @staticmethod
     def remove_tenant_webhook(webhook_id: int) -> Call[None]:
         return Call("DELETE", f"/tenant/webhooks/{webhook_id}", _read_nothing)
+
+    # -- destinations --------------------------------------------------------------------------
+
+    @staticmethod
+    def list_destinations(cursor: str | None, limit: int) -> Call[DestinationPage]:
+        params = [("limit", str(limit))] + ([("cursor", cursor)] if cursor is not None else [])
+        return Call("GET", "/destinations", _reader(DestinationPage), params=params, resendable=True)
+
+    @staticmethod
+    def get_destination(key: str) -> Call[Destination]:
+        return Call("GET", _destination_path(key), _reader(Destination), resendable=True)
+
+    @staticmethod
+    def update_destination(key: str, *, paused: bool) -> Call[Destination]:
+        body = json.dumps({"paused": paused}).encode()
+        return Call("PUT", _destination_path(key), _reader(Destination), body=body, resendable=True)
+
+    @staticmethod
+    def resume_destination(key: str) -> Call[Destination]:
+        return Call("POST", f"{_destination_path(key)}/resume", _reader(Destination), resendable=True)
+
+
+def _destination_path(key: str) -> str:
+    """A key (`http://host:port` has slashes) percent-encoded as one path segment."""
+    return f"/destinations/{quote(key, safe='')}"
 
 
 class Paging:

@@ -66,6 +66,9 @@ class NewTimer(_TimerSettings):
     """
 
     url: str = Field(description="Where the webhook goes.")
+    destination: str | None = Field(
+        default=None, description="Its destination (breaker, pause); default: the URL's origin."
+    )
 
 
 class TimerChanges(_TimerSettings):
@@ -126,6 +129,8 @@ class TimerView(_Answer):
     on_success_url: str | None = None
     on_failure_url: str | None = None
     replay_of: int | None = None
+    destination: str | None = None
+    held_reason: Literal["destination_paused", "destination_open"] | None = None
     _etag: str | None = PrivateAttr(default=None)
 
     @property
@@ -215,6 +220,27 @@ class TenantWebhookList(_Answer):
     """The tenant's operational webhooks, oldest first."""
 
     webhooks: list[TenantWebhook]
+
+
+class Destination(_Answer):
+    """A destination of the tenant's timers: its pause switch and circuit breaker (`closed`:
+    timers go out; `open`: held after consecutive failures; `half_open`: one probe decides).
+    `waiting` (its pending timers due now) only comes with `get_destination`."""
+
+    key: str
+    paused: bool
+    breaker_state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    opened_at: datetime | None
+    updated_at: datetime | None
+    waiting: int | None = None
+
+
+class DestinationPage(_Answer):
+    """One page of the tenant's destinations, in key order."""
+
+    destinations: list[Destination]
+    next_cursor: str | None
 
 
 class FieldProblem(_Answer):

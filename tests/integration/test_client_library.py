@@ -147,6 +147,29 @@ async def test_bulk_actions(serve: Any, connect: ClientMaker) -> None:
             await api.get_bulk_job(job.job_id + 1)
 
 
+async def test_destinations(serve: Any, connect: ClientMaker) -> None:
+    async with serve() as base_url, connect(base_url) as api:
+        timer = await api.create_timer(url="http://example.com:8080/x", delay=timedelta(hours=1))
+        view = await api.get_timer(timer.timer_id)
+        assert (view.destination, view.held_reason) == ("http://example.com:8080", None)
+        paused = await api.pause_destination("http://example.com:8080")
+        assert (paused.key, paused.paused, paused.breaker_state) == (
+            "http://example.com:8080",
+            True,
+            "closed",
+        )
+        assert (await api.get_timer(timer.timer_id)).held_reason == "destination_paused"
+        await api.pause_destination("b/c", paused=True)
+        assert [d.key for d in await api.list_destinations(page_size=1)] == ["b/c", "http://example.com:8080"]
+        shown = await api.get_destination("http://example.com:8080")
+        assert (shown.paused, shown.waiting) == (True, 0)  # its timer is not due yet
+        resumed = await api.resume_destination("http://example.com:8080")
+        assert (resumed.paused, resumed.breaker_state) == (False, "closed")
+        with pytest.raises(ValidationFailed) as bad:
+            await api.get_destination("a\tb")
+        assert bad.value.field == "key"
+
+
 async def test_create_get_edit_cancel_and_retry(serve: Any, connect: ClientMaker) -> None:
     async with serve() as base_url, connect(base_url) as api:
         created = await api.create_timer(

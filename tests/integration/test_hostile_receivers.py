@@ -43,6 +43,9 @@ async def api(service: ServiceFactory) -> AsyncIterator[httpx.AsyncClient]:
         lease_seconds=3.0,
         backoff_base_seconds=0.05,
         backoff_cap_seconds=0.2,
+        # Every example's reply must reach its own timer: the hostile receiver's failures across
+        # examples must not open its destination's breaker (test_destinations.py tests that).
+        breaker_failures=1000,
     ) as client:
         yield client
 

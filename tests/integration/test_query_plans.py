@@ -106,6 +106,18 @@ async def test_hot_statements_stay_index_scans_on_a_young_table(
                     repository._CLAIM_DUE,
                     {"owner": OWNER, "lookahead_seconds": 2.0, "lease_seconds": 60.0, "limit": LIMIT},
                 ),
+                "probe": await _plan(
+                    conn,
+                    repository._CLAIM_PROBE,
+                    {
+                        "owner": OWNER,
+                        "tenant": "default",
+                        "destination": "http://example.com:80",
+                        "lookahead_seconds": 2.0,
+                        "lease_seconds": 60.0,
+                        "limit": 1,
+                    },
+                ),
                 "expire": await _plan(conn, repository._EXPIRE_LEASES, {"limit": LIMIT}),
                 "lapsed": await _plan(
                     conn, repository._FAIL_LAPSED_LEASES, {"limit": LIMIT, "max_lapses": 5}

@@ -89,6 +89,8 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.BulkFilter, "BulkFilter"),
     (library.BulkCount, "BulkCount"),
     (library.BulkJob, "BulkJobView"),
+    (library.Destination, "DestinationView"),
+    (library.DestinationPage, "DestinationPage"),
 ]
 
 
@@ -127,6 +129,7 @@ def test_every_schema_is_copied_or_named_as_not_needed() -> None:
         "TimerReplay",
         "BulkRequest",
         "TenantWebhookCreate",
+        "DestinationUpdate",
     }
     assert set(SCHEMAS) == {schema for _, schema in COPIES} | set(literals) | inline
     for name, literal in literals.items():
@@ -157,6 +160,10 @@ def test_the_calls_cover_every_operation_of_the_api() -> None:
         Calls.list_tenant_webhooks(),
         Calls.add_tenant_webhook("http://example.com/", ["timer.failed"]),
         Calls.remove_tenant_webhook(1),
+        Calls.list_destinations(None, 10),
+        Calls.get_destination("abc"),
+        Calls.update_destination("abc", paused=True),
+        Calls.resume_destination("abc"),
         Calls.create_schedule({"cron": "@hourly", "url": "http://example.com/"}),
         Calls.get_schedule(1),
         SchedulePaging({}, page_size=10, cursor=None, max_items=None).next_schedules(),

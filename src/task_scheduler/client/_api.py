@@ -256,6 +256,22 @@ class ApiClient:
             for view in response.parse().timers:
                 yield view
 
+    async def list_destinations(
+        self, *, limit: int = 100, cursor: str | None = None
+    ) -> ApiResponse[library.DestinationPage]:
+        """One page of the tenant's destinations that were paused or failed, by key."""
+        return await self._request(Calls.list_destinations(cursor, limit), library.DestinationPage)
+
+    async def get_destination(self, *, key: str) -> ApiResponse[library.Destination]:
+        return await self._request(Calls.get_destination(key), library.Destination)
+
+    async def pause_destination(self, *, key: str, paused: bool = True) -> ApiResponse[library.Destination]:
+        return await self._request(Calls.update_destination(key, paused=paused), library.Destination)
+
+    async def resume_destination(self, *, key: str) -> ApiResponse[library.Destination]:
+        """Unpause and close the breaker."""
+        return await self._request(Calls.resume_destination(key), library.Destination)
+
     async def create_schedule(self, *, schedule: ScheduleCreateBody) -> ApiResponse[ScheduleView]:
         return await self._request(Calls.create_schedule(_encode(schedule)), ScheduleView)
 

@@ -12,6 +12,10 @@ live instance keeps its timers however long its queue is; only a dead (or cut of
 leases lapse. A request starts only while the last heartbeat vouches for the lease until after
 the request's timeout; otherwise the timer is returned (to `pending`, unsent).
 
+Destinations (destinations/): the claim passes by the timers of a paused destination or one whose
+circuit breaker is open, takes the one probe of each breaker whose cool-down is over, and a timer
+claimed before its destination began to hold is returned unsent.
+
 What a result means is decided by verdict.py (pure); outcomes are recorded by writer.py; each
 request waits for a slot of its host (host_slots.py). Bulkheads: a claimed row that cannot be
 handled, or a timer whose firing crashes, is failed as `unprocessable` and fails only itself.
@@ -26,6 +30,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -41,6 +46,10 @@ from task_scheduler.delivery.listener import Listener
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.delivery.writer import OutcomeWriter, write_decisions
+from task_scheduler.destinations import repository as destinations
+from task_scheduler.destinations.breaker import BreakerSignal
+from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.repository import Transition
 from task_scheduler.logs import log_event
 from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
@@ -94,12 +103,20 @@ class Dispatcher:
             owner=self.owner,
             lookahead_seconds=settings.lookahead_seconds,
             wake=self._claim_now,
+            breaker_failures=settings.breaker_failures,
+            on_breakers=self._breakers_changed,
         )
         self._listener = Listener(dsn=listen_dsn, wake=self._claim_now, instance=self.owner)
         # Monotonic time until which the last heartbeat made every lease held here last; taken
         # from the moment the query was sent, so it errs short.
         self._leases_valid_until = 0.0
         self._last_claim_turn = time.monotonic()  # when the claim loop last completed a turn
+        # Destinations (tenant, key) that hold their timers (paused, breaker not closed), as last
+        # read: a timer claimed before its destination opened is returned unsent, not sent.
+        self._holding: frozenset[tuple[str, str]] = frozenset()
+        self._holding_read_at = 0.0
+        self._probes: set[int] = set()  # timers claimed as their destination's probe
+        self._local_failures: dict[tuple[str, str], int] = {}  # see _count_locally
 
     async def start(self) -> None:
         self._last_claim_turn = time.monotonic()
@@ -144,6 +161,30 @@ class Dispatcher:
         if since_claim > stall + self._settings.poll_interval_seconds:
             found.append(f"claim loop: no claim has succeeded for {since_claim:.1f}s")
         return found
+
+    def _count_locally(self, signal: BreakerSignal) -> None:
+        """Consecutive failures this instance saw, before they are written: at the threshold its
+        timers of that destination wait at once (a fast-failing receiver answers hundreds of
+        requests while one outcome batch is written); the breaker's own state (the database's,
+        read every poll interval) decides from then on."""
+        key = (signal.tenant, signal.key)
+        if signal.up:
+            self._local_failures.pop(key, None)
+            return
+        failures = self._local_failures.get(key, 0) + 1
+        self._local_failures[key] = failures
+        if failures >= self._settings.breaker_failures and key not in self._holding:
+            self._holding = self._holding | {key}
+
+    def _breakers_changed(self, changes: Sequence[Transition]) -> None:
+        """This instance's outcomes opened or closed breakers: its held timers follow at once."""
+        holding = set(self._holding)
+        for change in changes:
+            if change.after is BreakerState.CLOSED:
+                holding.discard((change.tenant, change.key))
+            else:
+                holding.add((change.tenant, change.key))
+        self._holding = frozenset(holding)
 
     def _claim_now(self) -> None:
         if not self._stopping.is_set():
@@ -227,6 +268,11 @@ class Dispatcher:
                 lease_seconds=settings.lease_seconds,
                 limit=limit,
             )
+            await self._claim_probes(conn, claim)
+            if time.monotonic() - self._holding_read_at >= settings.poll_interval_seconds:
+                self._holding = frozenset(await destinations.holding(conn))
+                self._holding_read_at = time.monotonic()
+                self._local_failures.clear()  # the database's counts stand from here
             # The database's clock, read after the claimed rows were in: mapping it to
             # `received` can only make a timer late (by this one small query's answer), never
             # early. Not the claim's now() (its transaction's start) and before the commit: both
@@ -264,6 +310,39 @@ class Dispatcher:
             metrics.HELD.set(len(self._held))
             log_event(logger, "dispatcher.claimed", logging.DEBUG, count=count)
         return count
+
+    async def _claim_probes(self, conn: AsyncConnection, claim: repository.Claim) -> None:
+        """Take the probe of each destination whose breaker's cool-down is over (one transaction
+        in the cluster gets each) and claim the one timer it sends, added to `claim`. A probe
+        with no timer due is given back, with a new cool-down. Its lease bounds the probe: once
+        it lapses, the probe may be taken again."""
+        settings = self._settings
+        probes = await destinations.take_probes(
+            conn, cooldown_seconds=settings.breaker_cooldown_seconds, probe_seconds=settings.lease_seconds
+        )
+        for tenant, key in probes:
+            probe = await repository.claim_probe(
+                conn,
+                owner=self.owner,
+                tenant=tenant,
+                destination=key,
+                lookahead_seconds=settings.lookahead_seconds,
+                lease_seconds=settings.lease_seconds,
+            )
+            if not probe.timers and not probe.unprocessable:
+                await destinations.no_probe(conn, tenant=tenant, key=key)
+                continue
+            claim.timers.extend(probe.timers)
+            claim.unprocessable.extend(probe.unprocessable)
+            self._probes.update(t.id for t in probe.timers)
+            log_event(
+                logger,
+                "destination.probe",
+                tenant=tenant,
+                destination=key,
+                timer_ids=[t.id for t in probe.timers],
+                instance=self.owner,
+            )
 
     async def _advance_schedules(
         self, conn: AsyncConnection, claimed: list[ClaimedTimer], db_now: datetime, settled: list[Decision]
@@ -334,6 +413,7 @@ class Dispatcher:
                 log_event(logger, "timer.unprocessable", logging.ERROR, **decision.fields)
 
     def _forget(self, timer_id: int, task: asyncio.Task[None]) -> None:
+        self._probes.discard(timer_id)
         if self._held.get(timer_id) is task:
             del self._held[timer_id]
             metrics.HELD.set(len(self._held))
@@ -382,6 +462,8 @@ class Dispatcher:
             if decision is not None:
                 decided = True
                 self._writer.put(decision)
+                if decision.breaker is not None:
+                    self._count_locally(decision.breaker)
         except Exception as exc:  # noqa: BLE001 - a timer that crashes its firing fails only itself
             decided = True
             now = claimed_db_now + timedelta(seconds=time.monotonic() - received)
@@ -417,6 +499,8 @@ class Dispatcher:
             if timer.deliver_before is not None and db_now > timer.deliver_before:
                 late_by = (db_now - timer.deliver_before).total_seconds()
                 return verdict.expired(timer, late_by_seconds=late_by)  # nothing goes out
+            if timer.id not in self._probes and (timer.tenant, timer.destination) in self._holding:
+                return None  # its destination opened or was paused since the claim: returned unsent
             lease_until = max(claim_lease_until, self._leases_valid_until)
             if time.monotonic() + timeout > lease_until:
                 # No heartbeat vouches for the lease until the request would end (database

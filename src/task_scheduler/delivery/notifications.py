@@ -3,6 +3,9 @@
 - the timer's own `on_success_url` (it ended delivered) or `on_failure_url` (failed or expired);
 - the tenant's operational webhooks subscribed to `timer.failed` / `timer.expired` (events/).
 
+and when a destination's circuit breaker opens or closes, the tenant's webhooks subscribed to
+`destination.opened` / `destination.closed`.
+
 Each call is an ordinary timer of the same tenant, due at once, made in the transaction that writes
 the outcome (delivery/writer.py): it exists exactly when the outcome does, and it is retried,
 signed and SSRF-checked like any webhook. A notification never asks for one of its own.
@@ -17,6 +20,8 @@ from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.delivery.client import delivery_header_id
+from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.repository import Transition
 from task_scheduler.events import repository as events_repository
 from task_scheduler.events.models import EVENT_TYPES
 from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, NewTimer
@@ -79,6 +84,46 @@ async def notification_timers(conn: AsyncConnection, notices: Sequence[Notice]) 
                     request=RequestSpec(method="POST", body=notice.body),
                     labels={NOTIFICATION_LABEL: str(notice.timer_id)},
                     tenant=notice.tenant,
+                    delay_seconds=0.0,
+                )
+            )
+    return made
+
+
+DESTINATION_LABEL = "destination_event"
+
+
+async def destination_event_timers(
+    conn: AsyncConnection, transitions: Sequence[Transition]
+) -> list[NewTimer]:
+    """The timers that tell the tenants' subscribers a destination's breaker opened (from closed)
+    or closed; a failed probe (half_open → open) is not news."""
+    events: list[tuple[str, str, Transition]] = []
+    for change in transitions:
+        if change.after is BreakerState.OPEN and change.before is BreakerState.CLOSED:
+            events.append((change.tenant, "destination.opened", change))
+        elif change.after is BreakerState.CLOSED and change.before is not BreakerState.CLOSED:
+            events.append((change.tenant, "destination.closed", change))
+    if not events:
+        return []
+    subscribed = await events_repository.subscribers(
+        conn, tenants=sorted({t for t, _, _ in events}), events=sorted({e for _, e, _ in events})
+    )
+    made: list[NewTimer] = []
+    for tenant, event, change in events:
+        body: dict[str, JsonValue] = {
+            "type": event,
+            "destination": change.key,
+            "breaker_state": change.after.value,
+            "consecutive_failures": change.consecutive_failures,
+        }
+        for url in subscribed.get((tenant, event), []):
+            made.append(
+                NewTimer(
+                    url=url,
+                    request=RequestSpec(method="POST", body=body),
+                    labels={DESTINATION_LABEL: change.key[:255]},
+                    tenant=tenant,
                     delay_seconds=0.0,
                 )
             )

@@ -17,6 +17,7 @@ from task_scheduler.delivery.backoff import retry_delay
 from task_scheduler.delivery.client import RESPONSE_BODY_LIMIT, DeliveryResult
 from task_scheduler.delivery.notifications import Notice, notice_of
 from task_scheduler.delivery.storable import storable_text
+from task_scheduler.destinations.breaker import BreakerSignal, is_up
 from task_scheduler.timers.repository import AttemptRecord, ClaimedTimer, Outcome
 
 ERROR_TEXT_LIMIT = 2000
@@ -43,6 +44,8 @@ class Decision:
     fields: dict[str, object]
     # That the timer ended, for its listeners (delivery/notifications.py).
     notice: Notice | None = None
+    # What the attempt says of its destination, for the circuit breaker (destinations/).
+    breaker: BreakerSignal | None = None
 
     def unstorable(self, reason: str) -> Decision:
         """The same verdict in a form any database accepts: plain error text, no reply body, and
@@ -87,10 +90,16 @@ def decide(
         error_message=error_text,
         response_body=storable_text(result.response_body, limit=RESPONSE_BODY_LIMIT),
     )
+    up = None if timer.destination is None else is_up(result.status_code, result.error_class)
+    breaker = (
+        None
+        if up is None or timer.destination is None
+        else BreakerSignal(timer.tenant, timer.destination, up)
+    )
     if result.ok:
         notification = notice_of(timer, "delivered", error=None, record=record)
         return Decision(
-            Verdict.DELIVERED, Outcome(timer.id, timer.attempt, record=record), fields, notification
+            Verdict.DELIVERED, Outcome(timer.id, timer.attempt, record=record), fields, notification, breaker
         )
     error = f"attempt {timer.attempt}: {error_text}"
     fields["error"] = error_text
@@ -99,7 +108,11 @@ def decide(
     if not result.retryable or used >= max_attempts:
         notification = notice_of(timer, "failed", error=error, record=record)
         return Decision(
-            Verdict.FAILED, Outcome(timer.id, timer.attempt, error, record=record), fields, notification
+            Verdict.FAILED,
+            Outcome(timer.id, timer.attempt, error, record=record),
+            fields,
+            notification,
+            breaker,
         )
     cap = timer.retry.backoff_cap_seconds or settings.backoff_cap_seconds
     if result.retry_after_seconds is not None:
@@ -108,7 +121,9 @@ def decide(
         base = timer.retry.backoff_base_seconds or settings.backoff_base_seconds
         delay = retry_delay(used, base=base, cap=cap, rand=rand)
     fields["retry_in"] = round(delay, 3)
-    return Decision(Verdict.RETRY, Outcome(timer.id, timer.attempt, error, delay, record), fields)
+    return Decision(
+        Verdict.RETRY, Outcome(timer.id, timer.attempt, error, delay, record), fields, breaker=breaker
+    )
 
 
 def expired(timer: ClaimedTimer, *, late_by_seconds: float) -> Decision:

@@ -13,14 +13,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from task_scheduler import metrics
 from task_scheduler.db import describe_database_error, is_transient
 from task_scheduler.delivery.backoff import RetryBackoff
-from task_scheduler.delivery.notifications import notification_timers
+from task_scheduler.delivery.notifications import destination_event_timers, notification_timers
 from task_scheduler.delivery.verdict import Decision, Verdict
+from task_scheduler.destinations import breaker
+from task_scheduler.destinations import repository as destinations
+from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.repository import Transition
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import Outcome
@@ -38,11 +43,24 @@ _WRITERS: dict[Verdict, Callable[..., Awaitable[set[int]]]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    kept: set[int]  # the timers whose lease held: their outcomes are written
+    breakers: list[Transition]  # the destinations' breakers the outcomes opened or closed
+
+
 async def write_decisions(
-    conn: AsyncConnection, *, owner: str, decisions: Sequence[Decision], notify_within: float = 0.0
-) -> set[int]:
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    decisions: Sequence[Decision],
+    notify_within: float = 0.0,
+    breaker_failures: int = 5,
+) -> Written:
     """Write `decisions` in `conn`'s transaction, with the timers they make (outcome
-    notifications) for those whose lease held; returns the timer ids whose lease held."""
+    notifications, destination events) for those whose lease held, and what they say of their
+    destinations (circuit breakers: one statement for the batch; `breaker_failures` consecutive
+    failures open one)."""
     by_verdict: dict[Verdict, list[Outcome]] = {}
     for item in decisions:
         by_verdict.setdefault(item.verdict, []).append(item.outcome)
@@ -56,22 +74,52 @@ async def write_decisions(
     ]
     await repository.insert_attempts(conn, records=records)
     notices = [d.notice for d in decisions if d.notice is not None and d.outcome.timer_id in kept]
-    if notices:
-        follow_ups = await notification_timers(conn, notices)
-        if follow_ups:
-            await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
-            metrics.NOTIFICATIONS_CREATED.inc(len(follow_ups))
-    return kept
+    notifications = await notification_timers(conn, notices) if notices else []
+    signals = [d.breaker for d in decisions if d.breaker is not None and d.outcome.timer_id in kept]
+    changes: list[Transition] = []
+    if signals:
+        changes = await destinations.record_outcomes(
+            conn, tallies=breaker.tally(signals), threshold=breaker_failures
+        )
+    follow_ups = notifications + (await destination_event_timers(conn, changes) if changes else [])
+    if follow_ups:
+        await repository.insert_timers(conn, timers=follow_ups, notify_within=notify_within)
+        metrics.NOTIFICATIONS_CREATED.inc(len(notifications))
+    return Written(kept, changes)
+
+
+def _breakers_changed(changes: Sequence[Transition]) -> None:
+    """Counted and logged once the transaction that changed them committed."""
+    for change in changes:
+        metrics.BREAKER_TRANSITIONS.labels(change.after.value).inc()
+        log_event(
+            logger,
+            "destination.breaker_" + change.after.value,
+            logging.WARNING if change.after is not BreakerState.CLOSED else logging.INFO,
+            tenant=change.tenant,
+            destination=change.key,
+            was=change.before.value,
+            consecutive_failures=change.consecutive_failures,
+        )
 
 
 class OutcomeWriter:
     """One per dispatcher; `run` is its background task."""
 
     def __init__(
-        self, *, engine: AsyncEngine, owner: str, lookahead_seconds: float, wake: Callable[[], None]
+        self,
+        *,
+        engine: AsyncEngine,
+        owner: str,
+        lookahead_seconds: float,
+        wake: Callable[[], None],
+        breaker_failures: int = 5,
+        on_breakers: Callable[[Sequence[Transition]], None] | None = None,
     ) -> None:
         self._engine = engine
         self._owner = owner
+        self._breaker_failures = breaker_failures
+        self._on_breakers = on_breakers
         self._lookahead_seconds = lookahead_seconds
         self._wake = wake
         self._queue: asyncio.Queue[Decision] = asyncio.Queue()
@@ -176,9 +224,18 @@ class OutcomeWriter:
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    return await write_decisions(
-                        conn, owner=self._owner, decisions=batch, notify_within=self._lookahead_seconds
+                    written = await write_decisions(
+                        conn,
+                        owner=self._owner,
+                        decisions=batch,
+                        notify_within=self._lookahead_seconds,
+                        breaker_failures=self._breaker_failures,
                     )
+                if written.breakers:
+                    _breakers_changed(written.breakers)
+                    if self._on_breakers is not None:
+                        self._on_breakers(written.breakers)
+                return written.kept
             except Exception as exc:
                 if not is_transient(exc):
                     raise

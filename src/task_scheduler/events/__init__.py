@@ -1,2 +1,3 @@
 """Operational webhooks: a tenant's subscriptions to events of its timers (timer.failed,
-timer.expired), delivered by the timer engine itself (delivery/notifications.py)."""
+timer.expired) and destinations (destination.opened, destination.closed), delivered by the timer
+engine itself (delivery/notifications.py)."""

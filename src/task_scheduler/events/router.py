@@ -41,7 +41,7 @@ EventServiceDep = Annotated[EventService, Depends(get_event_service)]
     status_code=status.HTTP_201_CREATED,
     response_model=TenantWebhookView,
     responses=_ERRORS,
-    summary="Receive events of your tenant's timers (timer.failed, timer.expired) at a URL",
+    summary="Receive events of your tenant's timers and destinations at a URL",
 )
 async def register_webhook(
     body: TenantWebhookCreate, principal: Writer, events: EventServiceDep

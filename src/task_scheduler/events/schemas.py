@@ -7,13 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from task_scheduler.events.models import EVENT_TYPES
 from task_scheduler.timers.schemas import MAX_URL_LENGTH, validate_webhook_url
 
-EventType = Literal["timer.failed", "timer.expired"]
+EventType = Literal["timer.failed", "timer.expired", "destination.opened", "destination.closed"]
 
 
 class TenantWebhookCreate(BaseModel):
-    """Where to POST which events of the tenant's timers (signed, retried like every webhook)."""
+    """Where to POST which events of the tenant's timers and destinations (signed, retried like
+    every webhook)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -25,7 +27,12 @@ class TenantWebhookCreate(BaseModel):
     )
 
     url: str = Field(min_length=1, max_length=MAX_URL_LENGTH, description="Absolute http(s) URL.")
-    events: list[EventType] = Field(min_length=1, max_length=2, description="The events to receive.")
+    events: list[EventType] = Field(
+        min_length=1,
+        max_length=len(EVENT_TYPES),
+        description="The events to receive: a timer failed or expired, a destination's circuit "
+        "breaker opened or closed.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -2,7 +2,9 @@
 timer follows.
 
     from      to          by (repository function)            when
-    pending   firing      claim_due                           due within the lookahead window
+    pending   firing      claim_due                           due within the lookahead window, its
+                                                                  destination not holding it
+    pending   firing      claim_probe                         a half-open destination's one probe
     pending   cancelled   cancel / cancel_many                DELETE /timer/{id}; a bulk cancel
     pending   pending     update_pending / reschedule_many    PATCH /timer/{id}; a bulk reschedule
     pending   cancelled   cancel_occurrences                  a schedule paused, edited or deleted
@@ -120,6 +122,8 @@ timers = Table(
     Column("replay_of", BigInteger, nullable=True),
     # The W3C traceparent whose trace its deliveries continue (tracing on; NULL otherwise).
     Column("traceparent", Text, nullable=True),
+    # The destination whose breaker and pause hold it (destinations/); NULL on timers made before.
+    Column("destination", Text, nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(

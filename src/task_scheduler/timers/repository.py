@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, TextClause, text
+from sqlalchemy import Result, RowMapping, TextClause, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from task_scheduler.destinations.keys import default_key
 from task_scheduler.timers.models import TimerStatus, timers
 from task_scheduler.timers.shape import Flat, StoredSpec, TimerSpec
 
@@ -189,7 +190,9 @@ def insert_params(timers: Sequence[NewTimer], notify_within: float) -> dict[str,
     params: dict[str, object] = {"notify_within": notify_within}
     for column in _INSERT_ARRAYS:
         get = NEW_TIMER.getters[column]
-        if column in _JSONB_COLUMNS:
+        if column == "destination":
+            params[column] = [t.destination or default_key(t.url) for t in timers]
+        elif column in _JSONB_COLUMNS:
             params[column] = [_jsonb_text(get(t)) for t in timers]
         else:
             params[column] = [get(t) for t in timers]
@@ -270,6 +273,13 @@ async def update_pending(
         else:
             assignments.append(f"{column} = :{column}")
             params[column] = value
+    if "url" in changes:
+        destination = await _destination_after(
+            conn, timer_id=timer_id, tenant=tenant, new_url=str(changes["url"])
+        )
+        if destination is not None:
+            assignments.append("destination = :destination")
+            params["destination"] = destination
     new_due = "due_at"
     if fire_at is not None or delay_seconds is not None:
         new_due = (
@@ -297,6 +307,21 @@ async def update_pending(
     """)
     row = (await conn.execute(statement, params)).one_or_none()
     return None if row is None else _timer_row(row._mapping)
+
+
+_URL_AND_DESTINATION = text(f"SELECT url, destination FROM timers WHERE id = :id AND {_IN_SCOPE} FOR UPDATE")
+
+
+async def _destination_after(
+    conn: AsyncConnection, *, timer_id: int, tenant: str | None, new_url: str
+) -> str | None:
+    """The destination of a timer whose URL an edit changes, when it changes too: a timer whose
+    destination is its URL's origin (the default) follows its URL; one given on create stays.
+    (Read under the lock the edit takes anyway.)"""
+    row = (await conn.execute(_URL_AND_DESTINATION, {"id": timer_id, "tenant": tenant})).one_or_none()
+    if row is not None and row.destination is not None and row.destination == default_key(row.url):
+        return default_key(new_url)
+    return None
 
 
 # Bulk forms of a transition pick their rows like this: the given ids not locked by another
@@ -699,7 +724,7 @@ async def count_pending(conn: AsyncConnection, *, tenant: str, upto: int) -> int
     return int((await conn.execute(_COUNT_PENDING, {"tenant": tenant, "upto": upto})).scalar_one())
 
 
-_CLAIM_DUE = text(f"""
+_CLAIM_TEMPLATE = """
 UPDATE timers
 SET status = 'firing',
     attempts = attempts + 1,
@@ -707,15 +732,29 @@ SET status = 'firing',
     lease_expires_at = greatest(due_at, now()) + make_interval(secs => CAST(:lease_seconds AS double precision)),
     updated_at = now()
 WHERE id = ANY(ARRAY(
-    SELECT id FROM timers
+    SELECT id FROM timers AS t
     WHERE status = 'pending'
       AND due_at <= now() + make_interval(secs => CAST(:lookahead_seconds AS double precision))
+      AND {which}
     ORDER BY due_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING {_select_list(CLAIMED_TIMER, computed={"attempt": "attempts"})}
-""")
+RETURNING {returning}
+"""
+_CLAIMED_COLUMNS = _select_list(CLAIMED_TIMER, computed={"attempt": "attempts"})
+# A destination that is paused, or whose circuit breaker is not closed, holds its timers (pending,
+# attempts untouched); one past its lateness cutoff is still claimed, to be expired unsent.
+_NOT_HELD = """(t.destination IS NULL OR t.deliver_before < now() OR NOT EXISTS (
+        SELECT 1 FROM destinations AS d
+        WHERE d.tenant = t.tenant AND d.key = t.destination AND (d.paused OR d.breaker_state <> 'closed')))"""
+_CLAIM_DUE = text(_CLAIM_TEMPLATE.format(which=_NOT_HELD, returning=_CLAIMED_COLUMNS))
+# A half-open destination's probe: its earliest due timer (the claim took the probe for it).
+_CLAIM_PROBE = text(
+    _CLAIM_TEMPLATE.format(
+        which="t.tenant = :tenant AND t.destination = :destination", returning=_CLAIMED_COLUMNS
+    )
+)
 
 
 _CLOCK = text("SELECT clock_timestamp()")
@@ -767,9 +806,9 @@ async def claim_due(
     lease_seconds: float,
     limit: int,
 ) -> Claim:
-    """pending → firing for timers due within the lookahead, leased to `owner`, earliest first.
-    A row that cannot be made a ClaimedTimer is returned apart, to be failed as unprocessable; it never fails
-    the others."""
+    """pending → firing for timers due within the lookahead, leased to `owner`, earliest first,
+    but those their destination holds (paused, or its breaker not closed). A row that cannot be
+    made a ClaimedTimer is returned apart, to be failed as unprocessable; it never fails the others."""
     result = await conn.execute(
         _CLAIM_DUE,
         {
@@ -779,6 +818,10 @@ async def claim_due(
             "limit": limit,
         },
     )
+    return _claim_of(result)
+
+
+def _claim_of(result: Result[Any]) -> Claim:
     claimed: list[ClaimedTimer] = []
     unprocessable: list[Unprocessable] = []
     for row in result:
@@ -788,6 +831,28 @@ async def claim_due(
             unprocessable.append(Unprocessable(row.id, row.attempt, f"cannot be claimed: {exc!r}"))
     claimed.sort(key=lambda c: (c.due_at, c.id))
     return Claim(claimed, unprocessable)
+
+
+async def claim_probe(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    tenant: str,
+    destination: str,
+    lookahead_seconds: float,
+    lease_seconds: float,
+) -> Claim:
+    """pending → firing for the one timer a half-open destination's probe sends: its earliest
+    due within the lookahead (the destination's breaker is taken by this transaction)."""
+    params = {
+        "owner": owner,
+        "tenant": tenant,
+        "destination": destination,
+        "lookahead_seconds": lookahead_seconds,
+        "lease_seconds": lease_seconds,
+        "limit": 1,
+    }
+    return _claim_of(await conn.execute(_CLAIM_PROBE, params))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler import metrics
 from task_scheduler.config import Settings
+from task_scheduler.destinations import repository as destination_repository
 from task_scheduler.logs import log_event
 from task_scheduler.schedules import repository as schedule_repository
 from task_scheduler.supervision import Supervisor
@@ -65,10 +66,13 @@ class Housekeeper:
             await asyncio.sleep(max(0.0, next_run - loop.time()))
 
     async def refresh_gauges(self) -> int:
-        """Set the pending and overdue gauges; returns the pending timers."""
+        """Set the pending, overdue and destination gauges; returns the pending timers."""
         async with self._engine.connect() as conn:
             pending, overdue = await repository.pending_stats(conn)
             active_schedules = await schedule_repository.count_active(conn)
+            holding, waiting = await destination_repository.holding_stats(conn)
+        metrics.DESTINATIONS_HOLDING.set(holding)
+        metrics.WAITING_FOR_DESTINATION.set(waiting)
         metrics.PENDING.set(pending)
         metrics.SCHEDULES_ACTIVE.set(active_schedules)
         metrics.OVERDUE.set(overdue)

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from task_scheduler.destinations.keys import MAX_KEY_LENGTH, key_problem
 from task_scheduler.timers import storable
 
 MAX_URL_LENGTH = 2048
@@ -359,11 +360,26 @@ class TimerCreate(_TimerFields):
         description="Absolute http(s) URL that receives the webhook.",
         examples=["http://example.com/webhook"],
     )
+    destination: str | None = Field(
+        default=None,
+        max_length=MAX_KEY_LENGTH,
+        description="The destination whose circuit breaker and pause switch hold this timer "
+        "(several hosts may share one); default: the URL's origin, `scheme://host:port`.",
+        examples=["payments-api"],
+    )
 
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
         return validate_webhook_url(value)
+
+    @field_validator("destination")
+    @classmethod
+    def _destination_key(cls, value: str | None) -> str | None:
+        problem = None if value is None else key_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class TimerUpdate(_TimerFields):
@@ -509,6 +525,15 @@ class TimerView(BaseModel):
     )
     replay_of: int | None = Field(
         default=None, description="The timer this one replays (POST /timer/{id}/replay), if any."
+    )
+    destination: str | None = Field(
+        default=None,
+        description="Its destination (GET /destinations/{key}); null for a timer made before destinations.",
+    )
+    held_reason: Literal["destination_paused", "destination_open"] | None = Field(
+        default=None,
+        description="Why this pending timer is held when due: its destination is paused, or its "
+        "circuit breaker is open; null when nothing holds it.",
     )
 
 

@@ -19,6 +19,7 @@ from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.client import delivery_header_id
 from task_scheduler.delivery.ssrf import ALLOW_NETWORKS_HINT, AddressPolicy
+from task_scheduler.destinations import repository as destinations
 from task_scheduler.errors import (
     Conflict,
     NotFoundError,
@@ -249,6 +250,7 @@ class TimerService:
             **_spec_of(new),
             tenant=tenant,
             traceparent=traceparent,
+            destination=new.destination,
             delay_seconds=None if new.fire_at is not None else float(new.total_seconds),
             fire_at=new.fire_at,
             max_lateness_seconds=None
@@ -310,9 +312,12 @@ class TimerService:
     async def get(self, timer_id: int, *, tenant: str | None) -> TimerView:
         async with self._engine.connect() as conn:
             row = await repository.get_timer(conn, timer_id=timer_id, tenant=tenant)
-        if row is None:
-            raise _not_found(timer_id)
-        return self._view(row)
+            if row is None:
+                raise _not_found(timer_id)
+            held = None
+            if row.status is TimerStatus.PENDING and row.destination is not None:
+                held = await destinations.held_reason(conn, tenant=row.tenant, key=row.destination)
+        return self._view(row, held_reason=held)
 
     async def list(
         self,
@@ -496,7 +501,7 @@ class TimerService:
         )
         return self._view(row)
 
-    def _view(self, row: TimerRow) -> TimerView:
+    def _view(self, row: TimerRow, *, held_reason: str | None = None) -> TimerView:
         retry = row.retry.or_defaults(self._retry_defaults)
         return TimerView.model_validate(
             {
@@ -506,6 +511,7 @@ class TimerService:
                 "delivery_id": delivery_header_id(row.delivery_id),
                 "headers": redact_headers(row.request.headers),
                 "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
+                "held_reason": held_reason,
             }
         )
 
@@ -563,6 +569,7 @@ def _replay_of(original: TimerRow, when: TimerReplay, traceparent: str | None) -
         max_lateness_seconds=lateness,
         replay_of=original.id,
         traceparent=traceparent,
+        destination=original.destination,
     )
 
 

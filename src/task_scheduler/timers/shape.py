@@ -75,6 +75,9 @@ class StoredSpec(TimerSpec):
     # The W3C traceparent of the create request's span (tracing on): its deliveries continue that
     # trace. Any text may be stored; the dispatcher parses it and ignores a malformed one.
     traceparent: str | None = None
+    # The destination whose breaker and pause switch hold it (destinations/): the key given on
+    # create, else the URL's origin, set when the timer is inserted.
+    destination: str | None = None
 
 
 T = TypeVar("T")

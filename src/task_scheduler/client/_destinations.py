@@ -1,0 +1,104 @@
+"""`task-scheduler destinations list | get | pause | unpause | resume`: a running service's
+destinations (their pause switch and circuit breaker), as the `timers` commands do it (a table,
+or the API's JSON with --json; same errors and exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+
+from task_scheduler.client._api import ApiClient
+from task_scheduler.client._commands import Subcommand, add_command_group
+from task_scheduler.client._output import print_answer, print_pairs, print_table
+from task_scheduler_client import Destination, DestinationPage
+
+
+def add_destinations_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Registers `destinations ...` on the main parser's subcommands."""
+    add_command_group(
+        commands,
+        "destinations",
+        help="pause, resume and inspect destinations (circuit breakers) on a running service",
+        subcommands=_SUBCOMMANDS,
+    )
+
+
+def _add_key(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "key", help="the destination: a URL's origin (https://example.com:443) or a given key"
+    )
+
+
+def _add_list(listing: argparse.ArgumentParser) -> None:
+    listing.add_argument("--limit", type=int, default=100, help="page size (1-1000, default 100)")
+    listing.add_argument("--cursor", help="next_cursor of the previous page")
+
+
+async def _list(api: ApiClient, args: argparse.Namespace) -> int:
+    response = await api.list_destinations(limit=args.limit, cursor=args.cursor)
+    print_answer(args, response, _print_page)
+    return 0
+
+
+def _print_page(page: DestinationPage) -> None:
+    if not page.destinations:
+        print("no destinations paused or failing")
+    else:
+        header = ("STATE", "PAUSED", "FAILURES", "OPENED_AT", "KEY")
+        print_table(
+            header,
+            [
+                (
+                    d.breaker_state,
+                    "yes" if d.paused else "no",
+                    str(d.consecutive_failures),
+                    d.opened_at.isoformat() if d.opened_at else "-",
+                    d.key,
+                )
+                for d in page.destinations
+            ],
+        )
+    if page.next_cursor:
+        print(f"more: --cursor {page.next_cursor}")
+
+
+def _print_destination(view: Destination) -> None:
+    rows = [
+        ("key", view.key),
+        ("breaker_state", view.breaker_state),
+        ("paused", "yes" if view.paused else "no"),
+        ("consecutive_failures", str(view.consecutive_failures)),
+        ("opened_at", view.opened_at.isoformat() if view.opened_at else "-"),
+        ("updated_at", view.updated_at.isoformat() if view.updated_at else "-"),
+    ]
+    if view.waiting is not None:
+        rows.append(("waiting", f"{view.waiting} timers due now"))
+    print_pairs(rows)
+
+
+async def _get(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.get_destination(key=args.key), _print_destination)
+    return 0
+
+
+async def _pause(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.pause_destination(key=args.key, paused=True), _print_destination)
+    return 0
+
+
+async def _unpause(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.pause_destination(key=args.key, paused=False), _print_destination)
+    return 0
+
+
+async def _resume(api: ApiClient, args: argparse.Namespace) -> int:
+    print_answer(args, await api.resume_destination(key=args.key), _print_destination)
+    return 0
+
+
+_SUBCOMMANDS: dict[str, Subcommand] = {
+    "list": Subcommand("list the destinations that were paused or failed, by key", _add_list, _list),
+    "get": Subcommand("show a destination's breaker state and waiting timers", _add_key, _get),
+    "pause": Subcommand("hold a destination's timers (pending, attempts untouched)", _add_key, _pause),
+    "unpause": Subcommand("release a paused destination's timers", _add_key, _unpause),
+    "resume": Subcommand("unpause a destination and close its circuit breaker", _add_key, _resume),
+}

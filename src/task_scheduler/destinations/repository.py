@@ -1,0 +1,296 @@
+"""Persistence of destinations: explicit SQL, one named function per state change (the breaker's
+state machine is in models.py). Rows are locked in (tenant, key) order everywhere, so two
+instances writing outcomes of the same destinations never deadlock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from task_scheduler.destinations.models import BreakerState
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRow:
+    tenant: str
+    key: str
+    paused: bool
+    breaker_state: BreakerState
+    consecutive_failures: int
+    opened_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What one batch of outcomes says of a destination: whether it answered at least once
+    (`answered`), and how many failures came after its last answer (all of them if none)."""
+
+    tenant: str
+    key: str
+    answered: bool
+    trailing_failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A breaker that changed state by a batch of outcomes."""
+
+    tenant: str
+    key: str
+    before: BreakerState
+    after: BreakerState
+    consecutive_failures: int
+
+
+_COLUMNS = "tenant, key, paused, breaker_state, consecutive_failures, opened_at, updated_at"
+
+
+def _row(m: object) -> DestinationRow:
+    values = dict(m._mapping)  # type: ignore[attr-defined]
+    values["breaker_state"] = BreakerState(values["breaker_state"])
+    return DestinationRow(**values)
+
+
+# -- outcomes (the outcome writer, in its transaction) -------------------------------------------
+
+# A destination that failed gets a row (closed, no failures) to count on; a healthy one has none.
+_ENSURE_ROWS = text("""
+INSERT INTO destinations (tenant, key)
+SELECT tenant, key FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS i(tenant, key)
+ORDER BY tenant, key
+ON CONFLICT (tenant, key) DO NOTHING
+""")
+
+# The rows a batch changes, locked in order and read as they are now (`locked`): a row with no
+# failures, closed, that only answered, is left alone (and not locked): the healthy path writes nothing.
+_RECORD_OUTCOMES = text("""
+WITH input AS (
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:answered AS boolean[]),
+                         CAST(:fresh_failures AS integer[])) AS i(tenant, key, answered, fresh_failures)
+), locked AS (
+    SELECT d.tenant, d.key, d.breaker_state, d.consecutive_failures, input.answered, input.fresh_failures
+    FROM destinations AS d JOIN input ON d.tenant = input.tenant AND d.key = input.key
+    WHERE input.fresh_failures > 0 OR d.consecutive_failures > 0 OR d.breaker_state <> 'closed'
+    ORDER BY d.tenant, d.key
+    FOR UPDATE OF d
+), changed AS (
+    SELECT locked.*,
+           CASE WHEN answered THEN fresh_failures ELSE consecutive_failures + fresh_failures END AS failures
+    FROM locked
+)
+UPDATE destinations AS d
+SET consecutive_failures = changed.failures,
+    breaker_state = CASE
+        WHEN changed.fresh_failures = 0 THEN 'closed'
+        WHEN changed.breaker_state = 'half_open' AND NOT changed.answered THEN 'open'
+        WHEN changed.failures >= CAST(:threshold AS integer) THEN 'open'
+        WHEN changed.breaker_state = 'open' AND NOT changed.answered THEN 'open'
+        ELSE 'closed'
+    END,
+    -- the cool-down counts from the last opening (a failed probe opens again); an open breaker
+    -- that keeps failing (outcomes of requests sent before it opened) keeps its time
+    opened_at = CASE
+        WHEN changed.fresh_failures = 0 THEN d.opened_at
+        WHEN changed.breaker_state = 'half_open' AND NOT changed.answered THEN now()
+        WHEN changed.breaker_state = 'open' AND NOT changed.answered THEN d.opened_at
+        WHEN changed.failures >= CAST(:threshold AS integer) THEN now()
+        ELSE d.opened_at
+    END,
+    probe_until = NULL,
+    updated_at = now()
+FROM changed
+WHERE d.tenant = changed.tenant AND d.key = changed.key
+RETURNING d.tenant, d.key, changed.breaker_state AS before, d.breaker_state AS after, d.consecutive_failures
+""")
+
+
+async def record_outcomes(
+    conn: AsyncConnection, *, tallies: Sequence[Tally], threshold: int
+) -> list[Transition]:
+    """closed → open when the consecutive failures reach `threshold`; half_open → open when the
+    probe failed; open or half_open → closed when the destination answered last. Returns the
+    breakers whose state changed."""
+    if not tallies:
+        return []
+    failing = sorted({(t.tenant, t.key) for t in tallies if t.trailing_failures > 0})
+    if failing:
+        await conn.execute(
+            _ENSURE_ROWS, {"tenants": [t for t, _ in failing], "keys": [k for _, k in failing]}
+        )
+    result = await conn.execute(
+        _RECORD_OUTCOMES,
+        {
+            "tenants": [t.tenant for t in tallies],
+            "keys": [t.key for t in tallies],
+            "answered": [t.answered for t in tallies],
+            "fresh_failures": [t.trailing_failures for t in tallies],
+            "threshold": threshold,
+        },
+    )
+    return [
+        Transition(r.tenant, r.key, BreakerState(r.before), BreakerState(r.after), r.consecutive_failures)
+        for r in result
+        if r.before != r.after
+    ]
+
+
+# -- the probe (the claim, in its transaction) ---------------------------------------------------
+
+_TAKE_PROBES = text("""
+UPDATE destinations
+SET breaker_state = 'half_open',
+    probe_until = now() + make_interval(secs => CAST(:probe_seconds AS double precision)),
+    updated_at = now()
+WHERE (tenant, key) IN (
+    SELECT tenant, key FROM destinations
+    WHERE breaker_state <> 'closed' AND NOT paused
+      AND ((breaker_state = 'open'
+            AND opened_at + make_interval(secs => CAST(:cooldown_seconds AS double precision)) <= now())
+           OR (breaker_state = 'half_open' AND probe_until < now()))
+    ORDER BY tenant, key
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING tenant, key
+""")
+
+
+async def take_probes(
+    conn: AsyncConnection, *, cooldown_seconds: float, probe_seconds: float
+) -> list[tuple[str, str]]:
+    """open → half_open for the breakers whose cool-down is over (and half_open → half_open for
+    those whose probe's time ran out): this transaction alone may send their one probe, for
+    `probe_seconds`. Returns (tenant, key) of each."""
+    result = await conn.execute(
+        _TAKE_PROBES, {"cooldown_seconds": cooldown_seconds, "probe_seconds": probe_seconds}
+    )
+    return sorted((r.tenant, r.key) for r in result)
+
+
+_NO_PROBE = text("""
+UPDATE destinations SET breaker_state = 'open', opened_at = now(), probe_until = NULL, updated_at = now()
+WHERE tenant = :tenant AND key = :key AND breaker_state = 'half_open'
+""")
+
+
+async def no_probe(conn: AsyncConnection, *, tenant: str, key: str) -> None:
+    """half_open → open with a new cool-down: the probe taken found no timer due to send."""
+    await conn.execute(_NO_PROBE, {"tenant": tenant, "key": key})
+
+
+_HOLDING = text("""
+SELECT tenant, key FROM destinations WHERE paused OR breaker_state <> 'closed'
+""")
+
+
+async def holding(conn: AsyncConnection) -> set[tuple[str, str]]:
+    """(tenant, key) of every destination that holds its timers now (paused, or not closed)."""
+    return {(r.tenant, r.key) for r in await conn.execute(_HOLDING)}
+
+
+_COUNT_HOLDING = text("SELECT count(*) FROM destinations WHERE paused OR breaker_state <> 'closed'")
+_COUNT_HELD = text("""
+SELECT count(*) FROM timers AS t
+WHERE t.status = 'pending' AND t.due_at <= now() AND EXISTS (
+    SELECT 1 FROM destinations AS d
+    WHERE d.tenant = t.tenant AND d.key = t.destination AND (d.paused OR d.breaker_state <> 'closed'))
+""")
+
+
+async def holding_stats(conn: AsyncConnection) -> tuple[int, int]:
+    """(destinations holding their timers, pending timers due now that they hold); the timers are
+    counted (a scan of the due ones) only while some destination holds."""
+    holding = int((await conn.execute(_COUNT_HOLDING)).scalar_one())
+    if not holding:
+        return 0, 0
+    return holding, int((await conn.execute(_COUNT_HELD)).scalar_one())
+
+
+# -- the API ---------------------------------------------------------------------------------------
+
+_HELD_REASON = text("""
+SELECT CASE WHEN paused THEN 'destination_paused'
+            WHEN breaker_state <> 'closed' THEN 'destination_open' END
+FROM destinations WHERE tenant = :tenant AND key = :key
+""")
+
+
+async def held_reason(conn: AsyncConnection, *, tenant: str, key: str) -> str | None:
+    """Why the destination holds its timers ("destination_paused", "destination_open") or None."""
+    reason: str | None = (await conn.execute(_HELD_REASON, {"tenant": tenant, "key": key})).scalar()
+    return reason
+
+
+async def get_destination(conn: AsyncConnection, *, tenant: str, key: str) -> DestinationRow | None:
+    row = (
+        await conn.execute(
+            text(f"SELECT {_COLUMNS} FROM destinations WHERE tenant = :tenant AND key = :key"),
+            {"tenant": tenant, "key": key},
+        )
+    ).one_or_none()
+    return None if row is None else _row(row)
+
+
+async def list_destinations(
+    conn: AsyncConnection, *, tenant: str, after: str | None, limit: int
+) -> list[DestinationRow]:
+    """The tenant's destinations with a row, in key order after `after` (keyset)."""
+    rows = await conn.execute(
+        text(f"""
+            SELECT {_COLUMNS} FROM destinations
+            WHERE tenant = :tenant AND (CAST(:after AS text) IS NULL OR key > :after)
+            ORDER BY key
+            LIMIT :limit
+        """),
+        {"tenant": tenant, "after": after, "limit": limit},
+    )
+    return [_row(r) for r in rows]
+
+
+async def set_paused(conn: AsyncConnection, *, tenant: str, key: str, paused: bool) -> DestinationRow:
+    """Pause (its timers are held) or unpause a destination; its breaker is left as it is."""
+    row = (
+        await conn.execute(
+            text(f"""
+                INSERT INTO destinations (tenant, key, paused) VALUES (:tenant, :key, :paused)
+                ON CONFLICT (tenant, key) DO UPDATE SET paused = excluded.paused, updated_at = now()
+                RETURNING {_COLUMNS}
+            """),
+            {"tenant": tenant, "key": key, "paused": paused},
+        )
+    ).one()
+    return _row(row)
+
+
+_STATE_FOR_UPDATE = text(
+    "SELECT breaker_state FROM destinations WHERE tenant = :tenant AND key = :key FOR UPDATE"
+)
+_RESUME = text(f"""
+INSERT INTO destinations (tenant, key) VALUES (:tenant, :key)
+ON CONFLICT (tenant, key) DO UPDATE
+SET paused = false, breaker_state = 'closed', consecutive_failures = 0, probe_until = NULL, updated_at = now()
+RETURNING {_COLUMNS}
+""")
+
+
+async def resume(conn: AsyncConnection, *, tenant: str, key: str) -> tuple[DestinationRow, BreakerState]:
+    """Any state → closed and not paused; returns the row and the breaker's state before."""
+    params = {"tenant": tenant, "key": key}
+    before = (await conn.execute(_STATE_FOR_UPDATE, params)).scalar()
+    row = (await conn.execute(_RESUME, params)).one()
+    return _row(row), BreakerState(before or BreakerState.CLOSED)
+
+
+_WAITING = text("""
+SELECT count(*) FROM timers
+WHERE status = 'pending' AND tenant = :tenant AND destination = :key AND due_at <= now()
+""")
+
+
+async def count_waiting(conn: AsyncConnection, *, tenant: str, key: str) -> int:
+    """The destination's pending timers due now (held, or about to be claimed)."""
+    return int((await conn.execute(_WAITING, {"tenant": tenant, "key": key})).scalar_one())

@@ -1,0 +1,118 @@
+"""Reading and steering a tenant's destinations (pause, resume); their breakers are driven by the
+outcome writer (delivery/writer.py) and the claim (delivery/dispatcher.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from task_scheduler import metrics
+from task_scheduler.config import Settings
+from task_scheduler.delivery.notifications import destination_event_timers
+from task_scheduler.destinations import repository
+from task_scheduler.destinations.keys import MAX_LOOKUP_LENGTH, key_problem
+from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.repository import DestinationRow, Transition
+from task_scheduler.destinations.schemas import DestinationPage, DestinationUpdate, DestinationView
+from task_scheduler.errors import ValidationFailed
+from task_scheduler.logs import log_event
+from task_scheduler.timers import repository as timer_repository
+
+logger = logging.getLogger(__name__)
+
+
+class DestinationService:
+    def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
+        self._engine = engine
+        self._notify_within = settings.lookahead_seconds
+
+    async def get(self, key: str, *, tenant: str) -> DestinationView:
+        """Its state (a destination never paused nor failing is closed) and its waiting timers."""
+        _check_key(key)
+        async with self._engine.connect() as conn:
+            row = await repository.get_destination(conn, tenant=tenant, key=key)
+            waiting = await repository.count_waiting(conn, tenant=tenant, key=key)
+        view = _healthy(key) if row is None else _view(row)
+        return view.model_copy(update={"waiting": waiting})
+
+    async def list(self, *, tenant: str, cursor: str | None, limit: int) -> DestinationPage:
+        after = None if cursor is None else _decode_cursor(cursor)
+        async with self._engine.connect() as conn:
+            rows = await repository.list_destinations(conn, tenant=tenant, after=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].key) if more else None
+        return DestinationPage(destinations=[_view(r) for r in rows], next_cursor=next_cursor)
+
+    async def update(self, key: str, change: DestinationUpdate, *, tenant: str) -> DestinationView:
+        _check_key(key)
+        async with self._engine.begin() as conn:
+            row = await repository.set_paused(conn, tenant=tenant, key=key, paused=change.paused)
+            if not change.paused:
+                await _wake_dispatchers(conn)
+        action = "destination.paused" if change.paused else "destination.unpaused"
+        log_event(logger, action, tenant=tenant, destination=key)
+        return _view(row)
+
+    async def resume(self, key: str, *, tenant: str) -> DestinationView:
+        """Unpause and close the breaker (its failures forgotten): its timers go out again."""
+        _check_key(key)
+        async with self._engine.begin() as conn:
+            row, before = await repository.resume(conn, tenant=tenant, key=key)
+            if before is not BreakerState.CLOSED:
+                change = Transition(tenant, key, before, BreakerState.CLOSED, 0)
+                events = await destination_event_timers(conn, [change])
+                if events:
+                    await timer_repository.insert_timers(
+                        conn, timers=events, notify_within=self._notify_within
+                    )
+                metrics.BREAKER_TRANSITIONS.labels(BreakerState.CLOSED.value).inc()
+            await _wake_dispatchers(conn)
+        log_event(logger, "destination.resumed", tenant=tenant, destination=key, was=before.value)
+        return _view(row)
+
+
+async def _wake_dispatchers(conn: AsyncConnection) -> None:
+    """Tell every dispatcher (on commit) that timers may be claimable now."""
+    await conn.execute(text(f"SELECT pg_notify('{timer_repository.NOTIFY_CHANNEL}', '')"))
+
+
+def _check_key(key: str) -> None:
+    problem = key_problem(key, limit=MAX_LOOKUP_LENGTH)
+    if problem is not None:
+        raise ValidationFailed(f"key: {problem}", field="key")
+
+
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed("cursor: not a cursor this service issued", field="cursor") from None
+    if key_problem(key, limit=MAX_LOOKUP_LENGTH) is not None:
+        raise ValidationFailed("cursor: not a cursor this service issued", field="cursor")
+    return key
+
+
+def _healthy(key: str) -> DestinationView:
+    return DestinationView(
+        key=key, paused=False, breaker_state="closed", consecutive_failures=0, opened_at=None, updated_at=None
+    )
+
+
+def _view(row: DestinationRow) -> DestinationView:
+    return DestinationView(
+        key=row.key,
+        paused=row.paused,
+        breaker_state=row.breaker_state.value,
+        consecutive_failures=row.consecutive_failures,
+        opened_at=row.opened_at,
+        updated_at=row.updated_at,
+    )
