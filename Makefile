@@ -57,8 +57,8 @@ bench: install ## quick benchmarks (a few minutes): table on stdout, JSON in ben
 bench-full: install ## also 100,000-timer bursts and recovery (1 and 2 processes), slow-host isolation, three instances, 10M-row scale (~25 min)
 	$(PY) -m bench --full
 
-fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) per operation
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest --no-cov -ra tests/integration/test_fuzz.py $(PYTEST_ARGS)
+fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) new random examples per operation
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest --no-cov -ra tests/integration/test_fuzz.py $(PYTEST_ARGS)
 
 chaos: install ## kill -9, database restarts, cut connections, bad receivers, skewed clocks, floods, hostile data, schedules under kill -9 (~26 min)
 	$(PY) -m chaos $(CHAOS_ARGS)

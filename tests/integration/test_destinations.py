@@ -358,3 +358,17 @@ async def test_destinations_belong_to_their_tenant(make_settings: Any) -> None:
     assert their_list["destinations"] == []
     assert (by_reader.status_code, resumed_by_reader.status_code) == (403, 403)
     assert read_by_reader["paused"] is True
+
+
+async def test_a_key_the_path_cannot_carry_is_a_documented_404(api: httpx.AsyncClient) -> None:
+    """Regression (the fuzzer): a key with a newline does not match the routes' path converter,
+    so the router answers 404 before any route; every route of one destination documents it."""
+    spec = (await api.get("/openapi.json")).json()
+    unroutable = path_of("a\nb")
+    for method, suffix in (("get", ""), ("put", ""), ("post", "/resume")):
+        assert "404" in spec["paths"]["/destinations/{key}" + suffix][method]["responses"]
+        response = await api.request(
+            method.upper(), unroutable + suffix, json={"paused": True} if method == "put" else None
+        )
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "not_found"
