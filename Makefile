@@ -62,9 +62,10 @@ fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (5
 
 chaos: install ## kill -9, database restarts, cut connections, bad receivers, skewed clocks, floods, hostile data, schedules under kill -9 (~26 min)
 	$(PY) -m chaos $(CHAOS_ARGS)
-	HOSTILE_EXAMPLES=$${HOSTILE_EXAMPLES:-200} POISON_EXAMPLES=$${POISON_EXAMPLES:-1000} $(PY) -m pytest --no-cov -q \
+	HOSTILE_EXAMPLES=$${HOSTILE_EXAMPLES:-200} POISON_EXAMPLES=$${POISON_EXAMPLES:-1000} \
+		HOSTILE_ROW_EXAMPLES=$${HOSTILE_ROW_EXAMPLES:-300} FUZZ_RANDOM=1 $(PY) -m pytest --no-cov -q \
 		--timeout=3600 tests/integration/test_hostile_receivers.py tests/integration/test_webhook_client.py \
-		tests/integration/test_poison_requests.py
+		tests/integration/test_poison_requests.py tests/integration/test_hostile_rows.py
 
 clean:
 	rm -rf $(VENV) .venv-uv htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache .data dist

@@ -9,11 +9,12 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
-from sqlalchemy import Connection, MetaData, make_url, text
+from sqlalchemy import Connection, MetaData, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -59,11 +60,52 @@ def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
     the hot statements are written so that those plans stay index scans (see the repository's
     docstring and tests/integration/test_query_plans.py). Planning every execution instead
     (`plan_cache_mode = force_custom_plan`) costs fire rate (docs/performance.md)."""
-    return create_async_engine(
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+    )
+    event.listen(engine.sync_engine, "connect", _on_connect)
+    return engine
+
+
+def _on_connect(dbapi_connection: Any, _record: object) -> None:
+    dbapi_connection.run_async(read_times_safely)
+
+
+# timestamptz on the wire: microseconds from 2000-01-01 UTC, ±infinity at the int64 extremes.
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+EARLIEST_TIME = datetime.min.replace(tzinfo=UTC)
+LATEST_TIME = datetime.max.replace(tzinfo=UTC)
+_EARLIEST_US = (EARLIEST_TIME - _PG_EPOCH) // _MICROSECOND
+_LATEST_US = (LATEST_TIME - _PG_EPOCH) // _MICROSECOND
+
+
+def _decode_time(value: tuple[int]) -> datetime:
+    """A stored time, clamped to what Python holds: a row written from outside may hold ±infinity,
+    a year before 1 or after 9999; asyncpg's own decoder raises OverflowError on the latter, which
+    failed the whole statement (a list page, or a claim: every timer's delivery) for one row, and
+    reads ±infinity as naive datetimes no aware time compares with."""
+    microseconds = value[0]
+    if microseconds <= _EARLIEST_US:
+        return EARLIEST_TIME
+    if microseconds >= _LATEST_US:
+        return LATEST_TIME
+    return _PG_EPOCH + microseconds * _MICROSECOND
+
+
+def _encode_time(value: datetime) -> tuple[int]:
+    if value.tzinfo is None:  # as asyncpg's own encoder takes a naive time: UTC
+        value = value.replace(tzinfo=UTC)
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
+async def read_times_safely(conn: asyncpg.Connection) -> None:
+    """Install the clamping timestamptz codec on a connection (+0.14 µs per value read)."""
+    await conn.set_type_codec(
+        "timestamptz", schema="pg_catalog", encoder=_encode_time, decoder=_decode_time, format="tuple"
     )
 
 

@@ -16,14 +16,11 @@ POISON_EXAMPLES=2000 for a long run (`make chaos` may do so).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import math
 import os
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -32,10 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from task_scheduler.app import create_app
 from task_scheduler.config import Settings
-from tests.support.app import running_app
-from tests.support.receiver import Receiver
+from tests.support.app_thread import AppThread
 
 EXAMPLES = int(os.environ.get("POISON_EXAMPLES", "40"))
 CANARY_EVERY = 10
@@ -136,57 +131,6 @@ def timer_fields(url: st.SearchStrategy[Any], *, with_url: bool) -> st.SearchStr
     return st.fixed_dictionaries({}, optional={"url": url, **optional})
 
 
-# -- the app, in its own event loop --------------------------------------------------------
-
-
-class AppThread:
-    """The whole service (dispatcher included) and a receiver on an event loop in a thread, so
-    that hypothesis, which drives plain functions, can send requests to it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._stop: asyncio.Event | None = None
-        self._stopped: asyncio.Future[None] | None = None
-        self.client: httpx.AsyncClient | None = None
-        self.receiver = Receiver()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def start(self) -> None:
-        self._thread.start()
-        ready: asyncio.Future[None] = self._loop.create_future()
-
-        async def serve() -> None:
-            self._stop = asyncio.Event()
-            await self.receiver.start()
-            try:
-                async with running_app(create_app(self._settings)) as client:
-                    client.headers.update(AUTH)
-                    self.client = client
-                    ready.set_result(None)
-                    await self._stop.wait()
-            finally:
-                await self.receiver.stop()
-
-        self._stopped = asyncio.run_coroutine_threadsafe(serve(), self._loop)  # type: ignore[assignment]
-
-        async def wait_ready() -> None:
-            await ready
-
-        self.run(wait_ready())
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._stopped is not None:
-            self._stopped.result(60)  # type: ignore[union-attr]
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
 _canaries = itertools.count(1)
 
 
@@ -236,15 +180,14 @@ class Checker:
         created = self.app.run(client.post("/timer", json={"seconds": 0, "url": url}))
         assert created.status_code == 201, created.text
         timer_id = created.json()["timer_id"]
-        deadline = time.monotonic() + 15
-        while not any(d.timer_id == timer_id for d in self.app.receiver.deliveries):
-            assert time.monotonic() < deadline, f"canary {number} (timer {timer_id}) was not delivered"
-            time.sleep(0.05)
+        assert self.app.wait_delivered(timer_id), f"canary {number} (timer {timer_id}) was not delivered"
 
 
 @pytest.fixture
 def checker(make_settings: Callable[..., Settings]) -> Iterator[Checker]:
-    app = AppThread(make_settings(admin_api_key=ADMIN_KEY, rate_limit_per_second=0, max_attempts=1))
+    app = AppThread(
+        make_settings(admin_api_key=ADMIN_KEY, rate_limit_per_second=0, max_attempts=1), headers=AUTH
+    )
     app.start()
     try:
         yield Checker(app)

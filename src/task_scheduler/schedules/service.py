@@ -48,6 +48,7 @@ from task_scheduler.timers.service import (
     parse_if_match,
     redact_headers,
     retry_defaults,
+    shown_object,
 )
 from task_scheduler.timers.shape import RequestSpec, RetrySpec
 
@@ -336,12 +337,22 @@ class ScheduleService:
             {
                 **SCHEDULE_ROW.flatten(row),
                 "schedule_id": row.id,
-                "description": _description(row.cron, row.timezone),
-                "next_runs": next_runs(row),
+                **_plan(row),
                 "headers": redact_headers(row.request.headers),
+                "labels": shown_object(row.labels),
                 "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
             }
         )
+
+
+def _plan(row: ScheduleRow) -> dict[str, Any]:
+    """The view's description and next runs. A row written from outside the API may hold an
+    expression or a time zone that cannot be planned (the engine ends such a schedule when its
+    run is claimed): it is shown as stored, with the reason and no next runs, never a 500."""
+    try:
+        return {"description": _description(row.cron, row.timezone), "next_runs": next_runs(row)}
+    except Exception as exc:  # noqa: BLE001 - one bad row fails only itself
+        return {"description": f"cannot be planned: {exc}", "next_runs": []}
 
 
 def next_runs(row: ScheduleRow) -> list[NextRun]:

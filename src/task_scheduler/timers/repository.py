@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Result, RowMapping, TextClause, text
@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from task_scheduler.db import EARLIEST_TIME, LATEST_TIME
 from task_scheduler.destinations.keys import default_key
 from task_scheduler.timers.models import TimerStatus, timers
 from task_scheduler.timers.shape import Flat, StoredSpec, TimerSpec
@@ -229,18 +230,8 @@ async def get_timer(conn: AsyncConnection, *, timer_id: int, tenant: str | None)
     return None if row is None else _timer_row(row._mapping)
 
 
-# Columns that may hold a time written from outside; asyncpg reads ±infinity back as a naive
-# datetime.min / datetime.max, which no aware datetime can be compared with.
-_OUTSIDE_TIMES = ("due_at", "deliver_before", "occurrence_at")
-
-
 def _timer_row(m: Mapping[Any, Any]) -> TimerRow:
-    values = dict(m)
-    for name in _OUTSIDE_TIMES:
-        value = values[name]
-        if value is not None and value.tzinfo is None:  # ±infinity: shown as the extreme instant
-            values[name] = value.replace(tzinfo=UTC)
-    return TIMER_ROW.build(values)
+    return TIMER_ROW.build(m)  # ±infinity times are read as the extreme instants (Flat)
 
 
 # Columns PATCH may set directly (the names are fixed here, never taken from input).
@@ -727,7 +718,7 @@ async def count_pending(conn: AsyncConnection, *, tenant: str, upto: int) -> int
 _CLAIM_TEMPLATE = """
 UPDATE timers
 SET status = 'firing',
-    attempts = attempts + 1,
+    attempts = least(attempts, 2147483646) + 1,  -- never overflows: a counter at the limit is quarantined
     lease_owner = :owner,
     lease_expires_at = greatest(due_at, now()) + make_interval(secs => CAST(:lease_seconds AS double precision)),
     updated_at = now()
@@ -766,6 +757,10 @@ async def database_clock(conn: AsyncConnection) -> datetime:
     return now
 
 
+# The claim counts attempts up to here and no further (`attempts` is an integer column).
+_ATTEMPTS_LIMIT = 2**31 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class Unprocessable:
     """A claimed row that could not be made a ClaimedTimer, and why."""
@@ -782,14 +777,17 @@ class Claim:
 
 
 def _finite_time(value: object, column: str) -> None:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValueError(f"{column} is not a finite time with a time zone: {value!r}")
+    # db.py reads ±infinity and years outside 1-9999 as the earliest or latest instant.
+    if not isinstance(value, datetime) or value.tzinfo is None or value in (EARLIEST_TIME, LATEST_TIME):
+        raise ValueError(f"{column} is not a finite time within years 1-9999: {value!r}")
 
 
 def _claimed_timer(m: RowMapping) -> ClaimedTimer:
     """The row as a ClaimedTimer; raises on values the dispatcher cannot handle."""
     if not isinstance(m["headers"], dict) or not isinstance(m["labels"], dict):
         raise ValueError("headers and labels must be JSON objects")
+    if not 0 < m["attempt"] < _ATTEMPTS_LIMIT:
+        raise ValueError(f"the attempt counter is out of range: {m['attempt']}")
     for name in ("due_at", "lease_expires_at"):
         _finite_time(m[name], name)
     for name in ("deliver_before", "occurrence_at"):
@@ -980,7 +978,7 @@ async def extend_leases(
 
 # A lapsed lease is an attempt without an attempt record (every written outcome has one, and a
 # returned lease undoes its attempt): lapses since the last redrive = attempts - records.
-_LAPSES = """(t.attempts - t.attempts_before_redrive - (
+_LAPSES = """(CAST(t.attempts AS bigint) - t.attempts_before_redrive - (
         SELECT count(*) FROM timer_attempts AS a
         WHERE a.timer_id = t.id AND a.attempt > t.attempts_before_redrive))"""
 

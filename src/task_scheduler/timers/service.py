@@ -97,11 +97,20 @@ def parse_if_match(value: str) -> list[datetime] | None:
     return [tag for part in value.split(",") if (tag := parse_etag(part)) is not None]
 
 
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+def redact_headers(headers: object) -> dict[str, str]:
     return {
         name: REDACTED if any(part in name.lower() for part in _SENSITIVE_HEADER_PARTS) else value
-        for name, value in headers.items()
+        for name, value in shown_object(headers).items()
     }
+
+
+def shown_object(value: object) -> dict[str, str]:
+    """Stored headers or labels as the API shows them. The service stores JSON objects of strings;
+    a row written from outside may hold any JSON: a value that is not a string is shown as its JSON
+    text, and anything but an object as no entries (the claim fails such a timer as unprocessable)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
 
 
 def encode_cursor(row: TimerRow) -> str:
@@ -510,6 +519,7 @@ class TimerService:
                 "time_left": seconds_left(row.due_at, row.db_now),
                 "delivery_id": delivery_header_id(row.delivery_id),
                 "headers": redact_headers(row.request.headers),
+                "labels": shown_object(row.labels),
                 "retry": EffectiveRetryPolicy.model_validate(retry, from_attributes=True),
                 "held_reason": held_reason,
             }

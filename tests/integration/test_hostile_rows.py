@@ -1,0 +1,419 @@
+"""Hostile rows (STYLE.md habit 13: a row read back is hostile until checked): values the API
+would refuse, written straight into the tables, as an operator's SQL, a restore or another
+version of the service could, within what the columns and their constraints admit: text of any
+shape where a URL, a method, a tenant or a destination is expected, JSON of any type where an
+object is expected, infinite, NaN and negative numbers, counters at the integer limit, infinite
+and BC timestamps, NULL leases.
+
+The whole service runs (dispatcher, schedule engine, outcome writer) with a real receiver.
+Invariants, after each batch of hostile rows:
+- a canary timer created through the API after them still reaches the receiver (no row stopped
+  the engine for the others: a counter at the integer limit once made every claim fail);
+- every hostile timer that was pending and due has been taken (attempted, retried, failed,
+  expired or quarantined as unprocessable), never skipped while the others fire;
+- reading every row back, alone, in lists and on the dashboard, never answers 5xx (an infinite
+  `updated_at` once made GET /timer/{id} answer 500), and /readyz stays 200.
+
+Derandomized in `make test` (the same examples every run); `FUZZ_RANDOM=1` draws new ones and
+`HOSTILE_ROW_EXAMPLES` sets how many.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from task_scheduler.config import Settings
+from task_scheduler.db import asyncpg_dsn
+from tests.support.app_thread import AppThread
+
+EXAMPLES = int(os.environ.get("HOSTILE_ROW_EXAMPLES", "25"))
+ROW_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=not os.environ.get("FUZZ_RANDOM"),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+INT_MAX = 2**31 - 1
+INT_MIN = -(2**31)
+
+# Text PostgreSQL can store (no NUL, no lone surrogate), and the shapes that break parsers.
+storable_char = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+stored_text = st.one_of(
+    st.text(storable_char, max_size=16),
+    st.sampled_from(["", " ", "\n", "\r\n", "é", "😀", "\u202e", "\ufeff", "x" * 5000, "a\tb", "%00", "\\"]),
+)
+URLS = [
+    "not a url",
+    "",
+    "http://",
+    "http://[::1/x",
+    "http://[::zz]/x",
+    "http://exa mple.invalid/x",
+    "http://\n.invalid/x",
+    "ftp://example.invalid/x",
+    "javascript:alert(1)",
+    "http://" + "a" * 64 + ".invalid/x",
+    "http://example.invalid:99999/x",
+    "http://example.invalid:0/x",
+    "http://user:pass@example.invalid/x",
+    "http://b\u00fccher.invalid/x",
+    "https://example.invalid/" + "p" * 9000,
+    "http://1e3/x",
+]
+TIMES = [
+    "infinity",
+    "-infinity",
+    "0001-01-01 00:00:00+00",
+    "4713-01-01 00:00:00+00 BC",
+    "1969-12-31 23:59:59+00",
+    "1970-01-01 00:00:00+00",
+    "9999-12-31 23:59:59.999999+00",
+    "294276-12-31 23:59:59+00",
+]
+FLOATS = ["NaN", "Infinity", "-Infinity", "0", "-1", "1e308", "5e-324", "0.5", "30"]
+# JSON of any type, with numbers no Python float holds; jsonb refuses \u0000.
+RAW_JSON = [
+    "1e999",
+    "-1e999",
+    "[1e999]",
+    '{"a": 1e999}',
+    "123456789012345678901234567890",
+    '"text"',
+    "[]",
+    "null",
+]
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(storable_char, max_size=8),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(stored_text, inner, max_size=3),
+    max_leaves=8,
+)
+json_text = st.one_of(json_value.map(json.dumps), st.sampled_from(RAW_JSON))
+nullable_time = st.none() | st.sampled_from(TIMES)
+nullable_float = st.none() | st.sampled_from(FLOATS)
+
+
+@st.composite
+def hostile_timer(draw: st.DrawFn, receiver_url: str) -> dict[str, Any]:
+    """A timer row; `due_seconds_ago` >= 0 makes it due now when pending."""
+    status = draw(
+        st.sampled_from(["pending", "pending", "pending", "firing", "delivered", "failed", "expired"])
+    )
+    firing = status == "firing"
+    return {
+        "url": draw(st.just(receiver_url + "/hostile") | st.sampled_from(URLS) | stored_text),
+        "status": status,
+        "due_seconds_ago": draw(st.sampled_from([0.0, 1.0, 30.0, 86_400.0])),
+        "created_at": draw(st.just("now") | st.sampled_from(TIMES)),
+        "updated_at": draw(st.just("now") | st.sampled_from(TIMES)),
+        "attempts": draw(st.sampled_from([0, 1, 5, INT_MAX - 1, INT_MAX])),
+        "attempts_before_redrive": draw(st.sampled_from([0, 1, INT_MIN, INT_MAX])),
+        "lease_owner": "ghost-instance" if firing else None,
+        "lease_expires_at": draw(st.sampled_from(["-infinity", "1970-01-01 00:00:00+00"]) | st.none())
+        if firing
+        else None,
+        "last_error": draw(st.none() | stored_text),
+        "delivered_at": draw(nullable_time),
+        "method": draw(
+            st.sampled_from(["POST", "", "get", "G ET", "CONNECT", "\u00e9", "X" * 300]) | stored_text
+        ),
+        "headers": draw(json_text),
+        "body": draw(st.none() | json_text),
+        "labels": draw(json_text),
+        "deliver_before": draw(
+            st.none() | st.sampled_from(["1970-01-01 00:00:00+00", "9999-12-31 00:00:00+00"])
+        ),
+        "max_attempts": draw(st.none() | st.sampled_from([0, 1, -1, INT_MIN, INT_MAX])),
+        "backoff_base_seconds": draw(nullable_float),
+        "backoff_cap_seconds": draw(nullable_float),
+        "timeout_seconds": draw(nullable_float),
+        "tenant": draw(st.just("default") | stored_text),
+        "on_success_url": draw(st.none() | st.sampled_from(URLS)),
+        "on_failure_url": draw(st.none() | st.sampled_from(URLS)),
+        "traceparent": draw(st.none() | stored_text),
+        "destination": draw(st.none() | stored_text),
+    }
+
+
+_INSERT_TIMER = """
+INSERT INTO timers (url, status, due_at, created_at, updated_at, attempts, attempts_before_redrive,
+    lease_owner, lease_expires_at, last_error, delivered_at, method, headers, body, labels,
+    deliver_before, max_attempts, backoff_base_seconds, backoff_cap_seconds, timeout_seconds, tenant,
+    on_success_url, on_failure_url, traceparent, destination)
+VALUES ($1, $2, now() - make_interval(secs => $3::float8), $4::text::timestamptz,
+    $5::text::timestamptz, $6, $7, $8, $9::text::timestamptz, $10, $11::text::timestamptz, $12,
+    $13::text::jsonb, $14::text::jsonb, $15::text::jsonb, $16::text::timestamptz, $17,
+    $18::text::float8, $19::text::float8, $20::text::float8, $21, $22, $23, $24, $25)
+RETURNING id, status, attempts, due_at
+"""
+
+
+@st.composite
+def hostile_schedule(draw: st.DrawFn, receiver_url: str) -> dict[str, Any]:
+    """A schedule row with its pending run (the run is what the claim advances the series from)."""
+    expression = draw(
+        st.sampled_from(["* * * * *", "* * * * * *", "@every 1s", "@yearly", "0 0 30 2 *", "garbage"])
+    )
+    return {
+        "status": draw(st.sampled_from(["active", "active", "paused", "ended"])),
+        "expression": expression,
+        "cron": draw(st.just(expression) | stored_text),
+        "timezone": draw(
+            st.sampled_from(["UTC", "Europe/Berlin", "Mars/Base", "", "../../etc/passwd", "UTC\n"])
+        ),
+        "start_at": draw(nullable_time),
+        "end_at": draw(nullable_time),
+        "max_runs": draw(st.none() | st.sampled_from([0, 1, -1, 2**63 - 1])),
+        "runs": draw(st.sampled_from([0, 1, 2**63 - 1, -(2**63)])),
+        "jitter_seconds": draw(st.sampled_from(FLOATS)),
+        "overlap": draw(st.sampled_from(["allow", "skip", "buffer_one"])),
+        "catchup": draw(st.sampled_from(["latest", "all", "none"])),
+        "catchup_window_seconds": draw(st.sampled_from(FLOATS)),
+        "next_occurrence_at": draw(st.just("now") | nullable_time),
+        "url": draw(st.just(receiver_url + "/schedule") | st.sampled_from(URLS)),
+        "method": draw(st.sampled_from(["POST", "", "G ET"])),
+        "headers": draw(json_text),
+        "body": draw(st.none() | json_text),
+        "labels": draw(json_text),
+        "max_lateness_seconds": draw(nullable_float),
+        "max_attempts": draw(st.none() | st.sampled_from([0, -1, INT_MAX])),
+        "timeout_seconds": draw(nullable_float),
+        "created_at": draw(st.just("now") | st.sampled_from(TIMES)),
+        "updated_at": draw(st.just("now") | st.sampled_from(TIMES)),
+        "occurrence_at": draw(st.just("now") | st.sampled_from(TIMES[:3])),
+    }
+
+
+_INSERT_SCHEDULE = """
+INSERT INTO schedules (status, expression, cron, timezone, start_at, end_at, max_runs, runs,
+    jitter_seconds, overlap, catchup, catchup_window_seconds, next_occurrence_at, url, method, headers,
+    body, labels, max_lateness_seconds, max_attempts, timeout_seconds, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6::text::timestamptz, $7, $8, $9::text::float8,
+    $10, $11, $12::text::float8, $13::text::timestamptz, $14, $15, $16::text::jsonb, $17::text::jsonb,
+    $18::text::jsonb, $19::text::float8, $20, $21::text::float8, $22::text::timestamptz,
+    $23::text::timestamptz)
+RETURNING id
+"""
+_INSERT_RUN = """
+INSERT INTO timers (url, due_at, schedule_id, occurrence_at, tenant)
+VALUES ($1, now(), $2, $3::text::timestamptz, 'default')
+RETURNING id
+"""
+
+
+class RowChecker:
+    def __init__(self, app: AppThread, database_url: str) -> None:
+        self.app = app
+        self.database_url = database_url
+
+    def sql(self, work: Callable[[asyncpg.Connection], Any]) -> Any:
+        async def run() -> Any:
+            conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+            try:
+                return await work(conn)
+            finally:
+                await conn.close()
+
+        return self.app.run(run())
+
+    def insert_timers(self, rows: list[dict[str, Any]]) -> list[asyncpg.Record]:
+        async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            inserted = []
+            for row in rows:
+                values = list(row.values())
+                with contextlib.suppress(asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    # a value the table refuses is not stored
+                    inserted.append(await conn.fetchrow(_INSERT_TIMER, *values))
+            return inserted
+
+        result: list[asyncpg.Record] = self.sql(work)
+        return result
+
+    def insert_schedules(self, rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        async def work(conn: asyncpg.Connection) -> list[tuple[int, int]]:
+            made = []
+            for row in rows:
+                occurrence = row.pop("occurrence_at")
+                try:
+                    async with conn.transaction():
+                        schedule_id = await conn.fetchval(_INSERT_SCHEDULE, *row.values())
+                        run_id = await conn.fetchval(_INSERT_RUN, row["url"], schedule_id, occurrence)
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    continue
+                made.append((schedule_id, run_id))
+            return made
+
+        result: list[tuple[int, int]] = self.sql(work)
+        return result
+
+    def get_ok(self, path: str) -> None:
+        response = self.app.request("GET", path)
+        assert response.status_code < 500, f"GET {path} -> {response.status_code} {response.text[:500]}"
+
+    def canary(self) -> None:
+        created = self.app.request(
+            "POST", "/timer", json={"seconds": 0, "url": f"{self.app.receiver.url}/canary"}
+        )
+        assert created.status_code == 201, created.text
+        timer_id = created.json()["timer_id"]
+        assert self.app.wait_delivered(timer_id), f"canary timer {timer_id} was not delivered"
+        assert self.app.request("GET", "/readyz").status_code == 200
+
+    def taken(self, inserted: list[asyncpg.Record]) -> None:
+        """Every pending, due row was taken by the engine (it fires in due order: the canary, due
+        last, has been delivered)."""
+        due = {r["id"]: r for r in inserted if r["status"] == "pending"}
+        if not due:
+            return
+
+        async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                "SELECT id, status, attempts, due_at FROM timers WHERE id = ANY($1::bigint[])", list(due)
+            )
+            return rows
+
+        for now in self.sql(work):
+            before = due[now["id"]]
+            untouched = (now["status"], now["attempts"], now["due_at"]) == (
+                "pending",
+                before["attempts"],
+                before["due_at"],
+            )
+            assert not untouched, f"timer {now['id']} was due and never taken: {dict(now)}"
+
+
+@pytest.fixture
+def checker(make_settings: Callable[..., Settings], database_url: str) -> Iterator[RowChecker]:
+    # Open mode on loopback (no keys): the test client is the local admin, the dashboard included.
+    app = AppThread(make_settings(rate_limit_per_second=0, max_attempts=2, backoff_cap_seconds=0.1))
+    app.start()
+    try:
+        yield RowChecker(app, database_url)
+    finally:
+        app.stop()
+
+
+def test_hostile_timer_rows_fail_only_themselves(checker: RowChecker) -> None:
+    receiver_url = checker.app.receiver.url
+
+    @ROW_SETTINGS
+    @given(rows=st.lists(hostile_timer(receiver_url), min_size=1, max_size=4))
+    def batch(rows: list[dict[str, Any]]) -> None:
+        inserted = checker.insert_timers(rows)
+        stored.extend(inserted)
+        checker.canary()
+        checker.taken(inserted)
+        for row in inserted:
+            for path in ("/timer/{}", "/timer/{}/attempts", "/ui/timers/{}"):
+                checker.get_ok(path.format(row["id"]))
+        for status in ("pending", "firing", "delivered", "failed", "expired"):
+            checker.get_ok(f"/timers?status={status}")
+            checker.get_ok(f"/ui/timers?status={status}")
+        for path in ("/timers", "/ui", "/ui/destinations", "/destinations", "/metrics"):
+            checker.get_ok(path)
+
+    stored: list[asyncpg.Record] = []
+    batch()
+    assert len(stored) >= EXAMPLES, f"only {len(stored)} hostile rows were stored: the table refused the rest"
+
+
+# The schedule engine draws its jitter from `random` in the app's thread while hypothesis draws.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+def test_hostile_schedule_rows_fail_only_themselves(checker: RowChecker) -> None:
+    receiver_url = checker.app.receiver.url
+    made = checker.app.request(
+        "POST", "/schedules", json={"cron": "* * * * * *", "url": f"{receiver_url}/series"}
+    )
+    assert made.status_code == 201, made.text
+    series = made.json()["schedule_id"]
+
+    @ROW_SETTINGS
+    @given(rows=st.lists(hostile_schedule(receiver_url), min_size=1, max_size=3))
+    def batch(rows: list[dict[str, Any]]) -> None:
+        made = checker.insert_schedules(rows)
+        stored.extend(made)
+        for schedule_id, run_id in made:
+            for path in (f"/schedules/{schedule_id}", f"/schedules/{schedule_id}/runs", f"/timer/{run_id}"):
+                checker.get_ok(path)
+            checker.get_ok(f"/ui/schedules/{schedule_id}")
+        checker.canary()
+        for path in ("/schedules", "/ui/schedules", "/ui", "/timers", "/metrics", f"/schedules/{series}"):
+            checker.get_ok(path)
+
+    stored: list[tuple[int, int]] = []
+    batch()
+    assert len(stored) >= EXAMPLES, f"only {len(stored)} hostile schedules were stored"
+    # The healthy series went on among the hostile ones: its runs kept coming, one per second.
+    runs = checker.app.request("GET", f"/schedules/{series}/runs").json()["runs"]
+    assert len(runs) >= 2, runs
+    checker.canary()
+
+
+def test_a_claim_never_overflows_an_attempt_counter(checker: RowChecker) -> None:
+    """Regression: a pending timer with `attempts` at the integer limit made the claim statement
+    fail ("integer out of range") on every turn: no timer of any tenant fired, /readyz said 200."""
+    stuck = checker.insert_timers([{**_plain(checker.app.receiver.url), "attempts": INT_MAX}])
+    checker.canary()
+    row = checker.app.request("GET", f"/timer/{stuck[0]['id']}").json()
+    assert row["status"] == "failed", row
+    assert row["last_error"].startswith("unprocessable"), row
+
+
+def test_infinite_timestamps_read_back(checker: RowChecker) -> None:
+    """Regression: an infinite `updated_at` (read back as a naive datetime) made GET /timer/{id}
+    and its dashboard page answer 500."""
+    row = {**_plain(checker.app.receiver.url), "status": "delivered", "created_at": "-infinity"}
+    inserted = checker.insert_timers([{**row, "updated_at": "infinity", "delivered_at": "infinity"}])
+    timer_id = inserted[0]["id"]
+    view = checker.app.request("GET", f"/timer/{timer_id}")
+    assert view.status_code == 200, view.text
+    assert view.json()["updated_at"].startswith("9999-12-31"), view.json()
+    assert checker.app.request("GET", f"/ui/timers/{timer_id}").status_code == 200
+
+
+def _plain(receiver_url: str) -> dict[str, Any]:
+    """An ordinary pending timer due now, as _INSERT_TIMER takes it."""
+    return {
+        "url": f"{receiver_url}/plain/{uuid.uuid4().hex}",
+        "status": "pending",
+        "due_seconds_ago": 0.0,
+        "created_at": "now",
+        "updated_at": "now",
+        "attempts": 0,
+        "attempts_before_redrive": 0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": None,
+        "delivered_at": None,
+        "method": "POST",
+        "headers": "{}",
+        "body": None,
+        "labels": "{}",
+        "deliver_before": None,
+        "max_attempts": None,
+        "backoff_base_seconds": None,
+        "backoff_cap_seconds": None,
+        "timeout_seconds": None,
+        "tenant": "default",
+        "on_success_url": None,
+        "on_failure_url": None,
+        "traceparent": None,
+        "destination": None,
+    }
