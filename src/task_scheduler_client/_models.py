@@ -402,6 +402,9 @@ class BulkFilter(_Request):
     due_before: datetime | None = Field(default=None, description="due_at before this time.")
     host: str | None = Field(default=None, description="The webhook URL's host (any case).")
     error_class: str | None = Field(default=None, description="The error class of the latest attempt.")
+    destination: str | None = Field(
+        default=None, description="The destination key, exactly (a key given on create, or the URL's origin)."
+    )
 
 
 class BulkCount(_Answer):
