@@ -66,12 +66,13 @@ class DestinationView(BaseModel):
         description="Its pending timers due now (held, or about to go out); GET /destinations/{key} only.",
     )
     in_flight: int | None = Field(
-        default=None, description="Its timers being fired now by any instance (status firing)."
+        default=None,
+        description="Its timers being fired now by any instance (status firing); in GET answers only.",
     )
     health: DestinationHealth | None = Field(
         default=None,
-        description="Its recent attempts: for a key that is a URL's origin (figures are kept per "
-        "host); null for a key given on create, which may span hosts.",
+        description="Its recent attempts, for a key that is a URL's origin (figures are kept per "
+        "host); null for a key given on create, which may span hosts, and in PUT and resume answers.",
     )
 
 
