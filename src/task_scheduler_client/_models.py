@@ -239,7 +239,7 @@ class Destination(_Answer):
     """A destination of the tenant's timers: its pause switch and circuit breaker (`closed`:
     timers go out; `open`: held after consecutive failures; `half_open`: one probe decides).
     `waiting` (its pending timers due now) only comes with `get_destination`; `in_flight` (its
-    timers being fired now) and `health` with both."""
+    timers being fired now) and `health` with `get_destination` and `list_destinations`."""
 
     key: str
     paused: bool

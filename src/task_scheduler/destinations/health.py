@@ -6,11 +6,11 @@ would join every attempt of the window, cluster-wide, to its timer: with 1,000,0
 the last 15 minutes that took 629 ms. The rollups fold those attempts per tenant, minute,
 webhook host and outcome, with a duration histogram: the GET reads a few rows per host and
 minute through their minute index, whatever the traffic (0.56 ms beside 1,152,100 rollup rows;
-EXPLAIN ANALYZE in the README's destinations section). What that costs: the figures are per host (a key given on
-create, which may span hosts, has none; an origin's figures count every attempt to its host,
-those of timers given another key included), as fresh as the last fold (every
-SCHEDULER_ROLLUP_INTERVAL_SECONDS), and the percentiles are estimated within the histogram's
-buckets."""
+EXPLAIN ANALYZE in the README's destinations section). What that costs: the figures are per
+host (a key given on create, which may span hosts, has none; an origin's figures count every
+attempt to its host, those of timers given another key included), as fresh as the last fold
+(every SCHEDULER_ROLLUP_INTERVAL_SECONDS), and the percentiles are estimated within the
+histogram's buckets."""
 
 from __future__ import annotations
 

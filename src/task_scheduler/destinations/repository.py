@@ -320,8 +320,8 @@ class HostMinute:
     duration_buckets: list[int]
 
 
-# The primary key (tenant, minute, destination, outcome) serves it: the tenant's last minutes,
-# a few rows per host and minute, whatever the number of attempts they fold.
+# The rollups' minute index serves it (EXPLAIN: ix_delivery_rollups_minute): the last minutes'
+# rows, a few per tenant, host and minute, whatever the number of attempts they fold.
 _RECENT_ROLLUPS = text("""
 SELECT destination AS host, outcome = 'ok' AS ok, deliveries, duration_buckets
 FROM delivery_rollups
