@@ -1,8 +1,8 @@
 """`make bench` (quick, a few minutes; the service runs with its defaults, as `make run` starts it,
 except rows that say "tuned") and `make bench-full` (100,000-timer bursts and recovery
 with one and two processes, isolation, three instances, scale: 10,000,000 pending timers,
-BENCH_SCALE_ROWS to change): real processes on this machine, a Markdown table on stdout, JSON in
-bench/results/latest.json.
+BENCH_SCALE_ROWS to change; bulk_cancel: 1,000,000 timers, BENCH_BULK_ROWS): real processes
+on this machine, a Markdown table on stdout, JSON in bench/results/latest.json.
 
     python -m bench [--full] [--only NAME ...]
 """

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bulk_cancel import bulk_cancel
 from bench.common import BODY, Row, correctness
 from bench.harness import (
     TUNED_ENV,
@@ -390,4 +391,5 @@ FULL = {
     "recovery_2_workers": lambda s, w: recovery(s, w, workers=2),
     "scale": scale,
     "log_cost": log_cost,
+    "bulk_cancel": bulk_cancel,
 }

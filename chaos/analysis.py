@@ -160,6 +160,8 @@ class Result:
     hostile_problems: list[str] = field(default_factory=list)  # see chaos.hostile.check
     # recurring schedules: an occurrence without its one run or its one delivery (chaos.schedules)
     occurrence_problems: list[str] = field(default_factory=list)
+    # a flapping destination: the healthy one not all delivered, attempts beyond probes (chaos.flapping)
+    destination_problems: list[str] = field(default_factory=list)
     lateness_ms: list[float] = field(default_factory=list)
     recoveries: list[Recovery] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -181,6 +183,7 @@ class Result:
             or self.state_mismatch
             or self.hostile_problems
             or self.occurrence_problems
+            or self.destination_problems
         )
 
 

@@ -46,6 +46,7 @@ class Context:
     spread: float  # seconds over which the timers are due
     creator: Creator
     postgres: OwnPostgres | None = None
+    flapping: ReceiverProcess | None = None  # the flapping destination's receiver, if any
     faults: list[Fault] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -249,5 +250,47 @@ def flood_of_creates(*, at: float, seconds: float, batches: int, batch_size: int
         )
         ctx.faults.append(Fault("flood of creates", start, time.time(), detail))
         log.info("flood: %s", detail)
+
+    return run
+
+
+FLAPPING = "receiver flapping"  # the kind of each down period of flapping_receiver
+_DOWN_MODES = ("down", "unavailable")
+
+
+def flapping_receiver(*, up: tuple[float, float], down: tuple[float, float], seed: int = 11) -> Injector:
+    """From t0, the flapping destination's receiver (ctx.flapping, a second one: the workload's
+    own stays healthy) goes down for `down` seconds (uniform), then up for `up` seconds, until a
+    second before the last timer is due; down is in turn not listening (connection refused) and
+    503 with Retry-After 1. Each down period is a fault whose kind starts "receiver "."""
+
+    async def run(ctx: Context) -> None:
+        flappy = ctx.flapping
+        assert flappy is not None, "this scenario needs a flapping receiver"
+        rng = random.Random(seed)
+        await sleep_until(ctx.t0)
+        for n in range(_MAX_EVENTS):
+            seconds = rng.uniform(*down)
+            if time.time() + seconds > ctx.last_due - 1:
+                return
+            mode = _DOWN_MODES[n % len(_DOWN_MODES)]
+            began, _ = await flappy.set_mode(mode, retry_after=1)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                _, done = await flappy.set_mode("ok")
+            detail = "not listening" if mode == "down" else "503, Retry-After: 1"
+            ctx.faults.append(Fault(f"{FLAPPING} {mode} {seconds:.1f} s", began, done, detail))
+            log.info("flapping receiver %s for %.1fs", mode, done - began)
+            await asyncio.sleep(rng.uniform(*up))
+
+    return run
+
+
+def together(*injectors: Injector) -> Injector:
+    """Several injectors at once (each ends by itself before the last timer is due)."""
+
+    async def run(ctx: Context) -> None:
+        await asyncio.gather(*(inject(ctx) for inject in injectors))
 
     return run

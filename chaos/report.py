@@ -112,6 +112,7 @@ def details(result: Result) -> str:
         out.append(f"- earliest arrival: {worst:.1f} ms before the due time")
     out += [f"- hostile data: {problem}" for problem in result.hostile_problems[:20]]
     out += [f"- schedules: {problem}" for problem in result.occurrence_problems[:20]]
+    out += [f"- destinations: {problem}" for problem in result.destination_problems[:20]]
     out += [f"- {note}" for note in result.notes]
     if result.evidence:
         out += ["", "Evidence:", "", "```", *result.evidence, "```"]

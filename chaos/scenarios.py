@@ -22,13 +22,16 @@ from chaos.faults import (
     Context,
     Injector,
     Misbehave,
+    flapping_receiver,
     flood_of_creates,
     kill_instances,
     misbehaving_receiver,
     no_faults,
     restart_postgres,
     terminate_connections,
+    together,
 )
+from chaos.flapping import check_flapping
 from chaos.hostile import HostileLoad, HostileProcess, hostile_traffic
 from chaos.hostile import check as check_hostile
 from chaos.postgres import OwnPostgres
@@ -42,6 +45,10 @@ LEAD_SECONDS = 8.0  # from the start of feeding to the first due time
 QUIET_WITHIN = 120.0  # after the last due time, at most this long for every timer to finish
 STRAGGLERS_SECONDS = 2.0  # after the last timer finished, for any late duplicate to arrive
 MAX_ATTEMPTS = int(SERVICE_ENV["SCHEDULER_MAX_ATTEMPTS"])
+FLAPPING_COOLDOWN = 1.5  # seconds an open breaker waits before its probe, in the flapping scenario
+# From a down period's first failed attempt until its breaker holds everything: the writer's
+# commit, the other instances' next poll (SCHEDULER_POLL_INTERVAL_SECONDS, 1 s), a request timeout.
+FLAPPING_SETTLE = 3.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class Scenario:
     # instead of the timer workload: this many schedules firing every second for schedule_seconds
     schedules: int = 0
     schedule_seconds: int = 36
+    # a share of the timers sent to a second receiver, the flapping destination (ctx.flapping)
+    flapping: float = 0.0
+    env: tuple[tuple[str, str], ...] = ()  # service settings of this scenario only
 
 
 def full_suite() -> list[Scenario]:
@@ -106,6 +116,15 @@ def full_suite() -> list[Scenario]:
             " boundary-value creates, beside the workload",
             no_faults,
             hostile=300,
+        ),
+        Scenario(
+            "flapping",
+            "a second destination (20 % of the timers) refuses connections or answers 503 for 4-7 s,"
+            " then is up for 2-4 s, throughout; kill -9 a random instance every 6-10 s; breaker"
+            f" cool-down {FLAPPING_COOLDOWN:g} s",
+            together(flapping_receiver(up=(2.0, 4.0), down=(4.0, 7.0)), kill_instances(every=(6.0, 10.0))),
+            flapping=0.2,
+            env=(("SCHEDULER_BREAKER_COOLDOWN_SECONDS", f"{FLAPPING_COOLDOWN:g}"),),
         ),
         Scenario(
             "schedules",
@@ -167,7 +186,10 @@ async def run_scenario(
     started = time.monotonic()
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     receiver = ReceiverProcess(workdir)
-    cluster = Cluster(database_url=database_url, workdir=workdir, clocks=scenario.clocks)
+    flappy = ReceiverProcess(workdir / "flapping") if scenario.flapping else None
+    cluster = Cluster(
+        database_url=database_url, workdir=workdir, clocks=scenario.clocks, env=dict(scenario.env)
+    )
     tasks: list[asyncio.Task[None]] = []
     ctx: Context | None = None
     hostile = HostileProcess(workdir)
@@ -175,6 +197,10 @@ async def run_scenario(
     try:
         receiver.start()
         await receiver.wait_ready()
+        if flappy is not None:
+            await asyncio.to_thread((workdir / "flapping").mkdir, exist_ok=True)
+            flappy.start()
+            await flappy.wait_ready()
         if scenario.hostile:
             hostile.start()
         await cluster.start()
@@ -186,11 +212,13 @@ async def run_scenario(
                 session=session,
                 deadline=time.monotonic() + LEAD_SECONDS + spread + 60,
             )
-            ctx = Context(cluster, receiver, database_url, t0, spread, creator, postgres)
-            tasks = [
-                asyncio.create_task(feed(creator, receiver.url, due)),
-                asyncio.create_task(scenario.inject(ctx)),
-            ]
+            ctx = Context(cluster, receiver, database_url, t0, spread, creator, postgres, flapping=flappy)
+            tasks = [asyncio.create_task(scenario.inject(ctx))]
+            if flappy is not None:  # every n-th due time to the flapping destination
+                every = max(1, round(1 / scenario.flapping))
+                tasks.append(asyncio.create_task(feed(creator, flappy.url, due[::every])))
+                due = [t for i, t in enumerate(due) if i % every]
+            tasks.append(asyncio.create_task(feed(creator, receiver.url, due)))
             if scenario.hostile:
                 traffic = hostile_traffic(
                     load, hostile.url, timers=scenario.hostile, poison_rounds=scenario.poison_rounds
@@ -202,12 +230,16 @@ async def run_scenario(
         still_open = await wait_quiet(database_url, until=t0 + spread + QUIET_WITHIN)
         await asyncio.sleep(STRAGGLERS_SECONDS)
         await receiver.flush()
+        if flappy is not None:
+            await flappy.flush()
         rows, attempts = await read_database(database_url)
         hostile_ids = set(load.timer_ids)
         hostile_rows = {r.id: r.status for r in rows if r.id in hostile_ids}
         rows = [r for r in rows if r.id not in hostile_ids]
         attempts = [a for a in attempts if a.timer_id not in hostile_ids]
         records = read_records(receiver.records_path)
+        if flappy is not None:
+            records += read_records(flappy.records_path)
         result = analyse(
             scenario=scenario.name,
             rows=rows,
@@ -224,6 +256,15 @@ async def run_scenario(
                 f"hostile receiver: {len(load.timer_ids)} timers, final {dict(Counter(hostile_rows.values()))};"
                 f" poison creates answered {dict(load.poison_statuses)}"
             )
+        if flappy is not None:
+            result.destination_problems, flapping_notes = await check_flapping(
+                database_url,
+                flapping_key=f"http://127.0.0.1:{flappy.port}",
+                faults=ctx.faults,
+                cooldown=FLAPPING_COOLDOWN,
+                settle=FLAPPING_SETTLE,
+            )
+            result.notes.extend(flapping_notes)
         if still_open:
             result.notes.append(
                 f"{still_open} timers still pending or firing {QUIET_WITHIN:g} s after the last due time"
@@ -246,6 +287,8 @@ async def run_scenario(
         await asyncio.gather(*tasks, *(ctx.background if ctx else []), return_exceptions=True)
         cluster.stop()
         receiver.stop()
+        if flappy is not None:
+            flappy.stop()
         hostile.stop()
         if postgres is not None and not postgres.running():
             postgres.start()  # an outage cut short by a failure

@@ -222,10 +222,24 @@ class TenantWebhookList(_Answer):
     webhooks: list[TenantWebhook]
 
 
+class DestinationHealth(_Answer):
+    """A destination's attempts over the last `window_seconds` (per webhook host: a URL-origin
+    key only), with its success rate and p50 / p99 response times (null without attempts)."""
+
+    window_seconds: int
+    hosts: list[str]
+    attempts: int
+    succeeded: int
+    success_rate: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+
+
 class Destination(_Answer):
     """A destination of the tenant's timers: its pause switch and circuit breaker (`closed`:
     timers go out; `open`: held after consecutive failures; `half_open`: one probe decides).
-    `waiting` (its pending timers due now) only comes with `get_destination`."""
+    `waiting` (its pending timers due now) only comes with `get_destination`; `in_flight` (its
+    timers being fired now) and `health` with `get_destination` and `list_destinations`."""
 
     key: str
     paused: bool
@@ -234,6 +248,8 @@ class Destination(_Answer):
     opened_at: datetime | None
     updated_at: datetime | None
     waiting: int | None = None
+    in_flight: int | None = None
+    health: DestinationHealth | None = None
 
 
 class DestinationPage(_Answer):
@@ -402,6 +418,9 @@ class BulkFilter(_Request):
     due_before: datetime | None = Field(default=None, description="due_at before this time.")
     host: str | None = Field(default=None, description="The webhook URL's host (any case).")
     error_class: str | None = Field(default=None, description="The error class of the latest attempt.")
+    destination: str | None = Field(
+        default=None, description="The destination key, exactly (a key given on create, or the URL's origin)."
+    )
 
 
 class BulkCount(_Answer):

@@ -290,6 +290,11 @@ async def test_bulk_reschedule_with_a_dry_run_then_its_status(capsys: pytest.Cap
         capsys, "bulk", "--action", "reschedule", "--offset=-1h", *filter_args, "--dry-run"
     )
     assert (code, out, err) == (0, "reschedule would take 3 timers\n", "")
+    for destination, taken in (("http://example.com:80", 3), ("http://example.com", 0)):
+        code, out, err = await run(
+            capsys, "bulk", "--action", "cancel", "--destination", destination, "--dry-run"
+        )
+        assert (code, out, err) == (0, f"cancel would take {taken} timers\n", "")
 
     code, out, err = await run(capsys, "bulk", "--action", "reschedule", "--offset=-1h", *filter_args)
     assert (code, err) == (0, "")

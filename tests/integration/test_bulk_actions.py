@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from task_scheduler.bulk.runner import Batch, BulkRunner
+from task_scheduler.bulk.runner import SCAN_WINDOW_BATCHES, Batch, BulkRunner
 from task_scheduler.config import Settings
 from task_scheduler.db import create_engine
 from tests.support.api import assert_envelope, create, settled, view
@@ -79,8 +79,7 @@ async def test_cancel_by_label_in_batches(service: ServiceFactory, db: asyncpg.C
         later = await create(client, hours=1, labels={"batch": "a"})  # after the job: not its business
         job = await wait_for_job(client, job_id)
         assert (job["state"], job["matched"], job["done"], job["skipped"]) == ("done", 5, 5, 0)
-        assert job["last_timer_id"] == ours[-1]
-        assert job["max_timer_id"] == others[-1]
+        assert job["last_timer_id"] == job["max_timer_id"] == others[-1]  # every id looked at
         assert job["filter"] == {"labels": {"batch": "a"}}
     assert await statuses_of(db, ours) == ["cancelled"] * 5
     assert await statuses_of(db, [*others, later]) == ["pending"] * 4
@@ -145,6 +144,101 @@ async def test_reschedule_by_host_and_due_range(service: ServiceFactory, db: asy
             assert after[timer_id] == before[timer_id]
 
 
+async def test_by_destination_dry_run_cancel_reschedule_and_retry(
+    service: ServiceFactory, db: asyncpg.Connection, receiver: Receiver
+) -> None:
+    """The destination key matches exactly: a key given on create, or the URL's origin."""
+    async with service(**BULK) as client:
+        billing = [await create(client, hours=1, destination="billing") for _ in range(3)]
+        api_host = [await create(client, url="http://api.example.com/x", hours=1) for _ in range(2)]
+        plain = await create(client, hours=1)
+        assert (await view(client, api_host[0]))["destination"] == "http://api.example.com:80"
+
+        async def count(action: str, destination: str) -> int:
+            body: dict[str, Any] = {"action": action, "filter": {"destination": destination}, "dry_run": True}
+            if action == "reschedule":
+                body["offset_seconds"] = 60
+            response = await client.post("/timers/bulk", json=body)
+            assert response.status_code == 200, response.text
+            matched: int = response.json()["matched"]
+            return matched
+
+        assert await count("cancel", "billing") == 3
+        assert await count("reschedule", "http://api.example.com:80") == 2
+        assert await count("cancel", "BILLING") == 0  # exact, unlike host
+        assert await count("cancel", "http://api.example.com") == 0
+        assert await count("retry", "billing") == 0
+
+        before = {r["id"]: r["due_at"] for r in await db.fetch("SELECT id, due_at FROM timers")}
+        body = {
+            "action": "reschedule",
+            "offset_seconds": 600,
+            "filter": {"destination": "http://api.example.com:80"},
+        }
+        job = await wait_for_job(client, await start_job(client, body))
+        assert (job["state"], job["matched"], job["done"]) == ("done", 2, 2)
+        assert job["filter"] == {"destination": "http://api.example.com:80"}
+        after = {r["id"]: r["due_at"] for r in await db.fetch("SELECT id, due_at FROM timers")}
+        assert [after[i] - before[i] for i in api_host] == [timedelta(minutes=10)] * 2
+        assert all(after[i] == before[i] for i in [*billing, plain])
+
+        job_id = await start_job(client, {"action": "cancel", "filter": {"destination": "billing"}})
+        job = await wait_for_job(client, job_id)
+        assert (job["state"], job["matched"], job["done"]) == ("done", 3, 3)
+        assert await statuses_of(db, billing) == ["cancelled"] * 3
+        assert await statuses_of(db, [*api_host, plain]) == ["pending"] * 3
+
+        failed = [await create(client, url=receiver.url, hours=1, destination="hooks") for _ in range(2)]
+        aside = await create(client, url=receiver.url, hours=1, destination="aside")
+        for timer_id in [*failed, aside]:
+            await set_status(db, timer_id, "failed")
+        job_id = await start_job(client, {"action": "retry", "filter": {"destination": "hooks"}})
+        job = await wait_for_job(client, job_id)
+        assert (job["state"], job["matched"], job["done"]) == ("done", 2, 2)
+        for timer_id in failed:
+            await settled(client, timer_id, "delivered")
+        assert await statuses_of(db, [aside]) == ["failed"]
+    assert sorted(d.timer_id for d in receiver.deliveries) == failed
+
+
+async def test_a_rare_match_is_found_in_short_windows_of_ids(
+    custom_api: ServiceFactory,
+    make_settings: Any,
+    database_url: str,
+    db: asyncpg.Connection,
+) -> None:
+    """No index holds a destination: each batch walks at most SCAN_WINDOW_BATCHES batch sizes of
+    ids past its cursor (one short statement each), however few timers match."""
+    settings: Settings = make_settings(bulk_batch_size=2)
+    window = 2 * SCAN_WINDOW_BATCHES
+    await db.execute(
+        "INSERT INTO timers (url, due_at, destination)"
+        " SELECT $1, now() + interval '1 hour', CASE WHEN i IN (7, 450, 451, 452) THEN 'rare' ELSE 'crowd' END"
+        " FROM generate_series(1, 1000) AS i",
+        URL,
+    )
+    rare = [r["id"] for r in await db.fetch("SELECT id FROM timers WHERE destination = 'rare' ORDER BY id")]
+    async with custom_api() as client:
+        job_id = await start_job(client, {"action": "cancel", "filter": {"destination": "rare"}})
+    engine = create_engine(database_url, pool_size=1)
+    runner = BulkRunner(engine=engine, settings=settings, owner="walker")
+    cursors = []
+    try:
+        assert await runner.take() is not None
+        while (batch := await runner.run_batch(job_id)) is Batch.MORE:
+            cursors.append(await db.fetchval("SELECT last_timer_id FROM bulk_jobs WHERE id = $1", job_id))
+        assert batch is Batch.FINISHED
+    finally:
+        await engine.dispose()
+    # a full batch stops at its last id; one that found fewer moves on by the whole window
+    first = rare[0] - 7
+    assert cursors == [first + window, first + 2 * window, rare[2], rare[2] + window, rare[2] + 2 * window]
+    job = await db.fetchrow("SELECT state, matched, done, last_timer_id FROM bulk_jobs WHERE id = $1", job_id)
+    assert dict(job) == {"state": "done", "matched": 4, "done": 4, "last_timer_id": first + 1000}
+    assert await statuses_of(db, rare) == ["cancelled"] * 4
+    assert await db.fetchval("SELECT count(*) FROM timers WHERE status = 'pending'") == 996
+
+
 async def test_tenants_and_roles(service: ServiceFactory, db: asyncpg.Connection) -> None:
     async with service(**BULK, **SECURED_SETTINGS) as client:
         acme_writer = await make_key(client, "acme", "writer")
@@ -194,6 +288,10 @@ async def test_tenants_and_roles(service: ServiceFactory, db: asyncpg.Connection
         ({"action": "cancel", "filter": {"due_after": "tomorrow"}}, "filter.due_after"),
         ({"action": "cancel", "filter": {"labels": {"a": 1}}}, "filter.labels.a"),
         ({"action": "cancel", "filter": {"host": ""}}, "filter.host"),
+        ({"action": "cancel", "filter": {"destination": ""}}, "filter.destination"),
+        ({"action": "cancel", "filter": {"destination": "x" * 301}}, "filter.destination"),
+        ({"action": "cancel", "filter": {"destination": "a\u0000b"}}, "filter.destination"),
+        ({"action": "cancel", "filter": {"destination": 7}}, "filter.destination"),
         ({"action": "reschedule", "filter": {"host": "example.com"}}, "offset_seconds"),
         ({"action": "reschedule", "offset_seconds": 0, "filter": {"host": "example.com"}}, "offset_seconds"),
         (

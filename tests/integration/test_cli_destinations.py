@@ -55,6 +55,10 @@ async def test_pause_list_get_and_resume(capsys: pytest.CaptureFixture[str], api
 
     code, out, _ = await run(capsys, "get", KEY)
     assert (pairs(out)["breaker_state"], pairs(out)["waiting"]) == ("closed", "1 timers due now")
+    assert (pairs(out)["in_flight"], pairs(out)["health"]) == (
+        "0 timers being fired",
+        "no attempts in the last 15 min",
+    )
 
     code, out, _ = await run(capsys, "resume", KEY, "--json")
     assert code == 0

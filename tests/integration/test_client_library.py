@@ -123,6 +123,8 @@ async def test_bulk_actions(serve: Any, connect: ClientMaker) -> None:
         ]
         where = BulkFilter(labels={"batch": "lib"})
         assert await api.count_bulk("cancel", where=where) == 3
+        assert await api.count_bulk("cancel", where=BulkFilter(destination="http://example.com:80")) == 3
+        assert await api.count_bulk("cancel", where=BulkFilter(destination="billing")) == 0
         job = await api.start_bulk("reschedule", where=where, offset=timedelta(minutes=5))
         assert (job.state, job.action, job.offset_seconds, job.filter) == (
             "queued",

@@ -141,6 +141,16 @@ async def test_a_destination_never_changed_reads_closed(api: httpx.AsyncClient) 
         "opened_at": None,
         "updated_at": None,
         "waiting": 0,
+        "in_flight": 0,
+        "health": {
+            "window_seconds": 900,
+            "hosts": ["example.com:80", "example.com"],
+            "attempts": 0,
+            "succeeded": 0,
+            "success_rate": None,
+            "p50_ms": None,
+            "p99_ms": None,
+        },
     }
     assert (await api.get("/destinations")).json() == {"destinations": [], "next_cursor": None}
 

@@ -90,6 +90,7 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.BulkCount, "BulkCount"),
     (library.BulkJob, "BulkJobView"),
     (library.Destination, "DestinationView"),
+    (library.DestinationHealth, "DestinationHealth"),
     (library.DestinationPage, "DestinationPage"),
 ]
 

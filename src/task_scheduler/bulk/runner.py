@@ -1,6 +1,7 @@
 """The bulk-job runner of each instance: takes a queued job (or one whose lease lapsed, its
 instance stopped) and works through it in short batches, one transaction each: renew the lease,
-read the next ids after the job's cursor, make the timers' transition (locked rows are skipped,
+read the next ids after the job's cursor (within a window of ids, so a filter few timers match
+never makes one long statement), make the timers' transition (locked rows are skipped,
 never waited for), move the cursor and the counters. A batch that fails for good fails its job
 only; a lost connection leaves the job to be taken again once its lease lapses."""
 
@@ -29,6 +30,8 @@ from task_scheduler.timers import repository as timer_repository
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "bulk"
+# One batch looks at most this many batch sizes of ids past the cursor (see BulkRunner._window).
+SCAN_WINDOW_BATCHES = 100
 
 
 class Batch(Enum):
@@ -112,13 +115,15 @@ class BulkRunner:
                 if job is None:
                     log_event(logger, "bulk.lost", job_id=job_id, owner=self.owner)
                     return Batch.LOST
-                ids, changed = await self._batch(conn, job)
-                finished = len(ids) < self._settings.bulk_batch_size
+                scan_to = min(job.max_timer_id, job.last_timer_id + self._window)
+                ids, changed = await self._batch(conn, job, scan_to=scan_to)
+                full = len(ids) == self._settings.bulk_batch_size
+                finished = not full and scan_to >= job.max_timer_id
                 await repository.advance(
                     conn,
                     job_id=job_id,
                     owner=self.owner,
-                    last_timer_id=ids[-1] if ids else job.last_timer_id,
+                    last_timer_id=ids[-1] if full else scan_to,
                     matched=len(ids),
                     done=changed,
                     finished=finished,
@@ -144,8 +149,14 @@ class BulkRunner:
         )
         return Batch.FINISHED
 
-    async def _batch(self, conn: AsyncConnection, job: BulkJob) -> tuple[list[int], int]:
-        """The ids this batch takes and how many of them it changed."""
+    @property
+    def _window(self) -> int:
+        """How many ids past its cursor one batch looks at, at most: a filter few timers match
+        (a destination, a host) walks the table in short statements, not in one long one."""
+        return self._settings.bulk_batch_size * SCAN_WINDOW_BATCHES
+
+    async def _batch(self, conn: AsyncConnection, job: BulkJob, *, scan_to: int) -> tuple[list[int], int]:
+        """The ids this batch takes (up to id `scan_to`) and how many of them it changed."""
         try:
             given = BulkFilter.model_validate(job.filter)
         except ValidationError as exc:
@@ -157,7 +168,7 @@ class BulkRunner:
             where=timer_filter(given),
             statuses=statuses,
             after_id=job.last_timer_id,
-            upto_id=job.max_timer_id,
+            upto_id=scan_to,
             limit=self._settings.bulk_batch_size,
         )
         if not ids:

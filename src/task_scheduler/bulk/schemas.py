@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from task_scheduler.bulk.models import BulkAction, BulkState
+from task_scheduler.destinations.keys import MAX_LOOKUP_LENGTH
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.schemas import StorableText, UtcRepresentableDatetime, validate_labels
 
@@ -51,6 +52,13 @@ class BulkFilter(BaseModel):
         max_length=64,
         description="The error class of the timer's latest attempt (http_status, timeout, connection, ...).",
     )
+    destination: StorableText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_LOOKUP_LENGTH,
+        description="The timer's destination key, exactly (GET /destinations/{key}): the one given on "
+        "create, or its URL's origin such as `https://api.example.com:443`.",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -78,6 +86,7 @@ class BulkRequest(BaseModel):
                     "dry_run": True,
                 },
                 {"action": "reschedule", "offset_seconds": 3600, "filter": {"host": "api.example.com"}},
+                {"action": "cancel", "filter": {"destination": "https://api.example.com:443"}},
             ]
         },
     )

@@ -30,6 +30,7 @@ def timer_filter(given: BulkFilter) -> TimerFilter:
         due_before=given.due_before,
         host=given.host,
         error_class=given.error_class,
+        destination=given.destination,
     )
 
 

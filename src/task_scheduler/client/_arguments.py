@@ -173,6 +173,9 @@ def add_bulk_arguments(bulk: argparse.ArgumentParser) -> None:
     bulk.add_argument("--due-before", metavar="TIME", type=_rfc3339, help="due before this RFC 3339 time")
     bulk.add_argument("--host", help="the webhook URL's host")
     bulk.add_argument("--error-class", help="the error class of the timer's latest attempt, e.g. timeout")
+    bulk.add_argument(
+        "--destination", metavar="KEY", help="the destination key, exactly, e.g. https://api.example.com:443"
+    )
     bulk.add_argument("--dry-run", action="store_true", help="only count the timers it would take now")
 
 

@@ -214,6 +214,7 @@ async def _bulk(api: ApiClient, args: argparse.Namespace) -> int:
             due_before=args.due_before,
             host=args.host,
             error_class=args.error_class,
+            destination=args.destination,
         )
     except ValidationError as exc:
         raise ClientError(f"bad filter: {exc.errors()[0]['msg']}") from None

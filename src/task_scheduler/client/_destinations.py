@@ -9,7 +9,7 @@ import argparse
 from task_scheduler.client._api import ApiClient
 from task_scheduler.client._commands import Subcommand, add_command_group
 from task_scheduler.client._output import print_answer, print_pairs, print_table
-from task_scheduler_client import Destination, DestinationPage
+from task_scheduler_client import Destination, DestinationHealth, DestinationPage
 
 
 def add_destinations_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,7 +72,21 @@ def _print_destination(view: Destination) -> None:
     ]
     if view.waiting is not None:
         rows.append(("waiting", f"{view.waiting} timers due now"))
+    if view.in_flight is not None:
+        rows.append(("in_flight", f"{view.in_flight} timers being fired"))
+    if view.health is not None:
+        rows.append(("health", _health(view.health)))
     print_pairs(rows)
+
+
+def _health(health: DestinationHealth) -> str:
+    minutes = health.window_seconds // 60
+    if not health.attempts or health.success_rate is None:
+        return f"no attempts in the last {minutes} min"
+    return (
+        f"{health.attempts} attempts in the last {minutes} min, {health.success_rate:.1%} succeeded,"
+        f" p50 {health.p50_ms:.0f} ms, p99 {health.p99_ms:.0f} ms"
+    )
 
 
 async def _get(api: ApiClient, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ origin of the timer's URL (`scheme://host:port`, the port always written out).""
 from __future__ import annotations
 
 import functools
+import re
 
 from yarl import URL
 
@@ -39,3 +40,21 @@ def _origin(scheme: str, authority: str) -> str:
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
     return f"{parsed.scheme}://{host}:{parsed.port}"
+
+
+_ORIGIN = re.compile(r"(https?)://([^/?#@\s]+):([0-9]{1,5})")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def rollup_hosts(key: str) -> tuple[str, ...]:
+    """The hosts whose delivery rollups are this destination's: for a key that is a URL's origin,
+    its `host:port` and, on the scheme's default port, its bare `host` (the rollups hold the
+    authority as the URLs write it); none for any other key (a key given on create may span
+    hosts and share them with other keys)."""
+    match = _ORIGIN.fullmatch(key.lower())
+    if match is None:
+        return ()
+    scheme, host, port = match.group(1), match.group(2), int(match.group(3))
+    if port == _DEFAULT_PORTS[scheme]:
+        return (f"{host}:{port}", host)
+    return (f"{host}:{port}",)

@@ -294,3 +294,51 @@ WHERE status = 'pending' AND tenant = :tenant AND destination = :key AND due_at 
 async def count_waiting(conn: AsyncConnection, *, tenant: str, key: str) -> int:
     """The destination's pending timers due now (held, or about to be claimed)."""
     return int((await conn.execute(_WAITING, {"tenant": tenant, "key": key})).scalar_one())
+
+
+_IN_FLIGHT = text("""
+SELECT destination, count(*) AS n FROM timers
+WHERE status = 'firing' AND tenant = :tenant AND destination = ANY(CAST(:keys AS text[]))
+GROUP BY destination
+""")
+
+
+async def count_in_flight(conn: AsyncConnection, *, tenant: str, keys: Sequence[str]) -> dict[str, int]:
+    """Per destination of `keys`, its timers being fired now by any instance (status firing):
+    read through the partial index of firing timers, as few as the requests in flight."""
+    rows = await conn.execute(_IN_FLIGHT, {"tenant": tenant, "keys": list(keys)})
+    return {r.destination: int(r.n) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class HostMinute:
+    """One rollup row (ui/rollups.py): a host's attempts of one outcome in one minute."""
+
+    host: str
+    ok: bool
+    attempts: int
+    duration_buckets: list[int]
+
+
+# The rollups' minute index serves it (EXPLAIN: ix_delivery_rollups_minute): the last minutes'
+# rows, a few per tenant, host and minute, whatever the number of attempts they fold.
+_RECENT_ROLLUPS = text("""
+SELECT destination AS host, outcome = 'ok' AS ok, deliveries, duration_buckets
+FROM delivery_rollups
+WHERE tenant = :tenant
+  AND minute >= date_trunc('minute', now()) - make_interval(mins => CAST(:minutes AS integer) - 1)
+  AND destination = ANY(CAST(:hosts AS text[]))
+""")
+
+
+async def recent_rollups(
+    conn: AsyncConnection, *, tenant: str, hosts: Sequence[str], minutes: int
+) -> list[HostMinute]:
+    """The tenant's rollups of `hosts` over the last `minutes` whole minutes (this one included)."""
+    if not hosts:
+        return []
+    params = {"tenant": tenant, "hosts": list(hosts), "minutes": minutes}
+    return [
+        HostMinute(r.host, bool(r.ok), int(r.deliveries), [int(n) for n in r.duration_buckets])
+        for r in await conn.execute(_RECENT_ROLLUPS, params)
+    ]

@@ -49,7 +49,7 @@ _ONE = (404,)
     "/destinations",
     response_model=DestinationPage,
     responses=_errors(),
-    summary="Your tenant's destinations that were paused or failed (circuit breaker state)",
+    summary="Your tenant's destinations that were paused or failed (breaker state, in flight, health)",
 )
 async def list_destinations(
     principal: Reader,
@@ -76,7 +76,7 @@ async def resume_destination(
     "/destinations/{key:path}",
     response_model=DestinationView,
     responses=_errors(*_ONE),
-    summary="A destination's breaker state, failures and waiting timers",
+    summary="A destination's breaker state, waiting and in-flight timers, recent success rate and response times",
 )
 async def get_destination(
     key: Key, principal: Reader, destinations: DestinationServiceDep

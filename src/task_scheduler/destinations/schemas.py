@@ -17,6 +17,40 @@ class DestinationUpdate(BaseModel):
     paused: StrictBool = Field(description="true: hold its timers; false: release them.")
 
 
+class DestinationHealth(BaseModel):
+    """Its recent attempts, as the delivery rollups hold them (per webhook host and minute)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "window_seconds": 900,
+                    "hosts": ["api.example.com:443", "api.example.com"],
+                    "attempts": 1200,
+                    "succeeded": 1140,
+                    "success_rate": 0.95,
+                    "p50_ms": 42.5,
+                    "p99_ms": 810.0,
+                }
+            ]
+        }
+    )
+
+    window_seconds: int = Field(
+        description="The window: the last 15 whole minutes, the current one as last folded (the "
+        "rollups are folded every SCHEDULER_ROLLUP_INTERVAL_SECONDS)."
+    )
+    hosts: list[str] = Field(description="The webhook hosts (host:port as URLs write it) counted.")
+    attempts: int = Field(ge=0, description="Attempts made in the window, every outcome.")
+    succeeded: int = Field(ge=0, description="Of which answered 2xx.")
+    success_rate: float | None = Field(description="succeeded / attempts; null without attempts.")
+    p50_ms: float | None = Field(
+        description="Median response time of the attempts (estimated within duration buckets "
+        "whose edges are 10, 50, 100, 250, 500, 1000, 2500, 5000 and 10000 ms); null without attempts."
+    )
+    p99_ms: float | None = Field(description="99th percentile response time, estimated as p50_ms.")
+
+
 class DestinationView(BaseModel):
     key: str = Field(description="The destination: a key given on create, or a URL's origin.")
     paused: bool = Field(description="Its timers are held until it is unpaused.")
@@ -30,6 +64,15 @@ class DestinationView(BaseModel):
     waiting: int | None = Field(
         default=None,
         description="Its pending timers due now (held, or about to go out); GET /destinations/{key} only.",
+    )
+    in_flight: int | None = Field(
+        default=None,
+        description="Its timers being fired now by any instance (status firing); in GET answers only.",
+    )
+    health: DestinationHealth | None = Field(
+        default=None,
+        description="Its recent attempts, for a key that is a URL's origin (figures are kept per "
+        "host); null for a key given on create, which may span hosts, and in PUT and resume answers.",
     )
 
 

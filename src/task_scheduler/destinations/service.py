@@ -14,7 +14,8 @@ from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.notifications import destination_event_timers
 from task_scheduler.destinations import repository
-from task_scheduler.destinations.keys import MAX_LOOKUP_LENGTH, key_problem
+from task_scheduler.destinations.health import WINDOW_MINUTES, health_of
+from task_scheduler.destinations.keys import MAX_LOOKUP_LENGTH, key_problem, rollup_hosts
 from task_scheduler.destinations.models import BreakerState
 from task_scheduler.destinations.repository import DestinationRow, Transition
 from task_scheduler.destinations.schemas import DestinationPage, DestinationUpdate, DestinationView
@@ -31,22 +32,43 @@ class DestinationService:
         self._notify_within = settings.lookahead_seconds
 
     async def get(self, key: str, *, tenant: str) -> DestinationView:
-        """Its state (a destination never paused nor failing is closed) and its waiting timers."""
+        """Its state (a destination never paused nor failing is closed), its waiting timers, its
+        timers in flight and its recent health (destinations/health.py)."""
         _check_key(key)
         async with self._engine.connect() as conn:
             row = await repository.get_destination(conn, tenant=tenant, key=key)
             waiting = await repository.count_waiting(conn, tenant=tenant, key=key)
+            in_flight = await repository.count_in_flight(conn, tenant=tenant, keys=[key])
+            rollups = await repository.recent_rollups(
+                conn, tenant=tenant, hosts=rollup_hosts(key), minutes=WINDOW_MINUTES
+            )
         view = _healthy(key) if row is None else _view(row)
-        return view.model_copy(update={"waiting": waiting})
+        return view.model_copy(
+            update={"waiting": waiting, "in_flight": in_flight.get(key, 0), "health": health_of(key, rollups)}
+        )
 
     async def list(self, *, tenant: str, cursor: str | None, limit: int) -> DestinationPage:
+        """A page of the tenant's destinations with a row, each with its in-flight timers and
+        health (one statement each for the whole page)."""
         after = None if cursor is None else _decode_cursor(cursor)
         async with self._engine.connect() as conn:
             rows = await repository.list_destinations(conn, tenant=tenant, after=after, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+            more = len(rows) > limit
+            rows = rows[:limit]
+            keys = [r.key for r in rows]
+            in_flight = await repository.count_in_flight(conn, tenant=tenant, keys=keys) if keys else {}
+            hosts = sorted({host for key in keys for host in rollup_hosts(key)})
+            rollups = await repository.recent_rollups(
+                conn, tenant=tenant, hosts=hosts, minutes=WINDOW_MINUTES
+            )
         next_cursor = _encode_cursor(rows[-1].key) if more else None
-        return DestinationPage(destinations=[_view(r) for r in rows], next_cursor=next_cursor)
+        views = [
+            _view(r).model_copy(
+                update={"in_flight": in_flight.get(r.key, 0), "health": health_of(r.key, rollups)}
+            )
+            for r in rows
+        ]
+        return DestinationPage(destinations=views, next_cursor=next_cursor)
 
     async def update(self, key: str, change: DestinationUpdate, *, tenant: str) -> DestinationView:
         _check_key(key)

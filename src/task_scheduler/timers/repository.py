@@ -420,6 +420,7 @@ class TimerFilter:
     due_before: datetime | None = None  # due_at before
     host: str | None = None  # the URL's host, any case
     error_class: str | None = None  # of the timer's latest attempt
+    destination: str | None = None  # the destination key, exactly (NULL on timers made before)
 
 
 def _latest_error_class(timer_id: str) -> str:
@@ -459,6 +460,9 @@ def _filter_conditions(where: TimerFilter, params: dict[str, object]) -> list[st
     if where.error_class is not None:
         conditions.append(f"{_latest_error_class('timers.id')} = :error_class")
         params["error_class"] = where.error_class
+    if where.destination is not None:
+        conditions.append("destination = :destination")
+        params["destination"] = where.destination
     return conditions
 
 
@@ -492,8 +496,10 @@ async def bulk_candidates(
     limit: int,
 ) -> list[int]:
     """The next `limit` ids a bulk action takes, in id order after the keyset cursor `after_id`
-    and not beyond `upto_id` (timers created after the job started are not its business). Read
-    without locks; the transition then locks and re-checks each."""
+    and not beyond `upto_id` (the runner's window: never beyond the newest timer when the job
+    started). Read without locks; the transition then locks and re-checks each. No index holds
+    a host, a destination or an error class, so the plan is a walk of the primary key from
+    `after_id` that filters rows: the window bounds that walk, however few rows match."""
     params: dict[str, object] = {"after_id": after_id, "upto_id": upto_id, "limit": limit}
     selection = _bulk_selection(tenant=tenant, where=where, statuses=statuses, params=params)
     statement = text(f"""
