@@ -137,6 +137,22 @@ timers = Table(
     Index("ix_timers_pending_due", "due_at", "id", postgresql_where=text("status = 'pending'")),
     # Lease expiry scans only timers being fired.
     Index("ix_timers_firing_lease", "lease_expires_at", postgresql_where=text("status = 'firing'")),
+    # The flow-control claim (destinations/flow.py): a destination's due timers, and its timers in
+    # flight (the cluster-wide count its parallelism limits).
+    Index(
+        "ix_timers_pending_destination",
+        "tenant",
+        "destination",
+        "due_at",
+        "id",
+        postgresql_where=text("status = 'pending' AND destination IS NOT NULL"),
+    ),
+    Index(
+        "ix_timers_firing_destination",
+        "tenant",
+        "destination",
+        postgresql_where=text("status = 'firing' AND destination IS NOT NULL"),
+    ),
     # A tenant's pending timers in due order (GET /timers?status=pending, the dashboard); the
     # per-tenant pending cap counts them here too (not the whole table).
     Index(

@@ -1,0 +1,56 @@
+"""Flow control: a rate (token bucket) and a parallelism per destination, held across every
+instance through PostgreSQL (issue 16).
+
+Why this design:
+- The state lives in the destination's row (`tokens` as of `tokens_at`), so every instance spends
+  the same bucket; the refill is computed from the database's `clock_timestamp()`, never from a
+  host's clock. No per-process limiter: N instances would send N times the limit.
+- Parallelism counts the destination's timers in status `firing` (claimed, outcome not yet
+  written) in a small partial index. No counter to keep in step: a timer whose instance died
+  stops counting when lease expiry returns it, so the count heals itself. It errs high (an
+  outcome waits a few milliseconds for its batch), never low.
+- The regular claim passes by a limited destination's timers exactly as it passes by a held one
+  (one anti-join on a partial index of the few destinations that hold or limit): the unlimited
+  path does no more work than before. A timer past its lateness cutoff is still taken by the
+  regular claim, to be expired unsent.
+- The flow-control claim (dispatcher's `flow` loop) locks, in one transaction, every limited
+  destination with timers due (FOR UPDATE SKIP LOCKED, (tenant, key) order: instances never wait
+  for each other, one claims a destination while another passes it by), refills each bucket,
+  claims at most `allowance()` of its due timers (not ahead of time: a limited timer is sent when
+  it is claimed, so the rate the receiver sees is the rate of the claims), and stores the tokens
+  left. It runs every `flow_interval_seconds` while it finds due timers of limited destinations,
+  otherwise when woken or polled like the regular claim.
+- A half-open breaker's probe is taken as before (one request, outside the bucket).
+
+A timer waiting for its destination stays `pending` with its attempts untouched; GET /timer/{id}
+says why (`rate_limited`, `parallelism`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from task_scheduler.destinations.repository import Bucket
+
+
+def default_burst(rate_per_second: float) -> int:
+    """The burst of a rate given without one: one second's worth, at least one request."""
+    return max(1, math.ceil(rate_per_second))
+
+
+def allowance(bucket: Bucket, *, limit: int) -> int:
+    """How many of the destination's due timers this claim may take: whole tokens, free room
+    under its parallelism, and `limit` (the claim's batch), whichever is least."""
+    allowed = limit
+    if bucket.tokens is not None:
+        allowed = min(allowed, math.floor(bucket.tokens + 1e-9))
+    if bucket.parallelism is not None:
+        allowed = min(allowed, bucket.parallelism - bucket.in_flight)
+    return max(0, allowed)
+
+
+def deferred_by(bucket: Bucket) -> str:
+    """Which limit left a destination's due timers waiting: `parallelism` or `rate_limited`."""
+    if bucket.parallelism is not None and bucket.in_flight >= bucket.parallelism:
+        return "parallelism"
+    return "rate_limited"
