@@ -13,6 +13,7 @@ from pydantic import (
     StrictInt,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 MAX_RATE = 1_000_000.0
 MAX_BURST = 1_000_000
@@ -31,7 +32,7 @@ class DestinationUpdate(BaseModel):
         },
     )
 
-    paused: StrictBool | None = Field(
+    paused: StrictBool | SkipJsonSchema[None] = Field(
         default=None, description="true: hold its timers; false: release them. Left out: unchanged."
     )
     rate_per_second: float | None = Field(
