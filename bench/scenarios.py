@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BODY, Row, correctness
+from bench.destinations_flow import flow_control
 from bench.harness import (
     TUNED_ENV,
     Delivered,
@@ -390,4 +391,5 @@ FULL = {
     "recovery_2_workers": lambda s, w: recovery(s, w, workers=2),
     "scale": scale,
     "log_cost": log_cost,
+    "flow_control": flow_control,
 }

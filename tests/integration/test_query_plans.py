@@ -259,6 +259,7 @@ async def test_flow_control_statements_stay_index_scans_on_a_young_table(
         async with engine.connect() as conn:
             for _ in range(8):
                 assert await destination_repository.lock_limited(conn) == []
+                assert not await destination_repository.limited_due(conn)
                 await repository.claim_limited(conn, owner=OWNER, allowances=allowance, lease_seconds=60)
                 await repository.claim_due(
                     conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
@@ -294,6 +295,7 @@ async def test_flow_control_statements_stay_index_scans_on_a_young_table(
             await conn.commit()
             plans = {
                 "lock": await _plan(conn, destination_repository._LOCK_LIMITED, {}),
+                "limited_due": await _plan(conn, destination_repository._LIMITED_DUE, {}),
                 "claim_limited": await _plan(
                     conn,
                     repository._CLAIM_LIMITED,

@@ -295,12 +295,13 @@ class Dispatcher:
     async def _claim_limited(self, limit: int) -> bool:
         """One flow-control claim: lock the limited destinations with timers due (those another
         instance is claiming are passed by), take what each one's bucket and parallelism allow,
-        spend the tokens. Returns whether any limited destination had timers due."""
+        spend the tokens. Returns whether any limited destination has timers due (here or being
+        claimed by another instance)."""
         asked_at = time.monotonic()
         async with self._engine.begin() as conn:
             buckets = await destinations.lock_limited(conn)
-            if not buckets:
-                return False
+            if not buckets:  # none, or all being claimed by other instances: then come back soon
+                return await destinations.limited_due(conn)
             allowed = {(b.tenant, b.key): flow.allowance(b, limit=limit) for b in buckets}
             wanted = [(tenant, key, n) for (tenant, key), n in allowed.items() if n > 0]
             claim = (

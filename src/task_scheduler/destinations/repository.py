@@ -375,6 +375,23 @@ async def lock_limited(conn: AsyncConnection) -> list[Bucket]:
     return [Bucket(r.tenant, r.key, r.tokens, r.at, r.parallelism, int(r.in_flight)) for r in rows]
 
 
+_LIMITED_DUE = text("""
+SELECT EXISTS (
+    SELECT 1 FROM destinations AS d
+    WHERE (d.rate_per_second IS NOT NULL OR d.parallelism IS NOT NULL)
+      AND NOT d.paused AND d.breaker_state = 'closed'
+      AND EXISTS (
+          SELECT 1 FROM timers AS t
+          WHERE t.status = 'pending' AND t.destination IS NOT NULL
+            AND t.tenant = d.tenant AND t.destination = d.key AND t.due_at <= now()))
+""")
+
+
+async def limited_due(conn: AsyncConnection) -> bool:
+    """Whether any limited destination has timers due, locked by another instance or not."""
+    return bool((await conn.execute(_LIMITED_DUE)).scalar())
+
+
 _SPEND = text("""
 UPDATE destinations AS d SET tokens = s.tokens, tokens_at = s.at
 FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:tokens AS double precision[]),
