@@ -150,10 +150,10 @@ async def test_the_rate_holds_across_three_instances(make_settings: Any) -> None
 
 
 async def test_a_waiting_timer_says_why_and_keeps_its_attempts(service: ServiceFactory) -> None:
-    # The slow receiver holds its request 4 s: within the timeout, and long enough to look.
+    # The slow receiver holds its request 8 s: within the timeout, and long enough to look.
     settings = {"stats_interval_seconds": 0.1, "request_timeout_seconds": 10.0, "lease_seconds": 30.0}
     async with (
-        running(Counting(delay_seconds=4.0)) as slow,
+        running(Counting(delay_seconds=8.0)) as slow,
         running(Receiver()) as metered,
         service(**settings) as client,
     ):

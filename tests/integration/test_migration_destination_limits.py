@@ -1,6 +1,7 @@
 """Migration 0015: `destinations` gets nullable limit and token-bucket columns, the partial index
-of held destinations covers the limited ones too, and timers get two partial indexes for the
-flow-control claim; existing rows keep every value, and the downgrade drops only what it added."""
+of held destinations covers the limited ones too, and timers get a nullable `flow_claimed` and two
+partial indexes for the flow-control claim; existing rows keep every value, and the downgrade
+drops only what it added."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ async def test_upgrade_adds_null_limits_and_downgrade_removes_them(database_url:
         after = dict(await db.fetchrow("SELECT * FROM destinations"))
         assert {column: after.pop(column) for column in LIMIT_COLUMNS} == dict.fromkeys(LIMIT_COLUMNS)
         assert after == before
-        assert dict(await db.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id)) == timer
+        migrated = dict(await db.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id))
+        assert migrated.pop("flow_claimed") is None
+        assert migrated == timer
         indexes = await _indexes(db)
         assert set(indexes) >= FLOW_INDEXES
         assert "rate_per_second IS NOT NULL" in indexes["ix_destinations_holding"]

@@ -108,6 +108,7 @@ class Dispatcher:
         self.owner = settings.instance_id
         self._wake = asyncio.Event()
         self._flow_wake = asyncio.Event()  # the flow-control claim's (destinations/flow.py)
+        self._flow_turns = 0  # which destination is served first when room is short (in turn)
         self._stopping = asyncio.Event()
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
@@ -302,7 +303,8 @@ class Dispatcher:
             buckets = await destinations.lock_limited(conn)
             if not buckets:  # none, or all being claimed by other instances: then come back soon
                 return await destinations.limited_due(conn)
-            allowed = {(b.tenant, b.key): flow.allowance(b, limit=limit) for b in buckets}
+            allowed = flow.share(buckets, room=limit, turn=self._flow_turns)
+            self._flow_turns += 1
             wanted = [(tenant, key, n) for (tenant, key), n in allowed.items() if n > 0]
             claim = (
                 await repository.claim_limited(

@@ -6,9 +6,13 @@ Why this design:
   the same bucket; the refill is computed from the database's `clock_timestamp()`, never from a
   host's clock. No per-process limiter: N instances would send N times the limit.
 - Parallelism counts the destination's timers in status `firing` (claimed, outcome not yet
-  written) in a small partial index. No counter to keep in step: a timer whose instance died
-  stops counting when lease expiry returns it, so the count heals itself. It errs high (an
-  outcome waits a few milliseconds for its batch), never low.
+  written) that flow control claimed (`flow_claimed`), in a small partial index. No counter to
+  keep in step: a timer whose instance died stops counting when lease expiry returns it, so the
+  count heals itself. It errs high (an outcome waits a few milliseconds for its batch). It leaves
+  out a limited destination's timers claimed otherwise: its half-open breaker's one probe, and
+  timers the regular claim took (up to the lookahead ahead) before the limit was set. Counting
+  every firing timer instead needs an index entry on every claim: 5-10 % of the regular claim of
+  unlimited timers (docs/performance.md).
 - The regular claim passes by a limited destination's timers exactly as it passes by a held one
   (one anti-join on a partial index of the few destinations that hold or limit): the unlimited
   path does no more work than before. A timer past its lateness cutoff is still taken by the
@@ -29,6 +33,7 @@ says why (`rate_limited`, `parallelism`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from task_scheduler.destinations.repository import Bucket
 
@@ -47,6 +52,17 @@ def allowance(bucket: Bucket, *, limit: int) -> int:
     if bucket.parallelism is not None:
         allowed = min(allowed, bucket.parallelism - bucket.in_flight)
     return max(0, allowed)
+
+
+def share(buckets: Sequence[Bucket], *, room: int, turn: int) -> dict[tuple[str, str], int]:
+    """Each destination's allowance, together at most `room` (this instance's free room): served
+    in turn, starting from a different destination each claim, so none starves another."""
+    allowed: dict[tuple[str, str], int] = {}
+    for i in range(len(buckets)):
+        bucket = buckets[(turn + i) % len(buckets)]
+        allowed[(bucket.tenant, bucket.key)] = taken = allowance(bucket, limit=room)
+        room -= taken
+    return allowed
 
 
 def deferred_by(bucket: Bucket) -> str:

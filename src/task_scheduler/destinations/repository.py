@@ -223,7 +223,7 @@ SELECT CASE WHEN paused THEN 'destination_paused'
             WHEN breaker_state <> 'closed' THEN 'destination_open'
             WHEN parallelism IS NOT NULL AND parallelism <= (
                 SELECT count(*) FROM timers AS f
-                WHERE f.status = 'firing' AND f.destination IS NOT NULL
+                WHERE f.status = 'firing' AND f.flow_claimed
                   AND f.tenant = d.tenant AND f.destination = d.key) THEN 'parallelism'
             WHEN rate_per_second IS NOT NULL THEN 'rate_limited' END
 FROM destinations AS d WHERE tenant = :tenant AND key = :key AND ({HOLDING} OR {LIMITED})
@@ -351,7 +351,7 @@ SELECT d.tenant, d.key, d.parallelism, clock.at,
        END AS tokens,
        CASE WHEN d.parallelism IS NULL THEN 0 ELSE (
            SELECT count(*) FROM timers AS f
-           WHERE f.status = 'firing' AND f.destination IS NOT NULL
+           WHERE f.status = 'firing' AND f.flow_claimed
              AND f.tenant = d.tenant AND f.destination = d.key) END AS in_flight
 FROM destinations AS d
 CROSS JOIN LATERAL (SELECT clock_timestamp() AS at) AS clock
@@ -415,9 +415,10 @@ async def spend_tokens(conn: AsyncConnection, *, left: Sequence[tuple[Bucket, fl
     )
 
 
+# Every timer of it firing (not only flow control's): a scan of the few firing timers, for the API.
 _IN_FLIGHT = text("""
 SELECT count(*) FROM timers
-WHERE status = 'firing' AND destination IS NOT NULL AND tenant = :tenant AND destination = :key
+WHERE status = 'firing' AND tenant = :tenant AND destination = :key
 """)
 
 

@@ -863,6 +863,7 @@ async def claim_probe(
 _CLAIM_LIMITED = text(f"""
 UPDATE timers
 SET status = 'firing',
+    flow_claimed = true,
     attempts = attempts + 1,
     lease_owner = :owner,
     lease_expires_at = greatest(due_at, now()) + make_interval(secs => CAST(:lease_seconds AS double precision)),

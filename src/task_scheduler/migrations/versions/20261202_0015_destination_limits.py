@@ -7,7 +7,8 @@ Create Date: 2026-12-02
 Nullable columns without defaults: no rewrite of either table. The partial index the regular
 claim reads to pass by held destinations now also covers the limited ones (their timers go out
 through the flow-control claim). Two partial indexes on timers serve that claim: a destination's
-due pending timers, and its timers in flight (`firing`, the cluster-wide count of parallelism).
+due pending timers, and its timers in flight that flow control claimed (`flow_claimed`, set by
+that claim only: the regular claim of an unlimited timer adds no index entry).
 """
 
 from __future__ import annotations
@@ -51,16 +52,18 @@ def upgrade() -> None:
         ["tenant", "destination", "due_at", "id"],
         postgresql_where=sa.text("status = 'pending' AND destination IS NOT NULL"),
     )
+    op.add_column("timers", sa.Column("flow_claimed", sa.Boolean, nullable=True))
     op.create_index(
         "ix_timers_firing_destination",
         "timers",
         ["tenant", "destination"],
-        postgresql_where=sa.text("status = 'firing' AND destination IS NOT NULL"),
+        postgresql_where=sa.text("status = 'firing' AND flow_claimed"),
     )
 
 
 def downgrade() -> None:
     op.drop_index("ix_timers_firing_destination", table_name="timers")
+    op.drop_column("timers", "flow_claimed")
     op.drop_index("ix_timers_pending_destination", table_name="timers")
     op.drop_index("ix_destinations_holding", table_name="destinations")
     op.create_index(
