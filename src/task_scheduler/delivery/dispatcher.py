@@ -128,6 +128,7 @@ class Dispatcher:
         # from the moment the query was sent, so it errs short.
         self._leases_valid_until = 0.0
         self._last_claim_turn = time.monotonic()  # when the claim loop last completed a turn
+        self._last_flow_turn = time.monotonic()  # and the flow-control claim loop
         # Destinations (tenant, key) that hold their timers (paused, breaker not closed), as last
         # read: a timer claimed before its destination opened is returned unsent, not sent.
         self._holding: frozenset[tuple[str, str]] = frozenset()
@@ -136,7 +137,7 @@ class Dispatcher:
         self._local_failures: dict[tuple[str, str], int] = {}  # see _count_locally
 
     async def start(self) -> None:
-        self._last_claim_turn = time.monotonic()
+        self._last_claim_turn = self._last_flow_turn = time.monotonic()
         supervisor = self._supervisor
         supervisor.start("claim", self._claim_loop)
         supervisor.start("flow", self._flow_loop)
@@ -178,6 +179,9 @@ class Dispatcher:
         since_claim = time.monotonic() - self._last_claim_turn
         if since_claim > stall + self._settings.poll_interval_seconds:
             found.append(f"claim loop: no claim has succeeded for {since_claim:.1f}s")
+        since_flow = time.monotonic() - self._last_flow_turn
+        if since_flow > stall + self._settings.poll_interval_seconds:
+            found.append(f"flow-control claim loop: no claim has succeeded for {since_flow:.1f}s")
         return found
 
     def _count_locally(self, signal: BreakerSignal) -> None:
@@ -276,6 +280,7 @@ class Dispatcher:
                 room = min(self._room(), settings.claim_batch_size)
                 due = await self._claim_limited(room) if room > 0 else False
                 backoff.succeeded()
+                self._last_flow_turn = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any database outage
                 delay = backoff.failed()
                 log_event(
