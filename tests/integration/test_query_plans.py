@@ -296,6 +296,11 @@ async def test_flow_control_statements_stay_index_scans_on_a_young_table(
             plans = {
                 "lock": await _plan(conn, destination_repository._LOCK_LIMITED, {}),
                 "limited_due": await _plan(conn, destination_repository._LIMITED_DUE, {}),
+                "flow_in_flight": await _plan(
+                    conn,
+                    destination_repository._FLOW_IN_FLIGHT,
+                    {"tenants": ["default"], "keys": [LIMITED_KEY]},
+                ),
                 "claim_limited": await _plan(
                     conn,
                     repository._CLAIM_LIMITED,

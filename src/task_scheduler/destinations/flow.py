@@ -22,8 +22,15 @@ Why this design:
   for each other, one claims a destination while another passes it by), refills each bucket,
   claims at most `allowance()` of its due timers (not ahead of time: a limited timer is sent when
   it is claimed, so the rate the receiver sees is the rate of the claims), and stores the tokens
-  left. It runs every `flow_interval_seconds` while it finds due timers of limited destinations,
-  otherwise when woken or polled like the regular claim.
+  left. The timers in flight are counted by a statement after the lock, not in it: in READ
+  COMMITTED the locking statement's snapshot may predate the commit of the instance that held the
+  row just before (a row only locked is not read again), and a count in it missed that
+  instance's claim (four in flight under a parallelism of two, once in a few test runs). One
+  transaction for all of them rather than one per destination: five statements a turn
+  however many destinations are limited (the claim is one statement, a lateral join per
+  destination). It runs every `flow_interval_seconds` while limited destinations have timers due
+  (also when another instance holds them locked: it comes back soon), otherwise when woken or
+  polled like the regular claim.
 - A half-open breaker's probe is taken as before (one request, outside the bucket).
 
 A timer waiting for its destination stays `pending` with its attempts untouched; GET /timer/{id}

@@ -341,50 +341,63 @@ class Bucket:
     in_flight: int
 
 
-# Limited destinations, not held, with a timer due: locked in (tenant, key) order, skipping those
-# another instance is claiming for now; the bucket refilled from the database's clock.
-_LOCK_LIMITED = text("""
+# A limited destination (`d`), not held, with a timer due.
+_LIMITED_AND_DUE = """(d.rate_per_second IS NOT NULL OR d.parallelism IS NOT NULL)
+  AND NOT d.paused AND d.breaker_state = 'closed'
+  AND EXISTS (
+      SELECT 1 FROM timers AS t
+      WHERE t.status = 'pending' AND t.destination IS NOT NULL
+        AND t.tenant = d.tenant AND t.destination = d.key AND t.due_at <= now())"""
+
+# Those locked in (tenant, key) order, skipping those another instance is claiming for now; the
+# bucket refilled from the database's clock.
+_LOCK_LIMITED = text(f"""
 SELECT d.tenant, d.key, d.parallelism, clock.at,
        CASE WHEN d.rate_per_second IS NULL THEN NULL
             ELSE least(size.burst, coalesce(d.tokens, size.burst) + d.rate_per_second
                        * greatest(0.0, extract(epoch FROM clock.at - coalesce(d.tokens_at, clock.at))))
-       END AS tokens,
-       CASE WHEN d.parallelism IS NULL THEN 0 ELSE (
-           SELECT count(*) FROM timers AS f
-           WHERE f.status = 'firing' AND f.flow_claimed
-             AND f.tenant = d.tenant AND f.destination = d.key) END AS in_flight
+       END AS tokens
 FROM destinations AS d
 CROSS JOIN LATERAL (SELECT clock_timestamp() AS at) AS clock
 CROSS JOIN LATERAL (
     SELECT CAST(coalesce(d.burst, greatest(1, ceil(d.rate_per_second))) AS double precision) AS burst
 ) AS size
-WHERE (d.rate_per_second IS NOT NULL OR d.parallelism IS NOT NULL)
-  AND NOT d.paused AND d.breaker_state = 'closed'
-  AND EXISTS (
-      SELECT 1 FROM timers AS t
-      WHERE t.status = 'pending' AND t.destination IS NOT NULL
-        AND t.tenant = d.tenant AND t.destination = d.key AND t.due_at <= now())
+WHERE {_LIMITED_AND_DUE}
 ORDER BY d.tenant, d.key
 FOR UPDATE OF d SKIP LOCKED
 """)
 
 
-async def lock_limited(conn: AsyncConnection) -> list[Bucket]:
-    """The limited destinations with timers due, locked until the transaction ends."""
-    rows = await conn.execute(_LOCK_LIMITED)
-    return [Bucket(r.tenant, r.key, r.tokens, r.at, r.parallelism, int(r.in_flight)) for r in rows]
-
-
-_LIMITED_DUE = text("""
-SELECT EXISTS (
-    SELECT 1 FROM destinations AS d
-    WHERE (d.rate_per_second IS NOT NULL OR d.parallelism IS NOT NULL)
-      AND NOT d.paused AND d.breaker_state = 'closed'
-      AND EXISTS (
-          SELECT 1 FROM timers AS t
-          WHERE t.status = 'pending' AND t.destination IS NOT NULL
-            AND t.tenant = d.tenant AND t.destination = d.key AND t.due_at <= now()))
+# Their timers in flight, counted by a statement of its own after the lock: the locking statement's
+# snapshot may predate the commit of the instance that held a row just before (a row locked, not
+# changed, is not read again), so a count in it could miss that instance's claim.
+_FLOW_IN_FLIGHT = text("""
+SELECT f.tenant, f.destination, count(*) AS in_flight
+FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS k(tenant, key)
+JOIN timers AS f ON f.tenant = k.tenant AND f.destination = k.key
+WHERE f.status = 'firing' AND f.flow_claimed
+GROUP BY f.tenant, f.destination
 """)
+
+
+async def lock_limited(conn: AsyncConnection) -> list[Bucket]:
+    """The limited destinations with timers due, locked until the transaction ends, each with its
+    bucket refilled and its timers in flight (those flow control claimed) counted."""
+    rows = (await conn.execute(_LOCK_LIMITED)).all()
+    counted = [(r.tenant, r.key) for r in rows if r.parallelism is not None]
+    in_flight: dict[tuple[str, str], int] = {}
+    if counted:
+        params = {"tenants": [t for t, _ in counted], "keys": [k for _, k in counted]}
+        in_flight = {
+            (r.tenant, r.destination): int(r.in_flight) for r in await conn.execute(_FLOW_IN_FLIGHT, params)
+        }
+    return [
+        Bucket(r.tenant, r.key, r.tokens, r.at, r.parallelism, in_flight.get((r.tenant, r.key), 0))
+        for r in rows
+    ]
+
+
+_LIMITED_DUE = text(f"SELECT EXISTS (SELECT 1 FROM destinations AS d WHERE {_LIMITED_AND_DUE})")
 
 
 async def limited_due(conn: AsyncConnection) -> bool:
