@@ -212,3 +212,28 @@ async def test_limited_timers_still_retry_expire_and_probe(service: ServiceFacto
     assert expired["status"] == "expired"
     assert late not in receiver.counts()
     assert shown["breaker_state"] == "closed"
+
+
+async def test_a_dead_instances_timers_in_flight_stop_counting_when_their_leases_lapse(
+    service: ServiceFactory, db: Any
+) -> None:
+    """Parallelism is the count of firing timers flow control claimed: two claimed by an instance
+    that died hold the destination (parallelism 2) until lease expiry returns them; then all go
+    out, each once. No counter to repair."""
+    async with running(Receiver()) as receiver, service() as client:
+        await client.put(path_of(origin(receiver)), json={"parallelism": 2})
+        await client.put(path_of(origin(receiver)), json={"paused": True})
+        timers = [await create(client, seconds=0, url=receiver.url) for _ in range(4)]
+        await db.execute(
+            "UPDATE timers SET status = 'firing', flow_claimed = true, attempts = 1, lease_owner = 'dead',"
+            " lease_expires_at = now() + interval '2 s' WHERE id = ANY($1::bigint[])",
+            timers[:2],
+        )
+        await client.put(path_of(origin(receiver)), json={"paused": False})
+        held = (await client.get(f"/timer/{timers[2]}")).json()
+        shown = (await client.get(path_of(origin(receiver)))).json()
+        delivered = [await wait_for_status(client, t, "delivered", WAIT) for t in timers]
+    assert (held["status"], held["attempts"], held["held_reason"]) == ("pending", 0, "parallelism")
+    assert shown["in_flight"] == 2
+    assert receiver.counts() == dict.fromkeys(timers, 1)
+    assert [d["status"] for d in delivered] == ["delivered"] * 4
