@@ -59,6 +59,7 @@ async def test_limits_are_set_kept_when_left_out_and_lifted(api: httpx.AsyncClie
     listed = (await api.get("/destinations")).json()["destinations"]
     default_burst = (await api.put(path_of(key), json={"rate_per_second": 2.5, "burst": None})).json()
     lifted = (await api.put(path_of(key), json={"rate_per_second": None, "parallelism": None})).json()
+    whole = (await api.put(path_of(key), json={"rate_per_second": 3})).json()  # an integer is a number
 
     def limits(view: dict[str, Any]) -> tuple[Any, ...]:
         return (view["paused"], view["rate_per_second"], view["burst"], view["parallelism"])
@@ -72,6 +73,7 @@ async def test_limits_are_set_kept_when_left_out_and_lifted(api: httpx.AsyncClie
     assert [limits(d) for d in listed] == [(True, 250.5, 40, 3)]
     assert limits(default_burst) == (True, 2.5, 3, 3)
     assert limits(lifted) == (True, None, None, None)
+    assert limits(whole) == (True, 3.0, 3, None)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,8 @@ async def test_limits_are_set_kept_when_left_out_and_lifted(api: httpx.AsyncClie
         ({"rate_per_second": 0}, "rate_per_second"),
         ({"rate_per_second": -1}, "rate_per_second"),
         ({"rate_per_second": "fast"}, "rate_per_second"),
+        ({"rate_per_second": "5"}, "rate_per_second"),
+        ({"rate_per_second": True}, "rate_per_second"),
         ({"rate_per_second": 1e300}, "rate_per_second"),
         ({"burst": 0}, "burst"),
         ({"burst": 1.5}, "burst"),

@@ -37,6 +37,7 @@ class DestinationUpdate(BaseModel):
     )
     rate_per_second: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         le=MAX_RATE,
         allow_inf_nan=False,
