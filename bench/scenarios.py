@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.bulk_cancel import bulk_cancel
 from bench.common import BODY, Row, correctness
+from bench.destinations_flow import flow_control
 from bench.harness import (
     TUNED_ENV,
     Delivered,
@@ -392,4 +393,5 @@ FULL = {
     "scale": scale,
     "log_cost": log_cost,
     "bulk_cancel": bulk_cancel,
+    "flow_control": flow_control,
 }

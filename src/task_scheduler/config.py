@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         default=1.0, gt=0, le=60, description="Fallback poll period when no NOTIFY arrives."
     )
+    flow_interval_seconds: float = Field(
+        default=0.025,
+        gt=0,
+        le=1,
+        description="Period of the flow-control claim while timers of limited destinations are due.",
+    )
     claim_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Most timers claimed by one query."
     )

@@ -60,7 +60,8 @@ HTTP_DURATION = Histogram(
 )
 BACKGROUND_TASK_RESTARTS = Counter(
     "scheduler_background_task_restarts_total",
-    "Background tasks (claim, writer, heartbeat, listen, signers, retention, gauges, bulk) restarted after a crash.",
+    "Background tasks (claim, flow, writer, heartbeat, listen, signers, retention, gauges, bulk) "
+    "restarted after a crash.",
     ["task"],
 )
 SCHEDULES_ACTIVE = Gauge(
@@ -101,7 +102,38 @@ WAITING_FOR_DESTINATION = Gauge(
     "Pending timers due now that their destination holds (paused or breaker not closed).",
     multiprocess_mode="mostrecent",
 )
+# Flow control's metrics are labelled by destination key: the first _DESTINATION_LABELS keys a
+# process sees have a label of their own, every later one is "other" (bounded cardinality).
+_DESTINATION_LABELS = 20
+_labelled: set[tuple[str, str]] = set()
+FLOW_SENDS = Counter(
+    "scheduler_flow_limited_sends_total",
+    "Timers claimed by flow control (sent under a destination's rate or parallelism), by destination.",
+    ["destination"],
+)
+FLOW_DEFERRALS = Counter(
+    "scheduler_flow_deferrals_total",
+    "Flow-control claims that found a destination's timers due and no room under its limit, by "
+    "destination and reason: rate_limited, parallelism.",
+    ["destination", "reason"],
+)
+FLOW_WAITING = Gauge(
+    "scheduler_flow_waiting_timers",
+    "Pending timers due now of the limited destinations with the most waiting (at most 20), by destination.",
+    ["destination"],
+    multiprocess_mode="mostrecent",
+)
 RETENTION_DELETED = Counter("scheduler_retention_deleted_total", "Finished timers deleted by retention.")
+
+
+def destination_label(tenant: str, key: str) -> str:
+    """The `destination` label of a destination: its key, or "other" once the labels run out."""
+    if (tenant, key) in _labelled:
+        return key[:200]
+    if len(_labelled) < _DESTINATION_LABELS:
+        _labelled.add((tenant, key))
+        return key[:200]
+    return "other"
 
 
 def webhook_result(status_code: int | None, error_class: str | None) -> str:

@@ -315,6 +315,23 @@ class Client:
         """Unpause the destination and close its circuit breaker: its held timers go out."""
         return self.send(Calls.resume_destination(key))
 
+    def set_destination_limits(
+        self,
+        key: str,
+        *,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
+        parallelism: int | None = None,
+    ) -> Destination:
+        """Set every limit of the destination at once, held across all instances: at most
+        `rate_per_second` requests a second (0.5: 30 a minute) with bursts of `burst` (None: one
+        second's worth), at most `parallelism` in flight; None lifts a limit (so no argument makes
+        it unlimited). Its waiting timers stay pending, attempts untouched."""
+        limits = {"rate_per_second": rate_per_second, "parallelism": parallelism}
+        if burst is not None:
+            limits["burst"] = burst
+        return self.send(Calls.update_destination(key, limits=limits))
+
 
 class AsyncClient:
     """The service's API for asyncio: `async with AsyncClient("http://127.0.0.1:8080") as api:`.
@@ -572,3 +589,20 @@ class AsyncClient:
     async def resume_destination(self, key: str) -> Destination:
         """Unpause the destination and close its circuit breaker: its held timers go out."""
         return await self.send(Calls.resume_destination(key))
+
+    async def set_destination_limits(
+        self,
+        key: str,
+        *,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
+        parallelism: int | None = None,
+    ) -> Destination:
+        """Set every limit of the destination at once, held across all instances: at most
+        `rate_per_second` requests a second (0.5: 30 a minute) with bursts of `burst` (None: one
+        second's worth), at most `parallelism` in flight; None lifts a limit (so no argument makes
+        it unlimited). Its waiting timers stay pending, attempts untouched."""
+        limits = {"rate_per_second": rate_per_second, "parallelism": parallelism}
+        if burst is not None:
+            limits["burst"] = burst
+        return await self.send(Calls.update_destination(key, limits=limits))

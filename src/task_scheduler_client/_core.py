@@ -475,8 +475,14 @@ class Calls:
         return Call("GET", _destination_path(key), _reader(Destination), resendable=True)
 
     @staticmethod
-    def update_destination(key: str, *, paused: bool) -> Call[Destination]:
-        body = json.dumps({"paused": paused}).encode()
+    def update_destination(
+        key: str, *, paused: bool | None = None, limits: Mapping[str, float | int | None] | None = None
+    ) -> Call[Destination]:
+        """PUT the fields given (`limits`: rate_per_second, burst, parallelism; None lifts one)."""
+        changes: dict[str, object] = dict(limits or {})
+        if paused is not None:
+            changes["paused"] = paused
+        body = json.dumps(changes).encode()
         return Call("PUT", _destination_path(key), _reader(Destination), body=body, resendable=True)
 
     @staticmethod

@@ -130,7 +130,9 @@ class TimerView(_Answer):
     on_failure_url: str | None = None
     replay_of: int | None = None
     destination: str | None = None
-    held_reason: Literal["destination_paused", "destination_open"] | None = None
+    held_reason: Literal["destination_paused", "destination_open", "parallelism", "rate_limited"] | None = (
+        None
+    )
     _etag: str | None = PrivateAttr(default=None)
 
     @property
@@ -236,10 +238,11 @@ class DestinationHealth(_Answer):
 
 
 class Destination(_Answer):
-    """A destination of the tenant's timers: its pause switch and circuit breaker (`closed`:
-    timers go out; `open`: held after consecutive failures; `half_open`: one probe decides).
-    `waiting` (its pending timers due now) only comes with `get_destination`; `in_flight` (its
-    timers being fired now) and `health` with `get_destination` and `list_destinations`."""
+    """A destination of the tenant's timers: its pause switch, its limits (cluster-wide; None:
+    unlimited) and circuit breaker (`closed`: timers go out; `open`: held after consecutive
+    failures; `half_open`: one probe decides). `waiting` (its pending timers due now) only comes
+    with `get_destination`; `in_flight` (its timers being sent now) and `health` with
+    `get_destination` and `list_destinations`."""
 
     key: str
     paused: bool
@@ -247,6 +250,9 @@ class Destination(_Answer):
     consecutive_failures: int
     opened_at: datetime | None
     updated_at: datetime | None
+    rate_per_second: float | None = None
+    burst: int | None = None
+    parallelism: int | None = None
     waiting: int | None = None
     in_flight: int | None = None
     health: DestinationHealth | None = None

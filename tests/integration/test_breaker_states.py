@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from task_scheduler.db import create_engine
 from task_scheduler.destinations import repository
 from task_scheduler.destinations.models import BreakerState
-from task_scheduler.destinations.repository import Tally
+from task_scheduler.destinations.repository import Change, Tally
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -74,7 +74,7 @@ async def test_one_probe_per_cool_down_and_its_outcome(engine: AsyncEngine, db: 
 async def test_resume_closes_and_unpauses(engine: AsyncEngine, db: asyncpg.Connection) -> None:
     await record(engine, Tally("t", "a", False, 5))
     async with engine.begin() as conn:
-        await repository.set_paused(conn, tenant="t", key="a", paused=True)
+        await repository.update(conn, tenant="t", key="a", change=Change(frozenset({"paused"}), paused=True))
         assert await repository.holding(conn) == {("t", "a")}
         row, before = await repository.resume(conn, tenant="t", key="a")
         assert await repository.holding(conn) == set()

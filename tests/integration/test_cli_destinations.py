@@ -51,7 +51,10 @@ async def test_pause_list_get_and_resume(capsys: pytest.CaptureFixture[str], api
 
     code, out, _ = await run(capsys, "list")
     lines = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
-    assert lines == [["STATE", "PAUSED", "FAILURES", "OPENED_AT", "KEY"], ["closed", "yes", "0", "-", KEY]]
+    assert lines == [
+        ["STATE", "PAUSED", "FAILURES", "OPENED_AT", "RATE", "PARALLELISM", "KEY"],
+        ["closed", "yes", "0", "-", "unlimited", "-", KEY],
+    ]
 
     code, out, _ = await run(capsys, "get", KEY)
     assert (pairs(out)["breaker_state"], pairs(out)["waiting"]) == ("closed", "1 timers due now")
@@ -66,6 +69,29 @@ async def test_pause_list_get_and_resume(capsys: pytest.CaptureFixture[str], api
 
     code, out, _ = await run(capsys, "unpause", "other")
     assert (code, pairs(out)["paused"]) == (0, "no")
+
+
+async def test_set_limits_keeps_what_is_left_out_and_unlimited_lifts_them(
+    capsys: pytest.CaptureFixture[str], api: httpx.AsyncClient
+) -> None:
+    code, out, err = await run(capsys, "set", KEY, "--rate", "0.5", "--parallelism", "3")
+    assert (code, err) == (0, "")
+    assert (pairs(out)["rate"], pairs(out)["parallelism"]) == ("0.5/s burst 1", "3")
+    code, out, _ = await run(capsys, "set", KEY, "--burst", "4")
+    assert (pairs(out)["rate"], pairs(out)["parallelism"]) == ("0.5/s burst 4", "3")
+    code, out, _ = await run(capsys, "list")
+    lines = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+    assert lines[1][-3:] == ["0.5/s burst 4", "3", KEY]
+    code, out, _ = await run(capsys, "set", KEY, "--unlimited", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["rate_per_second"], shown["burst"], shown["parallelism"]) == (None, None, None)
+    code, out, err = await run(capsys, "set", KEY)
+    assert (code, out) == (2, "")
+    assert "--rate" in err
+    with pytest.raises(SystemExit):
+        await run(capsys, "set", KEY, "--rate", "0")
+    assert "a number above 0" in capsys.readouterr().err
 
 
 async def test_a_bad_key_is_refused_naming_it(

@@ -167,6 +167,20 @@ async def test_destinations(serve: Any, connect: ClientMaker) -> None:
         assert (shown.paused, shown.waiting) == (True, 0)  # its timer is not due yet
         resumed = await api.resume_destination("http://example.com:8080")
         assert (resumed.paused, resumed.breaker_state) == (False, "closed")
+        limited = await api.set_destination_limits(
+            "http://example.com:8080", rate_per_second=0.5, parallelism=2
+        )
+        assert (limited.rate_per_second, limited.burst, limited.parallelism) == (0.5, 1, 2)
+        lifted = await api.set_destination_limits("http://example.com:8080")
+        assert (lifted.rate_per_second, lifted.burst, lifted.parallelism, lifted.paused) == (
+            None,
+            None,
+            None,
+            False,
+        )
+        with pytest.raises(ValidationFailed) as refused:
+            await api.set_destination_limits("b/c", rate_per_second=0)
+        assert refused.value.field == "rate_per_second"
         with pytest.raises(ValidationFailed) as bad:
             await api.get_destination("a\tb")
         assert bad.value.field == "key"

@@ -140,6 +140,9 @@ async def test_a_destination_never_changed_reads_closed(api: httpx.AsyncClient) 
         "consecutive_failures": 0,
         "opened_at": None,
         "updated_at": None,
+        "rate_per_second": None,
+        "burst": None,
+        "parallelism": None,
         "waiting": 0,
         "in_flight": 0,
         "health": {
@@ -170,7 +173,7 @@ async def test_destinations_are_listed_page_by_page(api: httpx.AsyncClient) -> N
     [
         ("PUT", path_of("k"), {"paused": "yes"}, "paused"),
         ("PUT", path_of("k"), {}, "paused"),
-        ("PUT", path_of("k"), {"paused": True, "rate_per_second": 5}, "rate_per_second"),
+        ("PUT", path_of("k"), {"paused": True, "rate": 5}, "rate"),
         ("PUT", path_of("x" * 301), {"paused": True}, "key"),
         ("PUT", path_of(" k"), {"paused": True}, "key"),
         ("GET", path_of("a\tb"), None, "key"),

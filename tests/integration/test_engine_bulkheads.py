@@ -217,7 +217,7 @@ async def test_a_graceful_stop_is_not_counted_as_a_crash(
 ) -> None:
     """Regression: stop() told the claim loop to stop before cancelling it; the loop returned on
     its own first, and its supervisor logged, counted and restarted it as a crash."""
-    names = ("claim", "listen", "writer", "heartbeat", "signers", "retention", "gauges")
+    names = ("claim", "flow", "listen", "writer", "heartbeat", "signers", "retention", "gauges")
     before = {name: restarts(name) for name in names}
     for _ in range(3):
         async with running_app(create_app(make_settings())) as client:

@@ -20,6 +20,7 @@ from sqlalchemy import TextClause, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from task_scheduler.db import create_engine, sqlalchemy_url
+from task_scheduler.destinations import repository as destination_repository
 from task_scheduler.timers import repository
 from task_scheduler.timers.models import TimerStatus
 from task_scheduler.timers.repository import NewTimer, Outcome
@@ -221,5 +222,109 @@ async def test_every_tenants_finished_list_reads_the_status_in_list_order(databa
                 tree = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
                 assert _index_names(tree) == {"ix_timers_finished_status_due"}, tree
                 assert "Sort" not in _nodes(tree), _nodes(tree)
+    finally:
+        await engine.dispose()
+
+
+LIMITED_KEY = "http://limited.example:80"
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["auto", "force_generic_plan"])
+async def test_flow_control_statements_stay_index_scans_on_a_young_table(
+    database_url: str, plan_cache_mode: str
+) -> None:
+    """The flow-control claim (destinations/flow.py) on the same young table: half the due timers
+    are a limited destination's. It takes exactly its allowance (one run of the subquery), the
+    regular claim passes them by, and no statement scans `timers`."""
+    setup = create_engine(database_url, pool_size=1)
+    async with setup.begin() as conn:
+        await conn.execute(text("ALTER TABLE timers SET (autovacuum_enabled = off)"))
+        await conn.execute(
+            text(
+                "INSERT INTO destinations (tenant, key, rate_per_second, burst, parallelism) "
+                "VALUES ('default', :key, 1000, 100, 60)"
+            ),
+            {"key": LIMITED_KEY},
+        )
+        await conn.execute(text("ANALYZE timers"))
+        await conn.execute(text("ANALYZE destinations"))
+    await setup.dispose()
+    engine = create_async_engine(
+        sqlalchemy_url(database_url),
+        pool_size=1,
+        connect_args={"server_settings": {"plan_cache_mode": plan_cache_mode}},
+    )
+    allowance = [("default", LIMITED_KEY, 50)]
+    try:
+        async with engine.connect() as conn:
+            for _ in range(8):
+                assert await destination_repository.lock_limited(conn) == []
+                assert not await destination_repository.limited_due(conn)
+                await repository.claim_limited(conn, owner=OWNER, allowances=allowance, lease_seconds=60)
+                await repository.claim_due(
+                    conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
+                )
+                await destination_repository.count_in_flight(conn, tenant="default", keys=[LIMITED_KEY])
+                await conn.commit()
+            mixed = [
+                NewTimer(
+                    url="http://limited.example/hook" if i % 2 else "http://other.example/hook",
+                    delay_seconds=0,
+                )
+                for i in range(1000)
+            ]
+            for _ in range(LOADED // 1000):
+                await repository.insert_timers(conn, timers=mixed, notify_within=2)
+            await conn.commit()
+
+            [bucket] = await destination_repository.lock_limited(conn)
+            assert (bucket.tokens, bucket.parallelism, bucket.in_flight) == (100.0, 60, 0)
+            limited = await repository.claim_limited(
+                conn, owner=OWNER, allowances=allowance, lease_seconds=60
+            )
+            regular = await repository.claim_due(
+                conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT
+            )
+            await conn.commit()
+            assert len(limited.timers) == 50  # one run of the subquery, not one per row
+            assert {t.destination for t in limited.timers} == {LIMITED_KEY}
+            assert len(regular.timers) == LIMIT
+            assert LIMITED_KEY not in {t.destination for t in regular.timers}
+            [bucket] = await destination_repository.lock_limited(conn)
+            assert bucket.in_flight == 50
+            await conn.commit()
+            plans = {
+                "lock": await _plan(conn, destination_repository._LOCK_LIMITED, {}),
+                "limited_due": await _plan(conn, destination_repository._LIMITED_DUE, {}),
+                "flow_in_flight": await _plan(
+                    conn,
+                    destination_repository._FLOW_IN_FLIGHT,
+                    {"tenants": ["default"], "keys": [LIMITED_KEY]},
+                ),
+                "claim_limited": await _plan(
+                    conn,
+                    repository._CLAIM_LIMITED,
+                    {
+                        "owner": OWNER,
+                        "tenants": ["default"],
+                        "keys": [LIMITED_KEY],
+                        "counts": [50],
+                        "lease_seconds": 60.0,
+                    },
+                ),
+                "claim": await _plan(
+                    conn,
+                    repository._CLAIM_DUE,
+                    {"owner": OWNER, "lookahead_seconds": 2.0, "lease_seconds": 60.0, "limit": LIMIT},
+                ),
+                "in_flight": await _plan(
+                    conn, destination_repository._IN_FLIGHT, {"tenant": "default", "keys": [LIMITED_KEY]}
+                ),
+                "held_reason": await _plan(
+                    conn, destination_repository._HELD_REASON, {"tenant": "default", "key": LIMITED_KEY}
+                ),
+            }
+            scanning = {name: nodes for name, nodes in plans.items() if "Seq Scan on timers" in nodes}
+            assert scanning == {}, scanning
     finally:
         await engine.dispose()

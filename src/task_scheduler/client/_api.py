@@ -268,6 +268,12 @@ class ApiClient:
     async def pause_destination(self, *, key: str, paused: bool = True) -> ApiResponse[library.Destination]:
         return await self._request(Calls.update_destination(key, paused=paused), library.Destination)
 
+    async def limit_destination(
+        self, *, key: str, limits: dict[str, float | int | None]
+    ) -> ApiResponse[library.Destination]:
+        """Set the limits given (rate_per_second, burst, parallelism; None lifts one)."""
+        return await self._request(Calls.update_destination(key, limits=limits), library.Destination)
+
     async def resume_destination(self, *, key: str) -> ApiResponse[library.Destination]:
         """Unpause and close the breaker."""
         return await self._request(Calls.resume_destination(key), library.Destination)

@@ -1,10 +1,11 @@
-"""`task-scheduler destinations list | get | pause | unpause | resume`: a running service's
-destinations (their pause switch and circuit breaker), as the `timers` commands do it (a table,
+"""`task-scheduler destinations list | get | set | pause | unpause | resume`: a running service's
+destinations (their limits, pause switch and circuit breaker), as the `timers` commands do it (a table,
 or the API's JSON with --json; same errors and exit codes)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from task_scheduler.client._api import ApiClient
 from task_scheduler.client._commands import Subcommand, add_command_group
@@ -17,7 +18,7 @@ def add_destinations_commands(commands: argparse._SubParsersAction[argparse.Argu
     add_command_group(
         commands,
         "destinations",
-        help="pause, resume and inspect destinations (circuit breakers) on a running service",
+        help="limit, pause, resume and inspect destinations (circuit breakers) on a running service",
         subcommands=_SUBCOMMANDS,
     )
 
@@ -41,9 +42,9 @@ async def _list(api: ApiClient, args: argparse.Namespace) -> int:
 
 def _print_page(page: DestinationPage) -> None:
     if not page.destinations:
-        print("no destinations paused or failing")
+        print("no destinations paused, limited or failing")
     else:
-        header = ("STATE", "PAUSED", "FAILURES", "OPENED_AT", "KEY")
+        header = ("STATE", "PAUSED", "FAILURES", "OPENED_AT", "RATE", "PARALLELISM", "KEY")
         print_table(
             header,
             [
@@ -52,6 +53,8 @@ def _print_page(page: DestinationPage) -> None:
                     "yes" if d.paused else "no",
                     str(d.consecutive_failures),
                     d.opened_at.isoformat() if d.opened_at else "-",
+                    _rate(d),
+                    "-" if d.parallelism is None else str(d.parallelism),
                     d.key,
                 )
                 for d in page.destinations
@@ -70,6 +73,8 @@ def _print_destination(view: Destination) -> None:
         ("opened_at", view.opened_at.isoformat() if view.opened_at else "-"),
         ("updated_at", view.updated_at.isoformat() if view.updated_at else "-"),
     ]
+    rows.append(("rate", _rate(view)))
+    rows.append(("parallelism", "unlimited" if view.parallelism is None else str(view.parallelism)))
     if view.waiting is not None:
         rows.append(("waiting", f"{view.waiting} timers due now"))
     if view.in_flight is not None:
@@ -87,6 +92,67 @@ def _health(health: DestinationHealth) -> str:
         f"{health.attempts} attempts in the last {minutes} min, {health.success_rate:.1%} succeeded,"
         f" p50 {health.p50_ms:.0f} ms, p99 {health.p99_ms:.0f} ms"
     )
+
+
+def _rate(view: Destination) -> str:
+    if view.rate_per_second is None:
+        return "unlimited"
+    return f"{view.rate_per_second:g}/s burst {view.burst}"
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number above 0") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError("a number above 0")
+    return number
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number of at least 1") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("a whole number of at least 1")
+    return number
+
+
+def _add_set(command: argparse.ArgumentParser) -> None:
+    _add_key(command)
+    command.add_argument(
+        "--rate", type=_positive, help="most requests a second, cluster-wide (0.5: 30 a minute)"
+    )
+    command.add_argument(
+        "--burst", type=_at_least_one, help="requests at once after a quiet time (default: ceil(rate))"
+    )
+    command.add_argument("--parallelism", type=_at_least_one, help="most requests in flight, cluster-wide")
+    command.add_argument(
+        "--unlimited", action="store_true", help="lift the rate and the parallelism (before the other flags)"
+    )
+
+
+async def _set(api: ApiClient, args: argparse.Namespace) -> int:
+    """Only the limits given change; --unlimited lifts both first, then the flags given apply."""
+    limits: dict[str, float | int | None] = (
+        {"rate_per_second": None, "parallelism": None} if args.unlimited else {}
+    )
+    if args.rate is not None:
+        limits["rate_per_second"] = args.rate
+    if args.burst is not None:
+        limits["burst"] = args.burst
+    if args.parallelism is not None:
+        limits["parallelism"] = args.parallelism
+    if not limits:
+        print(
+            "task-scheduler: destinations set: give --rate, --burst, --parallelism or --unlimited",
+            file=sys.stderr,
+        )
+        return 2
+    print_answer(args, await api.limit_destination(key=args.key, limits=limits), _print_destination)
+    return 0
 
 
 async def _get(api: ApiClient, args: argparse.Namespace) -> int:
@@ -111,7 +177,10 @@ async def _resume(api: ApiClient, args: argparse.Namespace) -> int:
 
 _SUBCOMMANDS: dict[str, Subcommand] = {
     "list": Subcommand("list the destinations that were paused or failed, by key", _add_list, _list),
-    "get": Subcommand("show a destination's breaker state and waiting timers", _add_key, _get),
+    "get": Subcommand(
+        "show a destination's limits, breaker state, waiting timers, in flight", _add_key, _get
+    ),
+    "set": Subcommand("limit a destination's rate and parallelism (cluster-wide)", _add_set, _set),
     "pause": Subcommand("hold a destination's timers (pending, attempts untouched)", _add_key, _pause),
     "unpause": Subcommand("release a paused destination's timers", _add_key, _unpause),
     "resume": Subcommand("unpause a destination and close its circuit breaker", _add_key, _resume),

@@ -14,7 +14,9 @@ the request's timeout; otherwise the timer is returned (to `pending`, unsent).
 
 Destinations (destinations/): the claim passes by the timers of a paused destination or one whose
 circuit breaker is open, takes the one probe of each breaker whose cool-down is over, and a timer
-claimed before its destination began to hold is returned unsent.
+claimed before its destination began to hold is returned unsent. The timers of a destination with
+a rate or parallelism limit go out through a loop of their own (`flow`, destinations/flow.py):
+every `flow_interval_seconds` while any is due, it claims what the limits allow, cluster-wide.
 
 What a result means is decided by verdict.py (pure); outcomes are recorded by writer.py; each
 request waits for a slot of its host (host_slots.py). Bulkheads: a claimed row that cannot be
@@ -30,7 +32,9 @@ import contextlib
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -46,6 +50,7 @@ from task_scheduler.delivery.listener import Listener
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision, Verdict
 from task_scheduler.delivery.writer import OutcomeWriter, write_decisions
+from task_scheduler.destinations import flow
 from task_scheduler.destinations import repository as destinations
 from task_scheduler.destinations.breaker import BreakerSignal
 from task_scheduler.destinations.models import BreakerState
@@ -70,6 +75,16 @@ _MAX_HELD_FACTOR = 5
 _STUCK_SECONDS = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A claim's timers ready to start after its commit, each with its monotonic firing time."""
+
+    scheduled: list[tuple[ClaimedTimer, float]]
+    settled: int  # claimed rows settled without a request
+    db_now: datetime
+    received: float
+
+
 class Dispatcher:
     """Claim, hold and fire timers for one instance; started and stopped by the app's lifespan."""
 
@@ -92,6 +107,8 @@ class Dispatcher:
         self._supervisor = supervisor or Supervisor()
         self.owner = settings.instance_id
         self._wake = asyncio.Event()
+        self._flow_wake = asyncio.Event()  # the flow-control claim's (destinations/flow.py)
+        self._flow_turns = 0  # which destination is served first when room is short (in turn)
         self._stopping = asyncio.Event()
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
@@ -111,6 +128,7 @@ class Dispatcher:
         # from the moment the query was sent, so it errs short.
         self._leases_valid_until = 0.0
         self._last_claim_turn = time.monotonic()  # when the claim loop last completed a turn
+        self._last_flow_turn = time.monotonic()  # and the flow-control claim loop
         # Destinations (tenant, key) that hold their timers (paused, breaker not closed), as last
         # read: a timer claimed before its destination opened is returned unsent, not sent.
         self._holding: frozenset[tuple[str, str]] = frozenset()
@@ -119,9 +137,10 @@ class Dispatcher:
         self._local_failures: dict[tuple[str, str], int] = {}  # see _count_locally
 
     async def start(self) -> None:
-        self._last_claim_turn = time.monotonic()
+        self._last_claim_turn = self._last_flow_turn = time.monotonic()
         supervisor = self._supervisor
         supervisor.start("claim", self._claim_loop)
+        supervisor.start("flow", self._flow_loop)
         supervisor.start("listen", self._listener.run)
         supervisor.start("heartbeat", self._heartbeat_loop)
         supervisor.start("writer", self._writer.run)
@@ -133,7 +152,7 @@ class Dispatcher:
         """Stop claiming, let requests in flight finish (grace period), return the rest."""
         # Cancelled first, then told to stop: a claim loop that saw the flag and returned on its
         # own would look like a crash to its supervisor (logged, counted and restarted).
-        await self._supervisor.stop("listen", "claim")
+        await self._supervisor.stop("listen", "claim", "flow")
         self._stopping.set()
         waiting = [tid for tid in self._held if tid not in self._sending]
         for tid in waiting:
@@ -160,6 +179,9 @@ class Dispatcher:
         since_claim = time.monotonic() - self._last_claim_turn
         if since_claim > stall + self._settings.poll_interval_seconds:
             found.append(f"claim loop: no claim has succeeded for {since_claim:.1f}s")
+        since_flow = time.monotonic() - self._last_flow_turn
+        if since_flow > stall + self._settings.poll_interval_seconds:
+            found.append(f"flow-control claim loop: no claim has succeeded for {since_flow:.1f}s")
         return found
 
     def _count_locally(self, signal: BreakerSignal) -> None:
@@ -189,6 +211,7 @@ class Dispatcher:
     def _claim_now(self) -> None:
         if not self._stopping.is_set():
             self._wake.set()
+            self._flow_wake.set()
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -203,14 +226,7 @@ class Dispatcher:
                 if not backoff.failures and loop.time() >= next_expiry_check:
                     await self._expire_leases()
                     next_expiry_check = loop.time() + settings.poll_interval_seconds
-                # Timers stuck behind a full host for over a second do not count against
-                # max_in_flight; all held timers together stay below _MAX_HELD_FACTOR times it.
-                active = len(self._held) - self._host_slots.waiting_longer_than(_STUCK_SECONDS)
-                room = min(
-                    settings.max_in_flight - active,
-                    settings.max_in_flight * _MAX_HELD_FACTOR - len(self._held),
-                )
-                asked = min(room, settings.claim_batch_size)
+                asked = min(self._room(), settings.claim_batch_size)
                 self._short_of_room = asked <= 0
                 got = await self._claim(asked) if asked > 0 else 0
                 if backoff.failures:
@@ -236,9 +252,86 @@ class Dispatcher:
                 continue  # more may be due right now
             await self._idle(settings.poll_interval_seconds)
 
-    async def _idle(self, seconds: float) -> None:
+    def _room(self) -> int:
+        """How many more timers this instance may claim now. Timers stuck behind a full host for
+        over a second do not count against max_in_flight; all held timers together stay below
+        _MAX_HELD_FACTOR times it."""
+        settings = self._settings
+        active = len(self._held) - self._host_slots.waiting_longer_than(_STUCK_SECONDS)
+        return min(
+            settings.max_in_flight - active,
+            settings.max_in_flight * _MAX_HELD_FACTOR - len(self._held),
+        )
+
+    async def _idle(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for((wake or self._wake).wait(), timeout=seconds)
+
+    # -- flow control (destinations/flow.py) --------------------------------------------------
+
+    async def _flow_loop(self) -> None:
+        """Claim the due timers of limited destinations as their limits allow: every
+        flow_interval_seconds while any is due, else when woken (or every poll interval)."""
+        settings = self._settings
+        backoff = RetryBackoff(first=0.2, cap=5.0)
+        while not self._stopping.is_set():
+            self._flow_wake.clear()
+            try:
+                room = min(self._room(), settings.claim_batch_size)
+                due = await self._claim_limited(room) if room > 0 else False
+                backoff.succeeded()
+                self._last_flow_turn = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any database outage
+                delay = backoff.failed()
+                log_event(
+                    logger,
+                    "dispatcher.flow_claim_failed",
+                    logging.WARNING,
+                    instance=self.owner,
+                    error=repr(exc),
+                    retry_in=delay,
+                )
+                await self._idle(delay, self._flow_wake)
+                continue
+            if due:
+                await asyncio.sleep(settings.flow_interval_seconds)
+            else:
+                await self._idle(settings.poll_interval_seconds, self._flow_wake)
+
+    async def _claim_limited(self, limit: int) -> bool:
+        """One flow-control claim: lock the limited destinations with timers due (those another
+        instance is claiming are passed by), take what each one's bucket and parallelism allow,
+        spend the tokens. Returns whether any limited destination has timers due (here or being
+        claimed by another instance)."""
+        asked_at = time.monotonic()
+        async with self._engine.begin() as conn:
+            buckets = await destinations.lock_limited(conn)
+            if not buckets:  # none, or all being claimed by other instances: then come back soon
+                return await destinations.limited_due(conn)
+            allowed = flow.share(buckets, room=limit, turn=self._flow_turns)
+            self._flow_turns += 1
+            wanted = [(tenant, key, n) for (tenant, key), n in allowed.items() if n > 0]
+            claim = (
+                await repository.claim_limited(
+                    conn, owner=self.owner, allowances=wanted, lease_seconds=self._settings.lease_seconds
+                )
+                if wanted
+                else repository.Claim([], [])
+            )
+            sent = Counter((t.tenant, t.destination) for t in claim.timers)
+            await destinations.spend_tokens(
+                conn,
+                left=[(b, b.tokens - sent[(b.tenant, b.key)]) for b in buckets if b.tokens is not None],
+            )
+            taken = await self._take(conn, claim)
+        self._start(taken, asked_at)
+        for bucket in buckets:
+            label = metrics.destination_label(bucket.tenant, bucket.key)
+            if sent[(bucket.tenant, bucket.key)]:
+                metrics.FLOW_SENDS.labels(label).inc(sent[(bucket.tenant, bucket.key)])
+            if not allowed[(bucket.tenant, bucket.key)]:
+                metrics.FLOW_DEFERRALS.labels(label, flow.deferred_by(bucket)).inc()
+        return True
 
     async def _expire_leases(self) -> None:
         async with self._engine.begin() as conn:
@@ -273,38 +366,48 @@ class Dispatcher:
                 self._holding = frozenset(await destinations.holding(conn))
                 self._holding_read_at = time.monotonic()
                 self._local_failures.clear()  # the database's counts stand from here
-            # The database's clock, read after the claimed rows were in: mapping it to
-            # `received` can only make a timer late (by this one small query's answer), never
-            # early. Not the claim's now() (its transaction's start) and before the commit: both
-            # would make every held timer late by milliseconds (by the claim statement, the rows'
-            # decoding, the commit's fsync). Nothing is sent before the commit: the tasks start
-            # after it.
-            db_now = await repository.database_clock(conn)
-            received = time.monotonic()
-            settled = [
-                verdict.unprocessable(row.timer_id, row.attempt, reason=row.reason, at=db_now)
-                for row in claim.unprocessable
-            ]
-            claimed = claim.timers
-            if any(timer.schedule_id is not None for timer in claimed):
-                claimed = await self._advance_schedules(conn, claimed, db_now, settled)
-            scheduled: list[tuple[ClaimedTimer, float]] = []
-            for timer in claimed:
-                try:
-                    scheduled.append((timer, received + max(0.0, (timer.due_at - db_now).total_seconds())))
-                except Exception as exc:  # noqa: BLE001 - one bad timer fails only itself
-                    reason = f"cannot be scheduled: {exc!r}"
-                    settled.append(verdict.unprocessable(timer.id, timer.attempt, reason=reason, at=db_now))
-            if settled:
-                await self._settle(conn, settled)
-        lease_valid_until = asked_at + settings.lease_seconds
-        for timer, fire_at_monotonic in scheduled:
+            taken = await self._take(conn, claim)
+        return self._start(taken, asked_at)
+
+    async def _take(self, conn: AsyncConnection, claim: repository.Claim) -> _Taken:
+        """In the claim's transaction: map the claimed timers' due times onto this host's clock,
+        advance their schedules, settle the rows that cannot be sent."""
+        # The database's clock, read after the claimed rows were in: mapping it to
+        # `received` can only make a timer late (by this one small query's answer), never
+        # early. Not the claim's now() (its transaction's start) and before the commit: both
+        # would make every held timer late by milliseconds (by the claim statement, the rows'
+        # decoding, the commit's fsync). Nothing is sent before the commit: the tasks start
+        # after it.
+        db_now = await repository.database_clock(conn)
+        received = time.monotonic()
+        settled = [
+            verdict.unprocessable(row.timer_id, row.attempt, reason=row.reason, at=db_now)
+            for row in claim.unprocessable
+        ]
+        claimed = claim.timers
+        if any(timer.schedule_id is not None for timer in claimed):
+            claimed = await self._advance_schedules(conn, claimed, db_now, settled)
+        scheduled: list[tuple[ClaimedTimer, float]] = []
+        for timer in claimed:
+            try:
+                scheduled.append((timer, received + max(0.0, (timer.due_at - db_now).total_seconds())))
+            except Exception as exc:  # noqa: BLE001 - one bad timer fails only itself
+                reason = f"cannot be scheduled: {exc!r}"
+                settled.append(verdict.unprocessable(timer.id, timer.attempt, reason=reason, at=db_now))
+        if settled:
+            await self._settle(conn, settled)
+        return _Taken(scheduled, len(settled), db_now, received)
+
+    def _start(self, taken: _Taken, asked_at: float) -> int:
+        """After the commit: one task per claimed timer, holding it until it is due."""
+        lease_valid_until = asked_at + self._settings.lease_seconds
+        for timer, fire_at_monotonic in taken.scheduled:
             task = asyncio.create_task(
-                self._fire(timer, db_now, received, fire_at_monotonic, lease_valid_until)
+                self._fire(timer, taken.db_now, taken.received, fire_at_monotonic, lease_valid_until)
             )
             self._held[timer.id] = task
             task.add_done_callback(functools.partial(self._forget, timer.id))
-        count = len(scheduled) + len(settled)
+        count = len(taken.scheduled) + taken.settled
         if count:
             metrics.CLAIMED.inc(count)
             metrics.HELD.set(len(self._held))
@@ -420,6 +523,7 @@ class Dispatcher:
         if self._short_of_room:  # the claim loop waits for room: there is some again
             self._short_of_room = False
             self._wake.set()
+            self._flow_wake.set()
 
     async def _heartbeat_loop(self) -> None:
         settings = self._settings

@@ -24,6 +24,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Double,
     Index,
     Integer,
     PrimaryKeyConstraint,
@@ -41,6 +42,11 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+# A destination whose timers the regular claim passes by: held, or sent under a limit.
+HOLDING = "paused OR breaker_state <> 'closed'"
+LIMITED = "rate_per_second IS NOT NULL OR parallelism IS NOT NULL"
+HOLDING_OR_LIMITED = f"{HOLDING} OR {LIMITED}"
+
 _STATES = ", ".join(f"'{s.value}'" for s in BreakerState)
 
 destinations = Table(
@@ -56,13 +62,26 @@ destinations = Table(
     # Half-open: until when the probe taken belongs to its instance (then another may be taken).
     Column("probe_until", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # Flow control (flow.py): NULL is unlimited; a NULL burst is max(1, ceil(rate_per_second)).
+    Column("rate_per_second", Double, nullable=True),
+    Column("burst", Integer, nullable=True),
+    Column("parallelism", Integer, nullable=True),
+    # The token bucket as last spent: `tokens` at `tokens_at` (NULL: full).
+    Column("tokens", Double, nullable=True),
+    Column("tokens_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("tenant", "key", name="pk_destinations"),
     CheckConstraint(f"breaker_state IN ({_STATES})", name="ck_destinations_breaker_state"),
-    # Every claim reads the destinations that hold their timers (few), never the healthy ones.
+    CheckConstraint(
+        "(rate_per_second IS NULL OR rate_per_second > 0) AND (burst IS NULL OR burst >= 1)"
+        " AND (parallelism IS NULL OR parallelism >= 1)",
+        name="ck_destinations_limits",
+    ),
+    # Every claim reads the destinations that hold their timers or limit them (few), never the
+    # healthy unlimited ones: their timers are left to the flow-control claim.
     Index(
         "ix_destinations_holding",
         "tenant",
         "key",
-        postgresql_where=text("paused OR breaker_state <> 'closed'"),
+        postgresql_where=text(HOLDING_OR_LIMITED),
     ),
 )

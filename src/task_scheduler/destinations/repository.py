@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from task_scheduler.destinations.models import BreakerState
+from task_scheduler.destinations.models import HOLDING, LIMITED, BreakerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,9 @@ class DestinationRow:
     consecutive_failures: int
     opened_at: datetime | None
     updated_at: datetime
+    rate_per_second: float | None
+    burst: int | None  # NULL: max(1, ceil(rate_per_second))
+    parallelism: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,10 @@ class Transition:
     consecutive_failures: int
 
 
-_COLUMNS = "tenant, key, paused, breaker_state, consecutive_failures, opened_at, updated_at"
+_COLUMNS = (
+    "tenant, key, paused, breaker_state, consecutive_failures, opened_at, updated_at, "
+    "rate_per_second, burst, parallelism"
+)
 
 
 def _row(m: object) -> DestinationRow:
@@ -212,15 +218,21 @@ async def holding_stats(conn: AsyncConnection) -> tuple[int, int]:
 
 # -- the API ---------------------------------------------------------------------------------------
 
-_HELD_REASON = text("""
+_HELD_REASON = text(f"""
 SELECT CASE WHEN paused THEN 'destination_paused'
-            WHEN breaker_state <> 'closed' THEN 'destination_open' END
-FROM destinations WHERE tenant = :tenant AND key = :key
+            WHEN breaker_state <> 'closed' THEN 'destination_open'
+            WHEN parallelism IS NOT NULL AND parallelism <= (
+                SELECT count(*) FROM timers AS f
+                WHERE f.status = 'firing' AND f.flow_claimed
+                  AND f.tenant = d.tenant AND f.destination = d.key) THEN 'parallelism'
+            WHEN rate_per_second IS NOT NULL THEN 'rate_limited' END
+FROM destinations AS d WHERE tenant = :tenant AND key = :key AND ({HOLDING} OR {LIMITED})
 """)
 
 
 async def held_reason(conn: AsyncConnection, *, tenant: str, key: str) -> str | None:
-    """Why the destination holds its timers ("destination_paused", "destination_open") or None."""
+    """Why a due pending timer of this destination waits: paused, breaker not closed, all its
+    parallelism in flight, or its rate (its turn in the token bucket); None: nothing holds it."""
     reason: str | None = (await conn.execute(_HELD_REASON, {"tenant": tenant, "key": key})).scalar()
     return reason
 
@@ -251,19 +263,36 @@ async def list_destinations(
     return [_row(r) for r in rows]
 
 
-async def set_paused(conn: AsyncConnection, *, tenant: str, key: str, paused: bool) -> DestinationRow:
-    """Pause (its timers are held) or unpause a destination; its breaker is left as it is."""
-    row = (
-        await conn.execute(
-            text(f"""
-                INSERT INTO destinations (tenant, key, paused) VALUES (:tenant, :key, :paused)
-                ON CONFLICT (tenant, key) DO UPDATE SET paused = excluded.paused, updated_at = now()
-                RETURNING {_COLUMNS}
-            """),
-            {"tenant": tenant, "key": key, "paused": paused},
-        )
-    ).one()
-    return _row(row)
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What PUT /destinations/{key} changes: each field given (`fields`) is set, the others kept."""
+
+    fields: frozenset[str]
+    paused: bool = False
+    rate_per_second: float | None = None
+    burst: int | None = None
+    parallelism: int | None = None
+
+
+_CHANGEABLE = ("paused", "rate_per_second", "burst", "parallelism")
+_UPDATE = text(f"""
+INSERT INTO destinations (tenant, key, paused, rate_per_second, burst, parallelism)
+VALUES (:tenant, :key, :paused, :rate_per_second, :burst, :parallelism)
+ON CONFLICT (tenant, key) DO UPDATE SET
+{", ".join(f"{c} = CASE WHEN :set_{c} THEN excluded.{c} ELSE destinations.{c} END" for c in _CHANGEABLE)},
+    updated_at = now()
+RETURNING {_COLUMNS}
+""")
+
+
+async def update(conn: AsyncConnection, *, tenant: str, key: str, change: Change) -> DestinationRow:
+    """Pause or unpause a destination and set its limits (the fields given); its breaker and its
+    token bucket are left as they are (a bucket never filled starts full)."""
+    params: dict[str, object] = {"tenant": tenant, "key": key}
+    for column in _CHANGEABLE:
+        params[column] = getattr(change, column)
+        params[f"set_{column}"] = column in change.fields
+    return _row((await conn.execute(_UPDATE, params)).one())
 
 
 _STATE_FOR_UPDATE = text(
@@ -342,3 +371,126 @@ async def recent_rollups(
         HostMinute(r.host, bool(r.ok), int(r.deliveries), [int(n) for n in r.duration_buckets])
         for r in await conn.execute(_RECENT_ROLLUPS, params)
     ]
+
+
+# -- flow control (flow.py) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A limited destination locked by the flow-control claim: its tokens refilled up to `at`
+    (None: no rate), its limit in flight and the timers it has in flight cluster-wide."""
+
+    tenant: str
+    key: str
+    tokens: float | None
+    at: datetime
+    parallelism: int | None
+    in_flight: int
+
+
+# A limited destination (`d`), not held, with a timer due.
+_LIMITED_AND_DUE = """(d.rate_per_second IS NOT NULL OR d.parallelism IS NOT NULL)
+  AND NOT d.paused AND d.breaker_state = 'closed'
+  AND EXISTS (
+      SELECT 1 FROM timers AS t
+      WHERE t.status = 'pending' AND t.destination IS NOT NULL
+        AND t.tenant = d.tenant AND t.destination = d.key AND t.due_at <= now())"""
+
+# Those locked in (tenant, key) order, skipping those another instance is claiming for now; the
+# bucket refilled from the database's clock.
+_LOCK_LIMITED = text(f"""
+SELECT d.tenant, d.key, d.parallelism, clock.at,
+       CASE WHEN d.rate_per_second IS NULL THEN NULL
+            ELSE least(size.burst, coalesce(d.tokens, size.burst) + d.rate_per_second
+                       * greatest(0.0, extract(epoch FROM clock.at - coalesce(d.tokens_at, clock.at))))
+       END AS tokens
+FROM destinations AS d
+CROSS JOIN LATERAL (SELECT clock_timestamp() AS at) AS clock
+CROSS JOIN LATERAL (
+    SELECT CAST(coalesce(d.burst, greatest(1, ceil(d.rate_per_second))) AS double precision) AS burst
+) AS size
+WHERE {_LIMITED_AND_DUE}
+ORDER BY d.tenant, d.key
+FOR UPDATE OF d SKIP LOCKED
+""")
+
+
+# Their timers in flight, counted by a statement of its own after the lock: the locking statement's
+# snapshot may predate the commit of the instance that held a row just before (a row locked, not
+# changed, is not read again), so a count in it could miss that instance's claim.
+_FLOW_IN_FLIGHT = text("""
+SELECT f.tenant, f.destination, count(*) AS in_flight
+FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS k(tenant, key)
+JOIN timers AS f ON f.tenant = k.tenant AND f.destination = k.key
+WHERE f.status = 'firing' AND f.flow_claimed
+GROUP BY f.tenant, f.destination
+""")
+
+
+async def lock_limited(conn: AsyncConnection) -> list[Bucket]:
+    """The limited destinations with timers due, locked until the transaction ends, each with its
+    bucket refilled and its timers in flight (those flow control claimed) counted."""
+    rows = (await conn.execute(_LOCK_LIMITED)).all()
+    counted = [(r.tenant, r.key) for r in rows if r.parallelism is not None]
+    in_flight: dict[tuple[str, str], int] = {}
+    if counted:
+        params = {"tenants": [t for t, _ in counted], "keys": [k for _, k in counted]}
+        in_flight = {
+            (r.tenant, r.destination): int(r.in_flight) for r in await conn.execute(_FLOW_IN_FLIGHT, params)
+        }
+    return [
+        Bucket(r.tenant, r.key, r.tokens, r.at, r.parallelism, in_flight.get((r.tenant, r.key), 0))
+        for r in rows
+    ]
+
+
+_LIMITED_DUE = text(f"SELECT EXISTS (SELECT 1 FROM destinations AS d WHERE {_LIMITED_AND_DUE})")
+
+
+async def limited_due(conn: AsyncConnection) -> bool:
+    """Whether any limited destination has timers due, locked by another instance or not."""
+    return bool((await conn.execute(_LIMITED_DUE)).scalar())
+
+
+_SPEND = text("""
+UPDATE destinations AS d SET tokens = s.tokens, tokens_at = s.at
+FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:tokens AS double precision[]),
+            CAST(:ats AS timestamptz[])) AS s(tenant, key, tokens, at)
+WHERE d.tenant = s.tenant AND d.key = s.key
+""")
+
+
+async def spend_tokens(conn: AsyncConnection, *, left: Sequence[tuple[Bucket, float]]) -> None:
+    """Store each bucket's tokens left after the claim, as of its refill."""
+    if not left:
+        return
+    await conn.execute(
+        _SPEND,
+        {
+            "tenants": [b.tenant for b, _ in left],
+            "keys": [b.key for b, _ in left],
+            "tokens": [tokens for _, tokens in left],
+            "ats": [b.at for b, _ in left],
+        },
+    )
+
+
+_WAITING_LIMITED = text(f"""
+SELECT d.key, w.waiting
+FROM destinations AS d
+CROSS JOIN LATERAL (
+    SELECT count(*) AS waiting FROM timers AS t
+    WHERE t.status = 'pending' AND t.destination IS NOT NULL
+      AND t.tenant = d.tenant AND t.destination = d.key AND t.due_at <= now()
+) AS w
+WHERE ({LIMITED}) AND w.waiting > 0
+ORDER BY w.waiting DESC, d.tenant, d.key
+LIMIT :limit
+""")
+
+
+async def waiting_limited(conn: AsyncConnection, *, limit: int) -> list[tuple[str, int]]:
+    """(key, due pending timers) of the limited destinations with the most timers waiting."""
+    rows = await conn.execute(_WAITING_LIMITED, {"limit": limit})
+    return [(r.key, int(r.waiting)) for r in rows]

@@ -49,7 +49,7 @@ _ONE = (404,)
     "/destinations",
     response_model=DestinationPage,
     responses=_errors(),
-    summary="Your tenant's destinations that were paused or failed (breaker state, in flight, health)",
+    summary="Your tenant's destinations that were paused, limited or failed (limits, breaker, in flight, health)",
 )
 async def list_destinations(
     principal: Reader,
@@ -76,7 +76,7 @@ async def resume_destination(
     "/destinations/{key:path}",
     response_model=DestinationView,
     responses=_errors(*_ONE),
-    summary="A destination's breaker state, waiting and in-flight timers, recent success rate and response times",
+    summary="A destination's limits, breaker state, waiting and in-flight timers, recent success and latency",
 )
 async def get_destination(
     key: Key, principal: Reader, destinations: DestinationServiceDep
@@ -88,7 +88,7 @@ async def get_destination(
     "/destinations/{key:path}",
     response_model=DestinationView,
     responses=_errors(400, 413, 415, *_ONE),
-    summary="Pause or unpause a destination",
+    summary="Pause or unpause a destination, set or lift its rate, burst and parallelism",
 )
 async def update_destination(
     key: Key, body: DestinationUpdate, principal: Writer, destinations: DestinationServiceDep

@@ -14,6 +14,7 @@ from task_scheduler import metrics
 from task_scheduler.config import Settings
 from task_scheduler.delivery.notifications import destination_event_timers
 from task_scheduler.destinations import repository
+from task_scheduler.destinations.flow import default_burst
 from task_scheduler.destinations.health import WINDOW_MINUTES, health_of
 from task_scheduler.destinations.keys import MAX_LOOKUP_LENGTH, key_problem, rollup_hosts
 from task_scheduler.destinations.models import BreakerState
@@ -71,13 +72,41 @@ class DestinationService:
         return DestinationPage(destinations=views, next_cursor=next_cursor)
 
     async def update(self, key: str, change: DestinationUpdate, *, tenant: str) -> DestinationView:
+        """Pause, unpause, set or lift limits (the fields given); the dispatchers are woken for
+        any change but a pause (a lifted pause or limit may release timers at once)."""
         _check_key(key)
+        given = frozenset(change.model_fields_set)
+        if not given:
+            raise ValidationFailed(
+                "give at least one of paused, rate_per_second, burst, parallelism", field=None
+            )
+        if change.burst is not None and "rate_per_second" in given and change.rate_per_second is None:
+            raise ValidationFailed("burst: a burst needs a rate_per_second", field="burst")
+        update = repository.Change(
+            given,
+            paused=bool(change.paused),
+            rate_per_second=change.rate_per_second,
+            burst=change.burst,
+            parallelism=change.parallelism,
+        )
         async with self._engine.begin() as conn:
-            row = await repository.set_paused(conn, tenant=tenant, key=key, paused=change.paused)
-            if not change.paused:
+            row = await repository.update(conn, tenant=tenant, key=key, change=update)
+            if change.paused is not True:
                 await _wake_dispatchers(conn)
-        action = "destination.paused" if change.paused else "destination.unpaused"
-        log_event(logger, action, tenant=tenant, destination=key)
+        if "paused" in given:
+            action = "destination.paused" if change.paused else "destination.unpaused"
+            log_event(logger, action, tenant=tenant, destination=key)
+        limits = given - {"paused"}
+        if limits:
+            log_event(
+                logger,
+                "destination.limited",
+                tenant=tenant,
+                destination=key,
+                rate_per_second=row.rate_per_second,
+                burst=_burst(row),
+                parallelism=row.parallelism,
+            )
         return _view(row)
 
     async def resume(self, key: str, *, tenant: str) -> DestinationView:
@@ -137,4 +166,14 @@ def _view(row: DestinationRow) -> DestinationView:
         consecutive_failures=row.consecutive_failures,
         opened_at=row.opened_at,
         updated_at=row.updated_at,
+        rate_per_second=row.rate_per_second,
+        burst=_burst(row),
+        parallelism=row.parallelism,
     )
+
+
+def _burst(row: DestinationRow) -> int | None:
+    """The bucket's size in force: the one set, or by default one second's worth."""
+    if row.rate_per_second is None:
+        return None
+    return row.burst if row.burst is not None else default_burst(row.rate_per_second)

@@ -31,6 +31,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -124,6 +125,9 @@ timers = Table(
     Column("traceparent", Text, nullable=True),
     # The destination whose breaker and pause hold it (destinations/); NULL on timers made before.
     Column("destination", Text, nullable=True),
+    # Claimed by flow control (destinations/flow.py) at least once: its firing counts against
+    # its destination's parallelism (the regular claim leaves it, so it adds no index entry).
+    Column("flow_claimed", Boolean, nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="ck_timers_status"),
     # The last line behind the API's checks (timers/storable.py): asyncpg stores year 1 as -infinity.
     CheckConstraint(
@@ -137,6 +141,22 @@ timers = Table(
     Index("ix_timers_pending_due", "due_at", "id", postgresql_where=text("status = 'pending'")),
     # Lease expiry scans only timers being fired.
     Index("ix_timers_firing_lease", "lease_expires_at", postgresql_where=text("status = 'firing'")),
+    # The flow-control claim (destinations/flow.py): a destination's due timers, and its timers in
+    # flight that flow control claimed (the cluster-wide count its parallelism limits).
+    Index(
+        "ix_timers_pending_destination",
+        "tenant",
+        "destination",
+        "due_at",
+        "id",
+        postgresql_where=text("status = 'pending' AND destination IS NOT NULL"),
+    ),
+    Index(
+        "ix_timers_firing_destination",
+        "tenant",
+        "destination",
+        postgresql_where=text("status = 'firing' AND flow_claimed"),
+    ),
     # A tenant's pending timers in due order (GET /timers?status=pending, the dashboard); the
     # per-tenant pending cap counts them here too (not the whole table).
     Index(

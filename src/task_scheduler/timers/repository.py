@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.db import EARLIEST_TIME, LATEST_TIME
 from task_scheduler.destinations.keys import default_key
+from task_scheduler.destinations.models import HOLDING_OR_LIMITED
 from task_scheduler.timers.models import TimerStatus, timers
 from task_scheduler.timers.shape import Flat, StoredSpec, TimerSpec
 
@@ -741,10 +742,11 @@ RETURNING {returning}
 """
 _CLAIMED_COLUMNS = _select_list(CLAIMED_TIMER, computed={"attempt": "attempts"})
 # A destination that is paused, or whose circuit breaker is not closed, holds its timers (pending,
-# attempts untouched); one past its lateness cutoff is still claimed, to be expired unsent.
-_NOT_HELD = """(t.destination IS NULL OR t.deliver_before < now() OR NOT EXISTS (
+# attempts untouched); a limited one's go out through the flow-control claim (claim_limited); one
+# past its lateness cutoff is still claimed here, to be expired unsent.
+_NOT_HELD = f"""(t.destination IS NULL OR t.deliver_before < now() OR NOT EXISTS (
         SELECT 1 FROM destinations AS d
-        WHERE d.tenant = t.tenant AND d.key = t.destination AND (d.paused OR d.breaker_state <> 'closed')))"""
+        WHERE d.tenant = t.tenant AND d.key = t.destination AND ({HOLDING_OR_LIMITED})))"""
 _CLAIM_DUE = text(_CLAIM_TEMPLATE.format(which=_NOT_HELD, returning=_CLAIMED_COLUMNS))
 # A half-open destination's probe: its earliest due timer (the claim took the probe for it).
 _CLAIM_PROBE = text(
@@ -857,6 +859,49 @@ async def claim_probe(
         "limit": 1,
     }
     return _claim_of(await conn.execute(_CLAIM_PROBE, params))
+
+
+# The flow-control claim: for each destination, at most its allowance of its timers due now
+# (not ahead: a limited timer is sent when claimed), earliest first. One statement for every
+# destination; the subquery runs once (`id = ANY(ARRAY(...))`, see the module's docstring).
+_CLAIM_LIMITED = text(f"""
+UPDATE timers
+SET status = 'firing',
+    flow_claimed = true,
+    attempts = attempts + 1,
+    lease_owner = :owner,
+    lease_expires_at = greatest(due_at, now()) + make_interval(secs => CAST(:lease_seconds AS double precision)),
+    updated_at = now()
+WHERE id = ANY(ARRAY(
+    SELECT picked.id
+    FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:counts AS integer[]))
+        AS a(tenant, key, allowed)
+    CROSS JOIN LATERAL (
+        SELECT t.id FROM timers AS t
+        WHERE t.status = 'pending' AND t.destination IS NOT NULL
+          AND t.tenant = a.tenant AND t.destination = a.key AND t.due_at <= now()
+        ORDER BY t.due_at, t.id
+        LIMIT a.allowed
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+))
+RETURNING {_CLAIMED_COLUMNS}
+""")
+
+
+async def claim_limited(
+    conn: AsyncConnection, *, owner: str, allowances: Sequence[tuple[str, str, int]], lease_seconds: float
+) -> Claim:
+    """pending → firing for at most `allowed` due timers of each (tenant, destination, allowed),
+    earliest first; the caller holds the destinations' rows locked (destinations/flow.py)."""
+    params = {
+        "owner": owner,
+        "tenants": [a[0] for a in allowances],
+        "keys": [a[1] for a in allowances],
+        "counts": [a[2] for a in allowances],
+        "lease_seconds": lease_seconds,
+    }
+    return _claim_of(await conn.execute(_CLAIM_LIMITED, params))
 
 
 @dataclass(frozen=True, slots=True)

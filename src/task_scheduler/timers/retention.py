@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 _GAUGE_COST_FACTOR = 50
 _MANY_PENDING = 1_000_000  # from here on, counting them is slow enough to space out
 _MAX_BATCHES_PER_RUN = 100
+_FLOW_WAITING_LABELS = 20  # the limited destinations with the most timers waiting, each a label
 
 
 class Housekeeper:
@@ -71,6 +72,10 @@ class Housekeeper:
             pending, overdue = await repository.pending_stats(conn)
             active_schedules = await schedule_repository.count_active(conn)
             holding, waiting = await destination_repository.holding_stats(conn)
+            limited = await destination_repository.waiting_limited(conn, limit=_FLOW_WAITING_LABELS)
+        metrics.FLOW_WAITING.clear()
+        for key, count in limited:
+            metrics.FLOW_WAITING.labels(key[:200]).set(count)
         metrics.DESTINATIONS_HOLDING.set(holding)
         metrics.WAITING_FOR_DESTINATION.set(waiting)
         metrics.PENDING.set(pending)
