@@ -26,6 +26,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -417,3 +418,100 @@ def _plain(receiver_url: str) -> dict[str, Any]:
         "traceparent": None,
         "destination": None,
     }
+
+
+@st.composite
+def hostile_destination(draw: st.DrawFn) -> dict[str, Any]:
+    """A destination row (limits and breaker state as another version or an operator could leave
+    them) with a timer of it due now."""
+    return {
+        "key": draw(
+            st.text(storable_char, min_size=1, max_size=12) | st.sampled_from(["\n", " ", "x" * 5000])
+        ),
+        "paused": draw(st.booleans()),
+        "breaker_state": draw(st.sampled_from(["closed", "closed", "open", "half_open"])),
+        # Mostly values the table admits (the CHECK refuses NaN, ±infinity and out-of-range
+        # limits), at times one it refuses: that row is not stored.
+        "consecutive_failures": draw(st.sampled_from([0, 1, 5, INT_MAX, INT_MAX, -1])),
+        "opened_at": draw(nullable_time),
+        "probe_until": draw(nullable_time),
+        "rate_per_second": draw(
+            st.none() | st.sampled_from(["5e-324", "0.5", "1000", "1000000", "1e6", "NaN"])
+        ),
+        "burst": draw(st.none() | st.sampled_from([1, 2, 1_000_000, 1_000_000, INT_MAX])),
+        "parallelism": draw(st.none() | st.sampled_from([1, 2, 100_000, 100_000, INT_MAX])),
+        "tokens": draw(st.none() | st.sampled_from(["0", "-1", "0.5", "1e6", "-1e6", "5e-324", "Infinity"])),
+        "tokens_at": draw(
+            st.none() | st.sampled_from(["now", "1970-01-01 00:00:00+00", *TIMES[2:5], "infinity"])
+        ),
+    }
+
+
+_INSERT_DESTINATION = """
+INSERT INTO destinations (tenant, key, paused, breaker_state, consecutive_failures, opened_at,
+    probe_until, rate_per_second, burst, parallelism, tokens, tokens_at)
+VALUES ('default', $1, $2, $3, $4, $5::text::timestamptz, $6::text::timestamptz, $7::text::float8,
+    $8, $9, $10::text::float8, $11::text::timestamptz)
+"""
+_INSERT_DESTINATION_TIMER = """
+INSERT INTO timers (url, due_at, destination) VALUES ($1, now(), $2) RETURNING id
+"""
+
+
+def test_hostile_destination_rows_fail_only_themselves(checker: RowChecker) -> None:
+    """Flow control claims every limited destination in one transaction: one row with a NaN rate
+    or infinite tokens must not stop the others, limited or not."""
+    app = checker.app
+    limited = "canary-limited"
+    put = app.request("PUT", f"/destinations/{limited}", json={"rate_per_second": 1000, "parallelism": 100})
+    assert put.status_code == 200, put.text
+
+    def limited_canary() -> None:
+        made = app.request(
+            "POST",
+            "/timer",
+            json={"seconds": 0, "url": f"{app.receiver.url}/limited", "destination": limited},
+        )
+        assert made.status_code == 201, made.text
+        timer_id = made.json()["timer_id"]
+        assert app.wait_delivered(timer_id), f"limited canary {timer_id} was not delivered"
+
+    async def insert(conn: asyncpg.Connection, row: dict[str, Any]) -> str | None:
+        try:
+            async with conn.transaction():
+                await conn.execute(_INSERT_DESTINATION, *row.values())
+                await conn.fetchval(_INSERT_DESTINATION_TIMER, f"{app.receiver.url}/dest", row["key"])
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+            return None
+        key: str = row["key"]
+        return key
+
+    @ROW_SETTINGS
+    @given(rows=st.lists(hostile_destination(), min_size=1, max_size=3, unique_by=lambda r: r["key"]))
+    def batch(rows: list[dict[str, Any]]) -> None:
+        async def work(conn: asyncpg.Connection) -> list[str]:
+            keys = []
+            for row in rows:
+                key = await insert(conn, row)
+                if key is not None:
+                    keys.append(key)
+            return keys
+
+        keys: list[str] = checker.sql(work)
+        stored.extend(keys)
+        checker.canary()
+        limited_canary()
+        for key in keys:
+            checker.get_ok(f"/destinations/{quote(key, safe='')}")
+        for path in ("/destinations", "/ui/destinations", "/ui", "/metrics"):
+            checker.get_ok(path)
+
+        async def clear(conn: asyncpg.Connection) -> None:
+            # the next example starts from healthy destinations (a key may be drawn again)
+            await conn.execute("DELETE FROM destinations WHERE key <> $1", limited)
+
+        checker.sql(clear)
+
+    stored: list[str] = []
+    batch()
+    assert len(stored) >= EXAMPLES // 2, f"only {len(stored)} hostile destinations were stored"

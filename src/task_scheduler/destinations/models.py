@@ -71,9 +71,15 @@ destinations = Table(
     Column("tokens_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("tenant", "key", name="pk_destinations"),
     CheckConstraint(f"breaker_state IN ({_STATES})", name="ck_destinations_breaker_state"),
+    # Bounds that exclude NaN and ±infinity as well (NaN > 0 holds in PostgreSQL): the flow claim
+    # locks every limited destination in one transaction, and one row with a NaN rate or an
+    # infinite tokens_at made it fail for all of them (tests/integration/test_hostile_rows.py).
     CheckConstraint(
-        "(rate_per_second IS NULL OR rate_per_second > 0) AND (burst IS NULL OR burst >= 1)"
-        " AND (parallelism IS NULL OR parallelism >= 1)",
+        "(rate_per_second IS NULL OR (rate_per_second > 0 AND rate_per_second <= 1000000))"
+        " AND (burst IS NULL OR burst BETWEEN 1 AND 1000000)"
+        " AND (parallelism IS NULL OR parallelism BETWEEN 1 AND 100000)"
+        " AND (tokens IS NULL OR tokens BETWEEN -1000000 AND 1000000)"
+        " AND (tokens_at IS NULL OR isfinite(tokens_at)) AND consecutive_failures >= 0",
         name="ck_destinations_limits",
     ),
     # Every claim reads the destinations that hold their timers or limit them (few), never the

@@ -86,7 +86,9 @@ WITH input AS (
     FOR UPDATE OF d
 ), changed AS (
     SELECT locked.*,
-           CASE WHEN answered THEN fresh_failures ELSE consecutive_failures + fresh_failures END AS failures
+           CASE WHEN answered THEN fresh_failures
+                ELSE CAST(least(CAST(consecutive_failures AS bigint) + fresh_failures, 2147483647) AS integer)
+           END AS failures
     FROM locked
 )
 UPDATE destinations AS d

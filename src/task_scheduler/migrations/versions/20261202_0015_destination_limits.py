@@ -33,11 +33,17 @@ def upgrade() -> None:
     op.add_column("destinations", sa.Column("parallelism", sa.Integer, nullable=True))
     op.add_column("destinations", sa.Column("tokens", sa.Double, nullable=True))
     op.add_column("destinations", sa.Column("tokens_at", sa.DateTime(timezone=True), nullable=True))
+    # A negative failure count could only be written from outside; the bounds keep NaN and
+    # ±infinity out too (NaN > 0 holds in PostgreSQL), see destinations/models.py.
+    op.execute("UPDATE destinations SET consecutive_failures = 0 WHERE consecutive_failures < 0")
     op.create_check_constraint(
         "ck_destinations_limits",
         "destinations",
-        "(rate_per_second IS NULL OR rate_per_second > 0) AND (burst IS NULL OR burst >= 1)"
-        " AND (parallelism IS NULL OR parallelism >= 1)",
+        "(rate_per_second IS NULL OR (rate_per_second > 0 AND rate_per_second <= 1000000))"
+        " AND (burst IS NULL OR burst BETWEEN 1 AND 1000000)"
+        " AND (parallelism IS NULL OR parallelism BETWEEN 1 AND 100000)"
+        " AND (tokens IS NULL OR tokens BETWEEN -1000000 AND 1000000)"
+        " AND (tokens_at IS NULL OR isfinite(tokens_at)) AND consecutive_failures >= 0",
     )
     op.drop_index("ix_destinations_holding", table_name="destinations")
     op.create_index(
