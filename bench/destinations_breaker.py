@@ -27,6 +27,7 @@ from sqlalchemy import text
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.db import create_engine
+from tests.support.receiver import serve_on_loopback
 
 COOLDOWN = 2.0
 
@@ -43,11 +44,7 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -33,6 +33,7 @@ from aiohttp import web
 from bench.common import Row
 from bench.harness import connect, fresh_database, start_service
 from task_scheduler.db import asyncpg_dsn
+from tests.support.receiver import serve_on_loopback
 
 WINDOW_SECONDS = 5.0
 SKIPPED_SECONDS = 1.0  # the first second carries the burst
@@ -55,11 +56,7 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -6,31 +6,12 @@ drops only what it added."""
 from __future__ import annotations
 
 import asyncpg
-from sqlalchemy import Connection, text
 
-from task_scheduler.db import _alembic_config, asyncpg_dsn, create_engine, migrate, schema_is_current
+from task_scheduler.db import asyncpg_dsn, create_engine, migrate, schema_is_current
+from tests.support.migrations import column_names, downgrade_to, schema_at
 
 LIMIT_COLUMNS = {"rate_per_second", "burst", "parallelism", "tokens", "tokens_at"}
 FLOW_INDEXES = {"ix_timers_pending_destination", "ix_timers_firing_destination"}
-
-
-def _upgrade_to_0014(connection: Connection) -> None:
-    from alembic import command
-
-    command.upgrade(_alembic_config(connection), "0014")
-
-
-def _downgrade_to_0014(connection: Connection) -> None:
-    from alembic import command
-
-    command.downgrade(_alembic_config(connection), "0014")
-
-
-async def _columns(db: asyncpg.Connection) -> set[str]:
-    rows = await db.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'destinations'"
-    )
-    return {r["column_name"] for r in rows}
 
 
 async def _indexes(db: asyncpg.Connection) -> dict[str, str]:
@@ -44,11 +25,8 @@ async def test_upgrade_adds_null_limits_and_downgrade_removes_them(database_url:
     engine = create_engine(database_url, pool_size=1)
     db = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-            await conn.run_sync(_upgrade_to_0014)
-        assert not LIMIT_COLUMNS & await _columns(db)
+        await schema_at(engine, "0014")
+        assert not LIMIT_COLUMNS & await column_names(db, "destinations")
         before_indexes = await _indexes(db)
         await db.execute(
             "INSERT INTO destinations (tenant, key, paused, consecutive_failures) VALUES ('t', 'k', true, 2)"
@@ -72,9 +50,8 @@ async def test_upgrade_adds_null_limits_and_downgrade_removes_them(database_url:
         assert set(indexes) >= FLOW_INDEXES
         assert "rate_per_second IS NOT NULL" in indexes["ix_destinations_holding"]
 
-        async with engine.begin() as conn:
-            await conn.run_sync(_downgrade_to_0014)
-        assert not LIMIT_COLUMNS & await _columns(db)
+        await downgrade_to(engine, "0014")
+        assert not LIMIT_COLUMNS & await column_names(db, "destinations")
         assert await _indexes(db) == before_indexes
         assert dict(await db.fetchrow("SELECT * FROM destinations")) == before
         assert dict(await db.fetchrow("SELECT * FROM timers WHERE id = $1", timer_id)) == timer

@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from sqlalchemy import Connection, text
 
-from task_scheduler.db import _alembic_config, asyncpg_dsn, create_engine, migrate
-
-
-def _upgrade_to_0005(connection: Connection) -> None:
-    from alembic import command
-
-    command.upgrade(_alembic_config(connection), "0005")
+from task_scheduler.db import asyncpg_dsn, create_engine, migrate
+from tests.support.migrations import schema_at
 
 
 async def test_upgrade_quarantines_poison_rows_then_constrains(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=1)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-        await conn.run_sync(_upgrade_to_0005)
+    await schema_at(engine, "0005")
     db = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         insert = "INSERT INTO timers (url, due_at, status, lease_owner, lease_expires_at, deliver_before)"
