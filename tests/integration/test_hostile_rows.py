@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -515,3 +516,56 @@ def test_hostile_destination_rows_fail_only_themselves(checker: RowChecker) -> N
     stored: list[str] = []
     batch()
     assert len(stored) >= EXAMPLES // 2, f"only {len(stored)} hostile destinations were stored"
+
+
+@st.composite
+def hostile_bulk_job(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "tenant": draw(st.none() | st.just("default") | stored_text),
+        "action": draw(st.sampled_from(["cancel", "retry", "reschedule"])),
+        "offset_seconds": draw(nullable_float),
+        "filter": draw(json_text | st.just('{"labels": {"k": "v"}}')),
+        "max_timer_id": draw(st.sampled_from([0, 1, 2**63 - 1, -(2**63)])),
+        "last_timer_id": draw(st.sampled_from([0, 1, 2**63 - 1, -(2**63)])),
+    }
+
+
+_INSERT_BULK_JOB = """
+INSERT INTO bulk_jobs (tenant, action, offset_seconds, filter, max_timer_id, last_timer_id)
+VALUES ($1, $2, $3::text::float8, $4::text::jsonb, $5, $6) RETURNING id
+"""
+
+
+def test_hostile_bulk_jobs_fail_only_themselves(checker: RowChecker) -> None:
+    """Regression: a bulk job whose stored filter is not a JSON object answered 500 on
+    GET /timers/bulk/{id}; the runner must fail such a job and go on with the others."""
+    app = checker.app
+
+    @ROW_SETTINGS
+    @given(rows=st.lists(hostile_bulk_job(), min_size=1, max_size=3))
+    def batch(rows: list[dict[str, Any]]) -> None:
+        async def work(conn: asyncpg.Connection) -> list[int]:
+            ids = []
+            for row in rows:
+                with contextlib.suppress(asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    ids.append(await conn.fetchval(_INSERT_BULK_JOB, *row.values()))
+            return ids
+
+        ids: list[int] = checker.sql(work)
+        stored.extend(ids)
+        for job_id in ids:
+            checker.get_ok(f"/timers/bulk/{job_id}")
+        made = app.request(
+            "POST", "/timers/bulk", json={"action": "cancel", "filter": {"labels": {"no": "one"}}}
+        )
+        assert made.status_code == 202, made.text
+        job_id = made.json()["job_id"]
+        deadline = time.monotonic() + 15
+        while (state := app.request("GET", f"/timers/bulk/{job_id}").json()["state"]) != "done":
+            assert time.monotonic() < deadline, f"canary bulk job {job_id} is still {state}"
+            time.sleep(0.05)
+        assert app.request("GET", "/readyz").status_code == 200
+
+    stored: list[int] = []
+    batch()
+    assert len(stored) >= EXAMPLES, f"only {len(stored)} hostile bulk jobs were stored"

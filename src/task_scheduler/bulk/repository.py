@@ -118,6 +118,15 @@ async def hold(conn: AsyncConnection, *, job_id: int, owner: str, lease_seconds:
     return None if row is None else _job(row._mapping)
 
 
+_NEXT_TIMER_ID = text("SELECT min(id) FROM timers WHERE id > :after")
+
+
+async def next_timer_id(conn: AsyncConnection, *, after: int) -> int | None:
+    """The first timer id after `after` (one step down the primary key), None past the last."""
+    found: int | None = (await conn.execute(_NEXT_TIMER_ID, {"after": after})).scalar()
+    return found
+
+
 _ADVANCE = text("""
 UPDATE bulk_jobs
 SET last_timer_id = :last_timer_id, matched = matched + :matched, done = done + :done,

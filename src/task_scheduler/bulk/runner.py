@@ -115,7 +115,13 @@ class BulkRunner:
                 if job is None:
                     log_event(logger, "bulk.lost", job_id=job_id, owner=self.owner)
                     return Batch.LOST
-                scan_to = min(job.max_timer_id, job.last_timer_id + self._window)
+                # The window starts at the next id that exists: ids may be sparse (a sequence moved
+                # on, a job written from outside with a cursor at -2**63), and walking empty
+                # windows of ids one batch at a time would never end.
+                start = await repository.next_timer_id(conn, after=job.last_timer_id)
+                scan_to = (
+                    job.max_timer_id if start is None else min(job.max_timer_id, start - 1 + self._window)
+                )
                 ids, changed = await self._batch(conn, job, scan_to=scan_to)
                 full = len(ids) == self._settings.bulk_batch_size
                 finished = not full and scan_to >= job.max_timer_id

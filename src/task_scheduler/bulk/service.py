@@ -120,7 +120,8 @@ def job_view(job: BulkJob) -> BulkJobView:
         state=job.state,
         action=job.action,
         offset_seconds=job.offset_seconds,
-        filter=job.filter,
+        # a job written from outside may hold any JSON (the runner fails it): shown as no filter
+        filter=job.filter if isinstance(job.filter, dict) else {},
         matched=job.matched,
         done=job.done,
         skipped=job.skipped,
