@@ -163,7 +163,7 @@ VALUES ($1, $2, now() - make_interval(secs => $3::float8), $4::text::timestamptz
     $5::text::timestamptz, $6, $7, $8, $9::text::timestamptz, $10, $11::text::timestamptz, $12,
     $13::text::jsonb, $14::text::jsonb, $15::text::jsonb, $16::text::timestamptz, $17,
     $18::text::float8, $19::text::float8, $20::text::float8, $21, $22, $23, $24, $25)
-RETURNING id, status, CAST(updated_at AS text) AS updated_at
+RETURNING id, status, attempts
 """
 
 
@@ -279,25 +279,27 @@ class RowChecker:
         assert self.app.request("GET", "/readyz").status_code == 200
 
     def taken(self, inserted: list[asyncpg.Record]) -> None:
-        """Every pending, due row was taken by the engine (it claims in due order: the canary, due
-        last, has been delivered). Taken: changed by the engine (its updated_at moved), whether it
-        was sent, failed, expired, quarantined, or returned unsent (a busy instance returns a
-        lease its heartbeat no longer vouches for)."""
-        due = {r["id"]: r for r in inserted if r["status"] == "pending"}
+        """Every pending, due row is settled soon after the canary (claims go in due order, and
+        the canary was due last): sent, retried later, failed, expired or quarantined. Not settled:
+        still pending, due, its attempts as inserted: never claimed, or claimed and returned unsent
+        on every turn (an infinite timeout once did that forever). A busy instance may return one
+        unsent once (its heartbeat no longer vouches for the lease): hence a few seconds."""
+        due = {r["id"]: r["attempts"] for r in inserted if r["status"] == "pending"}
         if not due:
             return
 
-        async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            rows: list[asyncpg.Record] = await conn.fetch(
-                "SELECT id, status, CAST(updated_at AS text) AS updated_at FROM timers WHERE id = ANY($1::bigint[])",
+        async def work(conn: asyncpg.Connection) -> list[int]:
+            rows = await conn.fetch(
+                "SELECT id, attempts FROM timers"
+                " WHERE id = ANY($1::bigint[]) AND status = 'pending' AND due_at <= now()",
                 list(due),
             )
-            return rows
+            return [r["id"] for r in rows if r["attempts"] == due[r["id"]]]
 
-        for now in self.sql(work):
-            assert now["updated_at"] != due[now["id"]]["updated_at"], (
-                f"timer {now['id']} was due and never taken"
-            )
+        deadline = time.monotonic() + 10
+        while unsettled := self.sql(work):
+            assert time.monotonic() < deadline, f"due and never settled: timers {unsettled}"
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -568,3 +570,20 @@ def test_hostile_bulk_jobs_fail_only_themselves(checker: RowChecker) -> None:
     stored: list[int] = []
     batch()
     assert len(stored) >= EXAMPLES, f"only {len(stored)} hostile bulk jobs were stored"
+
+
+@pytest.mark.parametrize("timeout", ["Infinity", "1e308", "NaN", "-1"])
+def test_a_stored_retry_policy_out_of_bounds_is_quarantined(checker: RowChecker, timeout: str) -> None:
+    """Regression: a stored timeout no heartbeat can vouch for (infinite, 1e308) made the timer be
+    claimed and returned unsent on every turn, forever; NaN and negative ones reached the client."""
+    row = {**_plain(checker.app.receiver.url), "timeout_seconds": timeout}
+    (stored,) = checker.insert_timers([row])
+    checker.canary()
+    deadline = time.monotonic() + 15
+    while (view := checker.app.request("GET", f"/timer/{stored['id']}").json())["status"] != "failed":
+        assert time.monotonic() < deadline, view
+        time.sleep(0.05)
+    assert view["last_error"].startswith(
+        "unprocessable: cannot be claimed: ValueError('retry.timeout_seconds"
+    ), view
+    assert not any(d.timer_id == stored["id"] for d in checker.app.receiver.deliveries)

@@ -213,6 +213,7 @@ class RetryPolicy(BaseModel):
     timeout_seconds: Annotated[float, Field(strict=True, ge=0.1, le=3600)] | None = Field(
         default=None, description="Total timeout of one request; must be below the service's lease."
     )
+    # The same bounds as shape.RETRY_BOUNDS (the claim's check of a stored row; a test ties them).
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> RetryPolicy:

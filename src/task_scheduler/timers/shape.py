@@ -47,6 +47,24 @@ class RetrySpec:
         """The policy in force: each field the timer leaves unset taken from `defaults`."""
         return RetrySpec(**{name: getattr(self, name) or getattr(defaults, name) for name in _RETRY_FIELDS})
 
+    def problem(self) -> str | None:
+        """What is out of the API's bounds (RETRY_BOUNDS), for a policy read back from a row
+        written from outside: NaN, infinite or negative numbers; None when all is well."""
+        for name, (low, high) in RETRY_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:  # False for NaN too
+                return f"retry.{name} is out of bounds ({low}-{high}): {value!r}"
+        return None
+
+
+# The bounds of each retry field (the API's schema and the claim's check of a stored row).
+RETRY_BOUNDS: dict[str, tuple[float, float]] = {
+    "max_attempts": (1, 100),
+    "backoff_base_seconds": (0.01, 86_400),
+    "backoff_cap_seconds": (0.01, 604_800),
+    "timeout_seconds": (0.1, 3600),
+}
+
 
 _RETRY_FIELDS = tuple(f.name for f in dataclasses.fields(RetrySpec))
 VALUE_OBJECTS: tuple[type, ...] = (RequestSpec, RetrySpec)
