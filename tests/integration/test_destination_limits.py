@@ -12,6 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bench.destinations_flow import most_in_any_window
 from task_scheduler.app import create_app
 from tests.support.app import ServiceFactory, running_app
 from tests.support.polling import WAIT, wait_for_status
@@ -122,17 +123,6 @@ async def test_parallelism_holds_across_three_instances(make_settings: Any) -> N
     assert 1 <= receiver.most_in_flight <= 2
     assert receiver.counts() == dict.fromkeys(timers, 1)  # none lost, none doubled
     assert {(s["status"], s["attempts"]) for s in shown} == {("delivered", 1)}
-
-
-def most_in_any_window(arrivals: list[float], seconds: float) -> int:
-    """The most arrivals within any window of `seconds` (each window starting at an arrival)."""
-    arrivals = sorted(arrivals)
-    most, end = 0, 0
-    for start, at in enumerate(arrivals):
-        while end < len(arrivals) and arrivals[end] < at + seconds:
-            end += 1
-        most = max(most, end - start)
-    return most
 
 
 # A request goes out a little after its claim (the commit, the event loop): windows measured at the

@@ -30,7 +30,7 @@ from task_scheduler.db import EARLIEST_TIME, LATEST_TIME
 from task_scheduler.destinations.keys import default_key
 from task_scheduler.destinations.models import HOLDING_OR_LIMITED
 from task_scheduler.timers.models import TimerStatus, timers
-from task_scheduler.timers.shape import Flat, RetrySpec, StoredSpec, TimerSpec
+from task_scheduler.timers.shape import Flat, StoredSpec, TimerSpec
 
 NOTIFY_CHANNEL = "task_scheduler_due"
 
@@ -765,7 +765,6 @@ async def database_clock(conn: AsyncConnection) -> datetime:
     return now
 
 
-_RETRY_COLUMNS = ("max_attempts", "backoff_base_seconds", "backoff_cap_seconds", "timeout_seconds")
 # The claim counts attempts up to here and no further (`attempts` is an integer column).
 _ATTEMPTS_LIMIT = 2**31 - 1
 
@@ -797,17 +796,17 @@ def _claimed_timer(m: RowMapping) -> ClaimedTimer:
         raise ValueError("headers and labels must be JSON objects")
     if not 0 < m["attempt"] < _ATTEMPTS_LIMIT:
         raise ValueError(f"the attempt counter is out of range: {m['attempt']}")
-    retry = RetrySpec(**{name: m[name] for name in _RETRY_COLUMNS})
-    if (problem := retry.problem()) is not None:
-        # e.g. an infinite timeout: no heartbeat could ever vouch for it, so the timer would be
-        # claimed and returned unsent on every turn, forever
-        raise ValueError(problem)
     for name in ("due_at", "lease_expires_at"):
         _finite_time(m[name], name)
     for name in ("deliver_before", "occurrence_at"):
         if m[name] is not None:
             _finite_time(m[name], name)
-    return CLAIMED_TIMER.build(m)
+    timer = CLAIMED_TIMER.build(m)
+    if (problem := timer.retry.problem()) is not None:
+        # e.g. an infinite timeout: no heartbeat could ever vouch for it, so the timer would be
+        # claimed and returned unsent on every turn, forever
+        raise ValueError(problem)
+    return timer
 
 
 async def claim_due(
