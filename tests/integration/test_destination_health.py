@@ -82,18 +82,20 @@ async def test_success_rate_and_response_times_of_real_deliveries(
 
 
 async def test_in_flight_counts_the_destinations_timers_being_fired(service: ServiceFactory) -> None:
-    slow = Receiver(delay_seconds=3.0)
-    async with running(slow), service(**FAST_FOLD, request_timeout_seconds=4.0, lease_seconds=6.0) as client:
+    # the replies take long enough that all four requests are surely in flight together, however
+    # busy the machine: the check waits for that state instead of expecting it at one instant
+    slow = Receiver(delay_seconds=5.0)
+    async with running(slow), service(**FAST_FOLD, request_timeout_seconds=7.0, lease_seconds=9.0) as client:
         key = origin(slow)
         ids = [await create(client, seconds=0, url=slow.url) for _ in range(3)]
         aside = await create(client, seconds=0, url=slow.url, destination="aside")
 
         async def all_in_flight() -> bool:
             shown: dict[str, Any] = (await client.get(path_of(key))).json()
-            return bool(shown["in_flight"] == 3)
+            apart: dict[str, Any] = (await client.get(path_of("aside"))).json()
+            return bool(shown["in_flight"] == 3 and apart["in_flight"] == 1)
 
-        assert await wait_for(all_in_flight, within=2.5)
-        assert (await client.get(path_of("aside"))).json()["in_flight"] == 1
+        assert await wait_for(all_in_flight, within=4.0)
         for timer_id in [*ids, aside]:
             await wait_for_status(client, timer_id, "delivered", WAIT)
         after = (await client.get(path_of(key))).json()
