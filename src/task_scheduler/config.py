@@ -219,6 +219,14 @@ class Settings(BaseSettings):
         le=86_400,
         description="How long an open circuit breaker waits before one probe request (half-open).",
     )
+    breaker_disable_after_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=31_536_000,
+        description="A destination whose breaker has stayed open this long (every probe failed) is "
+        "disabled when its next probe fails: paused, no more probes, `destination.disabled` sent, "
+        "until it is unpaused or resumed. 0: never.",
+    )
     readiness_stall_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -89,7 +89,8 @@ BULK_TIMERS = Counter(
 )
 BREAKER_TRANSITIONS = Counter(
     "scheduler_breaker_transitions_total",
-    "Destination circuit breakers that changed state, by the state they went to: open, closed.",
+    "Destination circuit breakers that changed state, by the state they went to: open, closed; "
+    "disabled: a destination paused for failing too long.",
     ["state"],
 )
 DESTINATIONS_HOLDING = Gauge(

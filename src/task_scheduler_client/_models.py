@@ -130,9 +130,12 @@ class TimerView(_Answer):
     on_failure_url: str | None = None
     replay_of: int | None = None
     destination: str | None = None
-    held_reason: Literal["destination_paused", "destination_open", "parallelism", "rate_limited"] | None = (
-        None
-    )
+    held_reason: (
+        Literal[
+            "destination_disabled", "destination_paused", "destination_open", "parallelism", "rate_limited"
+        ]
+        | None
+    ) = None
     _etag: str | None = PrivateAttr(default=None)
 
     @property
@@ -250,6 +253,8 @@ class Destination(_Answer):
     consecutive_failures: int
     opened_at: datetime | None
     updated_at: datetime | None
+    failing_since: datetime | None = None
+    disabled_at: datetime | None = None
     rate_per_second: float | None = None
     burst: int | None = None
     parallelism: int | None = None

@@ -139,6 +139,8 @@ async def test_a_destination_never_changed_reads_closed(api: httpx.AsyncClient) 
         "breaker_state": "closed",
         "consecutive_failures": 0,
         "opened_at": None,
+        "failing_since": None,
+        "disabled_at": None,
         "updated_at": None,
         "rate_per_second": None,
         "burst": None,

@@ -305,7 +305,17 @@ class RowChecker:
 @pytest.fixture
 def checker(make_settings: Callable[..., Settings], database_url: str) -> Iterator[RowChecker]:
     # Open mode on loopback (no keys): the test client is the local admin, the dashboard included.
-    app = AppThread(make_settings(rate_limit_per_second=0, max_attempts=2, backoff_cap_seconds=0.1))
+    # A short cool-down and the disable rule on: hostile breaker rows take probes and reach the
+    # rule's arithmetic (a failing_since of ±infinity among them) within the test's wait.
+    app = AppThread(
+        make_settings(
+            rate_limit_per_second=0,
+            max_attempts=2,
+            backoff_cap_seconds=0.1,
+            breaker_cooldown_seconds=0.5,
+            breaker_disable_after_seconds=60.0,
+        )
+    )
     app.start()
     try:
         yield RowChecker(app, database_url)
@@ -446,14 +456,16 @@ def hostile_destination(draw: st.DrawFn) -> dict[str, Any]:
         "tokens_at": draw(
             st.none() | st.sampled_from(["now", "1970-01-01 00:00:00+00", *TIMES[2:5], "infinity"])
         ),
+        "failing_since": draw(nullable_time),
+        "disabled_at": draw(nullable_time),
     }
 
 
 _INSERT_DESTINATION = """
 INSERT INTO destinations (tenant, key, paused, breaker_state, consecutive_failures, opened_at,
-    probe_until, rate_per_second, burst, parallelism, tokens, tokens_at)
+    probe_until, rate_per_second, burst, parallelism, tokens, tokens_at, failing_since, disabled_at)
 VALUES ('default', $1, $2, $3, $4, $5::text::timestamptz, $6::text::timestamptz, $7::text::float8,
-    $8, $9, $10::text::float8, $11::text::timestamptz)
+    $8, $9, $10::text::float8, $11::text::timestamptz, $12::text::timestamptz, $13::text::timestamptz)
 """
 _INSERT_DESTINATION_TIMER = """
 INSERT INTO timers (url, due_at, destination) VALUES ($1, now(), $2) RETURNING id

@@ -71,6 +71,8 @@ def _print_destination(view: Destination) -> None:
         ("paused", "yes" if view.paused else "no"),
         ("consecutive_failures", str(view.consecutive_failures)),
         ("opened_at", view.opened_at.isoformat() if view.opened_at else "-"),
+        ("failing_since", view.failing_since.isoformat() if view.failing_since else "-"),
+        ("disabled_at", view.disabled_at.isoformat() if view.disabled_at else "-"),
         ("updated_at", view.updated_at.isoformat() if view.updated_at else "-"),
     ]
     rows.append(("rate", _rate(view)))

@@ -121,6 +121,7 @@ class Dispatcher:
             lookahead_seconds=settings.lookahead_seconds,
             wake=self._claim_now,
             breaker_failures=settings.breaker_failures,
+            breaker_disable_after_seconds=settings.breaker_disable_after_seconds,
             on_breakers=self._breakers_changed,
         )
         self._listener = Listener(dsn=listen_dsn, wake=self._claim_now, instance=self.owner)

@@ -3,8 +3,9 @@
 - the timer's own `on_success_url` (it ended delivered) or `on_failure_url` (failed or expired);
 - the tenant's operational webhooks subscribed to `timer.failed` / `timer.expired` (events/).
 
-and when a destination's circuit breaker opens or closes, the tenant's webhooks subscribed to
-`destination.opened` / `destination.closed`.
+and when a destination's circuit breaker opens or closes, or the destination is disabled for
+failing too long, the tenant's webhooks subscribed to `destination.opened` / `destination.closed`
+/ `destination.disabled`.
 
 Each call is an ordinary timer of the same tenant, due at once, made in the transaction that writes
 the outcome (delivery/writer.py): it exists exactly when the outcome does, and it is retried,
@@ -97,10 +98,12 @@ async def destination_event_timers(
     conn: AsyncConnection, transitions: Sequence[Transition]
 ) -> list[NewTimer]:
     """The timers that tell the tenants' subscribers a destination's breaker opened (from closed)
-    or closed; a failed probe (half_open → open) is not news."""
+    or closed, or that it was disabled; a failed probe (half_open → open) is not news otherwise."""
     events: list[tuple[str, str, Transition]] = []
     for change in transitions:
-        if change.after is BreakerState.OPEN and change.before is BreakerState.CLOSED:
+        if change.disabled:
+            events.append((change.tenant, "destination.disabled", change))
+        elif change.after is BreakerState.OPEN and change.before is BreakerState.CLOSED:
             events.append((change.tenant, "destination.opened", change))
         elif change.after is BreakerState.CLOSED and change.before is not BreakerState.CLOSED:
             events.append((change.tenant, "destination.closed", change))
@@ -117,6 +120,9 @@ async def destination_event_timers(
             "breaker_state": change.after.value,
             "consecutive_failures": change.consecutive_failures,
         }
+        if change.disabled:
+            body["paused"] = True
+            body["failing_since"] = change.failing_since.isoformat() if change.failing_since else None
         for url in subscribed.get((tenant, event), []):
             made.append(
                 NewTimer(

@@ -56,11 +56,13 @@ async def write_decisions(
     decisions: Sequence[Decision],
     notify_within: float = 0.0,
     breaker_failures: int = 5,
+    breaker_disable_after_seconds: float = 0.0,
 ) -> Written:
     """Write `decisions` in `conn`'s transaction, with the timers they make (outcome
     notifications, destination events) for those whose lease held, and what they say of their
     destinations (circuit breakers: one statement for the batch; `breaker_failures` consecutive
-    failures open one)."""
+    failures open one; a probe that fails after `breaker_disable_after_seconds` of failing
+    disables it)."""
     by_verdict: dict[Verdict, list[Outcome]] = {}
     for item in decisions:
         by_verdict.setdefault(item.verdict, []).append(item.outcome)
@@ -79,7 +81,10 @@ async def write_decisions(
     changes: list[Transition] = []
     if signals:
         changes = await destinations.record_outcomes(
-            conn, tallies=breaker.tally(signals), threshold=breaker_failures
+            conn,
+            tallies=breaker.tally(signals),
+            threshold=breaker_failures,
+            disable_after_seconds=breaker_disable_after_seconds,
         )
     follow_ups = notifications + (await destination_event_timers(conn, changes) if changes else [])
     if follow_ups:
@@ -91,6 +96,19 @@ async def write_decisions(
 def _breakers_changed(changes: Sequence[Transition]) -> None:
     """Counted and logged once the transaction that changed them committed."""
     for change in changes:
+        if change.disabled:
+            metrics.BREAKER_TRANSITIONS.labels("disabled").inc()
+            log_event(
+                logger,
+                "destination.disabled",
+                logging.WARNING,
+                tenant=change.tenant,
+                destination=change.key,
+                failing_since=change.failing_since.isoformat() if change.failing_since else None,
+                consecutive_failures=change.consecutive_failures,
+            )
+        if change.before is change.after:
+            continue
         metrics.BREAKER_TRANSITIONS.labels(change.after.value).inc()
         log_event(
             logger,
@@ -114,11 +132,13 @@ class OutcomeWriter:
         lookahead_seconds: float,
         wake: Callable[[], None],
         breaker_failures: int = 5,
+        breaker_disable_after_seconds: float = 0.0,
         on_breakers: Callable[[Sequence[Transition]], None] | None = None,
     ) -> None:
         self._engine = engine
         self._owner = owner
         self._breaker_failures = breaker_failures
+        self._breaker_disable_after_seconds = breaker_disable_after_seconds
         self._on_breakers = on_breakers
         self._lookahead_seconds = lookahead_seconds
         self._wake = wake
@@ -230,6 +250,7 @@ class OutcomeWriter:
                         decisions=batch,
                         notify_within=self._lookahead_seconds,
                         breaker_failures=self._breaker_failures,
+                        breaker_disable_after_seconds=self._breaker_disable_after_seconds,
                     )
                 if written.breakers:
                     _breakers_changed(written.breakers)

@@ -10,7 +10,12 @@ The breaker, one state machine per destination:
     half_open   half_open   take_probes                       the probe's time ran out: taken again
     half_open   closed      record_outcomes                   the probe (any attempt) succeeded
     half_open   open        record_outcomes                   the probe failed (opened_at restarts)
+    half_open   open+paused record_outcomes                   the probe failed and it has failed since
+                                                              `failing_since` for longer than
+                                                              SCHEDULER_BREAKER_DISABLE_AFTER_SECONDS:
+                                                              disabled (`disabled_at`), no more probes
     any         closed      resume                            POST /destinations/{key}/resume
+    disabled    open        update (paused: false)            PUT /destinations/{key}: probes resume
 
 Every transition is one conditional statement; the claim (timers/repository.py) reads the state.
 """
@@ -69,6 +74,10 @@ destinations = Table(
     # The token bucket as last spent: `tokens` at `tokens_at` (NULL: full).
     Column("tokens", Double, nullable=True),
     Column("tokens_at", DateTime(timezone=True), nullable=True),
+    # When the breaker opened from closed: kept through failed probes, NULL while closed.
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    # When the service paused the destination for failing too long (NULL: it did not).
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("tenant", "key", name="pk_destinations"),
     CheckConstraint(f"breaker_state IN ({_STATES})", name="ck_destinations_breaker_state"),
     # Bounds that exclude NaN and ±infinity as well (NaN > 0 holds in PostgreSQL): the flow claim

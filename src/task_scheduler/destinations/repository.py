@@ -26,6 +26,8 @@ class DestinationRow:
     rate_per_second: float | None
     burst: int | None  # NULL: max(1, ceil(rate_per_second))
     parallelism: int | None
+    failing_since: datetime | None = None  # when the breaker opened from closed (NULL: closed)
+    disabled_at: datetime | None = None  # when it was disabled for failing too long
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +43,21 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A breaker that changed state by a batch of outcomes."""
+    """A breaker that changed state by a batch of outcomes (or a destination that it disabled:
+    its probe failed after it had failed for longer than the disable setting)."""
 
     tenant: str
     key: str
     before: BreakerState
     after: BreakerState
     consecutive_failures: int
+    disabled: bool = False
+    failing_since: datetime | None = None
 
 
 _COLUMNS = (
     "tenant, key, paused, breaker_state, consecutive_failures, opened_at, updated_at, "
-    "rate_per_second, burst, parallelism"
+    "rate_per_second, burst, parallelism, failing_since, disabled_at"
 )
 
 
@@ -79,17 +84,26 @@ WITH input AS (
     SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:answered AS boolean[]),
                          CAST(:fresh_failures AS integer[])) AS i(tenant, key, answered, fresh_failures)
 ), locked AS (
-    SELECT d.tenant, d.key, d.breaker_state, d.consecutive_failures, input.answered, input.fresh_failures
+    SELECT d.tenant, d.key, d.breaker_state, d.consecutive_failures, d.paused, d.failing_since, d.opened_at,
+           input.answered, input.fresh_failures
     FROM destinations AS d JOIN input ON d.tenant = input.tenant AND d.key = input.key
     WHERE input.fresh_failures > 0 OR d.consecutive_failures > 0 OR d.breaker_state <> 'closed'
     ORDER BY d.tenant, d.key
     FOR UPDATE OF d
-), changed AS (
+), counted AS (
     SELECT locked.*,
            CASE WHEN answered THEN fresh_failures
                 ELSE CAST(least(CAST(consecutive_failures AS bigint) + fresh_failures, 2147483647) AS integer)
            END AS failures
     FROM locked
+), changed AS (
+    -- `disable`: its probe failed, and it has been failing for longer than the setting (0: never)
+    SELECT counted.*,
+           (CAST(:disable_after_seconds AS double precision) > 0
+            AND breaker_state = 'half_open' AND NOT answered AND fresh_failures > 0 AND NOT paused
+            AND coalesce(failing_since, opened_at, now())
+                + make_interval(secs => CAST(:disable_after_seconds AS double precision)) <= now()) AS disable
+    FROM counted
 )
 UPDATE destinations AS d
 SET consecutive_failures = changed.failures,
@@ -109,20 +123,31 @@ SET consecutive_failures = changed.failures,
         WHEN changed.failures >= CAST(:threshold AS integer) THEN now()
         ELSE d.opened_at
     END,
+    -- when the failing began: from the opening out of closed until it closes
+    failing_since = CASE
+        WHEN changed.fresh_failures = 0 THEN NULL
+        WHEN changed.breaker_state <> 'closed' THEN coalesce(d.failing_since, d.opened_at, now())
+        WHEN changed.failures >= CAST(:threshold AS integer) THEN now()
+        ELSE NULL
+    END,
+    paused = d.paused OR changed.disable,
+    disabled_at = CASE WHEN changed.disable THEN now() ELSE d.disabled_at END,
     probe_until = NULL,
     updated_at = now()
 FROM changed
 WHERE d.tenant = changed.tenant AND d.key = changed.key
-RETURNING d.tenant, d.key, changed.breaker_state AS before, d.breaker_state AS after, d.consecutive_failures
+RETURNING d.tenant, d.key, changed.breaker_state AS before, d.breaker_state AS after, d.consecutive_failures,
+          changed.disable AS disabled, d.failing_since
 """)
 
 
 async def record_outcomes(
-    conn: AsyncConnection, *, tallies: Sequence[Tally], threshold: int
+    conn: AsyncConnection, *, tallies: Sequence[Tally], threshold: int, disable_after_seconds: float = 0.0
 ) -> list[Transition]:
     """closed → open when the consecutive failures reach `threshold`; half_open → open when the
-    probe failed; open or half_open → closed when the destination answered last. Returns the
-    breakers whose state changed."""
+    probe failed, and paused too (disabled) when it has been failing for `disable_after_seconds`
+    (0: never); open or half_open → closed when the destination answered last. Returns the
+    breakers whose state changed and the destinations disabled."""
     if not tallies:
         return []
     failing = sorted({(t.tenant, t.key) for t in tallies if t.trailing_failures > 0})
@@ -138,12 +163,21 @@ async def record_outcomes(
             "answered": [t.answered for t in tallies],
             "fresh_failures": [t.trailing_failures for t in tallies],
             "threshold": threshold,
+            "disable_after_seconds": disable_after_seconds,
         },
     )
     return [
-        Transition(r.tenant, r.key, BreakerState(r.before), BreakerState(r.after), r.consecutive_failures)
+        Transition(
+            r.tenant,
+            r.key,
+            BreakerState(r.before),
+            BreakerState(r.after),
+            r.consecutive_failures,
+            disabled=r.disabled,
+            failing_since=r.failing_since,
+        )
         for r in result
-        if r.before != r.after
+        if r.before != r.after or r.disabled
     ]
 
 
@@ -221,7 +255,8 @@ async def holding_stats(conn: AsyncConnection) -> tuple[int, int]:
 # -- the API ---------------------------------------------------------------------------------------
 
 _HELD_REASON = text(f"""
-SELECT CASE WHEN paused THEN 'destination_paused'
+SELECT CASE WHEN paused AND disabled_at IS NOT NULL THEN 'destination_disabled'
+            WHEN paused THEN 'destination_paused'
             WHEN breaker_state <> 'closed' THEN 'destination_open'
             WHEN parallelism IS NOT NULL AND parallelism <= (
                 SELECT count(*) FROM timers AS f
@@ -233,7 +268,7 @@ FROM destinations AS d WHERE tenant = :tenant AND key = :key AND ({HOLDING} OR {
 
 
 async def held_reason(conn: AsyncConnection, *, tenant: str, key: str) -> str | None:
-    """Why a due pending timer of this destination waits: paused, breaker not closed, all its
+    """Why a due pending timer of this destination waits: disabled, paused, breaker not closed, all its
     parallelism in flight, or its rate (its turn in the token bucket); None: nothing holds it."""
     reason: str | None = (await conn.execute(_HELD_REASON, {"tenant": tenant, "key": key})).scalar()
     return reason
@@ -282,6 +317,10 @@ INSERT INTO destinations (tenant, key, paused, rate_per_second, burst, paralleli
 VALUES (:tenant, :key, :paused, :rate_per_second, :burst, :parallelism)
 ON CONFLICT (tenant, key) DO UPDATE SET
 {", ".join(f"{c} = CASE WHEN :set_{c} THEN excluded.{c} ELSE destinations.{c} END" for c in _CHANGEABLE)},
+    -- unpausing a disabled destination gives it a new term before it can be disabled again
+    failing_since = CASE WHEN :set_paused AND NOT excluded.paused AND destinations.disabled_at IS NOT NULL
+                         THEN now() ELSE destinations.failing_since END,
+    disabled_at = CASE WHEN :set_paused AND NOT excluded.paused THEN NULL ELSE destinations.disabled_at END,
     updated_at = now()
 RETURNING {_COLUMNS}
 """)
@@ -289,7 +328,8 @@ RETURNING {_COLUMNS}
 
 async def update(conn: AsyncConnection, *, tenant: str, key: str, change: Change) -> DestinationRow:
     """Pause or unpause a destination and set its limits (the fields given); its breaker and its
-    token bucket are left as they are (a bucket never filled starts full)."""
+    token bucket are left as they are (a bucket never filled starts full). Unpausing a disabled
+    destination ends the disablement: its probes resume, and its failing time starts anew."""
     params: dict[str, object] = {"tenant": tenant, "key": key}
     for column in _CHANGEABLE:
         params[column] = getattr(change, column)
@@ -303,7 +343,8 @@ _STATE_FOR_UPDATE = text(
 _RESUME = text(f"""
 INSERT INTO destinations (tenant, key) VALUES (:tenant, :key)
 ON CONFLICT (tenant, key) DO UPDATE
-SET paused = false, breaker_state = 'closed', consecutive_failures = 0, probe_until = NULL, updated_at = now()
+SET paused = false, breaker_state = 'closed', consecutive_failures = 0, probe_until = NULL,
+    failing_since = NULL, disabled_at = NULL, updated_at = now()
 RETURNING {_COLUMNS}
 """)
 

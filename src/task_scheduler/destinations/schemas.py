@@ -108,6 +108,15 @@ class DestinationView(BaseModel):
     )
     consecutive_failures: int = Field(ge=0, description="Failures (connection, timeout, 5xx) in a row.")
     opened_at: datetime | None = Field(description="When the breaker last opened.")
+    failing_since: datetime | None = Field(
+        default=None,
+        description="When its breaker opened from closed (kept through failed probes); null while closed.",
+    )
+    disabled_at: datetime | None = Field(
+        default=None,
+        description="When the service paused it for failing longer than SCHEDULER_BREAKER_DISABLE_AFTER_SECONDS "
+        "(no probes until it is unpaused or resumed); null otherwise.",
+    )
     updated_at: datetime | None = Field(description="Last change; null for a destination never changed.")
     rate_per_second: float | None = Field(
         default=None, description="Most requests a second, cluster-wide; null: unlimited."

@@ -165,6 +165,8 @@ def _view(row: DestinationRow) -> DestinationView:
         breaker_state=row.breaker_state.value,
         consecutive_failures=row.consecutive_failures,
         opened_at=row.opened_at,
+        failing_since=row.failing_since,
+        disabled_at=row.disabled_at,
         updated_at=row.updated_at,
         rate_per_second=row.rate_per_second,
         burst=_burst(row),

@@ -7,7 +7,13 @@ from sqlalchemy import ARRAY, BigInteger, Column, DateTime, Identity, Index, Tab
 from task_scheduler.db import metadata
 
 # The events a tenant may subscribe to (a timer's own on_success_url also hears timer.delivered).
-EVENT_TYPES = ("timer.failed", "timer.expired", "destination.opened", "destination.closed")
+EVENT_TYPES = (
+    "timer.failed",
+    "timer.expired",
+    "destination.opened",
+    "destination.closed",
+    "destination.disabled",
+)
 
 tenant_webhooks = Table(
     "tenant_webhooks",

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from task_scheduler.events.models import EVENT_TYPES
 from task_scheduler.timers.schemas import MAX_URL_LENGTH, validate_webhook_url
 
-EventType = Literal["timer.failed", "timer.expired", "destination.opened", "destination.closed"]
+EventType = Literal[
+    "timer.failed", "timer.expired", "destination.opened", "destination.closed", "destination.disabled"
+]
 
 
 class TenantWebhookCreate(BaseModel):

@@ -531,13 +531,17 @@ class TimerView(BaseModel):
         default=None,
         description="Its destination (GET /destinations/{key}); null for a timer made before destinations.",
     )
-    held_reason: Literal["destination_paused", "destination_open", "parallelism", "rate_limited"] | None = (
-        Field(
-            default=None,
-            description="Why this pending timer is held when due: its destination is paused, its "
-            "circuit breaker is open, all its parallelism is in flight, or it waits for its turn under "
-            "the destination's rate; null when nothing holds it.",
-        )
+    held_reason: (
+        Literal[
+            "destination_disabled", "destination_paused", "destination_open", "parallelism", "rate_limited"
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Why this pending timer is held when due: its destination was disabled for "
+        "failing too long (SCHEDULER_BREAKER_DISABLE_AFTER_SECONDS) or is paused, its "
+        "circuit breaker is open, all its parallelism is in flight, or it waits for its turn under "
+        "the destination's rate; null when nothing holds it.",
     )
 
 
