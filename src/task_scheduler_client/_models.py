@@ -240,10 +240,20 @@ class DestinationHealth(_Answer):
     p99_ms: float | None
 
 
+class DestinationHistoryEntry(_Answer):
+    """One state change of a destination: `opened`, `closed`, `disabled` (by the service, for
+    failing too long), `paused`, `unpaused`, `resumed` (by an operator)."""
+
+    at: datetime
+    event: Literal["opened", "closed", "disabled", "paused", "unpaused", "resumed"]
+    consecutive_failures: int
+
+
 class Destination(_Answer):
     """A destination of the tenant's timers: its pause switch, its limits (cluster-wide; None:
     unlimited) and circuit breaker (`closed`: timers go out; `open`: held after consecutive
-    failures; `half_open`: one probe decides). `waiting` (its pending timers due now) only comes
+    failures; `half_open`: one probe decides), and `history`, its last state changes, newest
+    first. `waiting` (its pending timers due now) only comes
     with `get_destination`; `in_flight` (its timers being sent now) and `health` with
     `get_destination` and `list_destinations`."""
 
@@ -255,6 +265,7 @@ class Destination(_Answer):
     updated_at: datetime | None
     failing_since: datetime | None = None
     disabled_at: datetime | None = None
+    history: list[DestinationHistoryEntry] = []
     rate_per_second: float | None = None
     burst: int | None = None
     parallelism: int | None = None

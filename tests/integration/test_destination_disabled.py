@@ -87,6 +87,14 @@ async def test_a_destination_failing_too_long_is_disabled_until_unpaused(
     assert all(d["status"] == "delivered" for d in delivered)
     assert failing.counts() == dict.fromkeys(held, 1)
     assert (closed["breaker_state"], closed["failing_since"], closed["disabled_at"]) == ("closed", None, None)
+    # its history, newest first: the failed probes in between are not state changes
+    # (each failed probe counts one failure more)
+    assert [(e["event"], e["consecutive_failures"]) for e in shown["history"]] == [
+        ("disabled", 2 + probes),
+        ("opened", 2),
+    ]
+    assert [e["event"] for e in closed["history"]] == ["closed", "unpaused", "disabled", "opened"]
+    assert closed["history"][0]["consecutive_failures"] == 0
 
 
 async def test_by_default_a_failing_destination_is_never_disabled(service: ServiceFactory) -> None:

@@ -114,6 +114,8 @@ async def test_a_paused_destination_holds_its_timers_and_resume_releases_them(
     assert [d["key"] for d in listed["destinations"]] == [key]
     assert resumed.status_code == 200
     assert resumed.json()["paused"] is False
+    assert [e["event"] for e in paused.json()["history"]] == ["paused"]
+    assert [e["event"] for e in resumed.json()["history"]] == ["resumed", "paused"]
     assert delivered["status"] == "delivered"
     assert delivered["attempts"] == 1
     assert receiver.counts() == {other: 1, timer_id: 1}
@@ -141,6 +143,7 @@ async def test_a_destination_never_changed_reads_closed(api: httpx.AsyncClient) 
         "opened_at": None,
         "failing_since": None,
         "disabled_at": None,
+        "history": [],
         "updated_at": None,
         "rate_per_second": None,
         "burst": None,
@@ -387,3 +390,16 @@ async def test_a_key_the_path_cannot_carry_is_a_documented_404(api: httpx.AsyncC
         )
         assert response.status_code == 404, response.text
         assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_the_history_keeps_the_last_twenty_changes_newest_first(api: httpx.AsyncClient) -> None:
+    """Each real change of the pause switch is noted once (setting it to what it is notes nothing)."""
+    for paused in [True, True] + [False, True] * 12:
+        assert (await api.put(path_of("payments"), json={"paused": paused})).status_code == 200
+    limited = (await api.put(path_of("payments"), json={"rate_per_second": 5})).json()
+    history = (await api.get(path_of("payments"))).json()["history"]
+    assert history == limited["history"]
+    assert [e["event"] for e in history] == ["paused", "unpaused"] * 10
+    stamps = [datetime.fromisoformat(e["at"]) for e in history]
+    assert stamps == sorted(stamps, reverse=True)
+    assert {e["consecutive_failures"] for e in history} == {0}

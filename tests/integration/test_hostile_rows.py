@@ -458,14 +458,29 @@ def hostile_destination(draw: st.DrawFn) -> dict[str, Any]:
         ),
         "failing_since": draw(nullable_time),
         "disabled_at": draw(nullable_time),
+        "history": draw(
+            st.sampled_from(
+                [
+                    "[]",
+                    "5",
+                    '{"event": "opened"}',
+                    '[1, null, "x", {"at": "infinity", "event": "opened", "consecutive_failures": 1}]',
+                    '[{"at": "0001-01-01T00:00:00+00:00", "event": "closed", "consecutive_failures": -1}]',
+                    '[{"at": "2026-01-01T00:00:00+00:00", "event": "nope", "consecutive_failures": 1e400}]',
+                    "[" + ",".join(["{}"] * 5000) + "]",
+                ]
+            )
+        ),
     }
 
 
 _INSERT_DESTINATION = """
 INSERT INTO destinations (tenant, key, paused, breaker_state, consecutive_failures, opened_at,
-    probe_until, rate_per_second, burst, parallelism, tokens, tokens_at, failing_since, disabled_at)
+    probe_until, rate_per_second, burst, parallelism, tokens, tokens_at, failing_since, disabled_at,
+    history)
 VALUES ('default', $1, $2, $3, $4, $5::text::timestamptz, $6::text::timestamptz, $7::text::float8,
-    $8, $9, $10::text::float8, $11::text::timestamptz, $12::text::timestamptz, $13::text::timestamptz)
+    $8, $9, $10::text::float8, $11::text::timestamptz, $12::text::timestamptz, $13::text::timestamptz,
+    $14::text::jsonb)
 """
 _INSERT_DESTINATION_TIMER = """
 INSERT INTO timers (url, due_at, destination) VALUES ($1, now(), $2) RETURNING id

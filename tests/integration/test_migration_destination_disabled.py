@@ -1,4 +1,5 @@
-"""Migration 0016: `destinations` gets nullable `failing_since` and `disabled_at`; a breaker open
+"""Migration 0016: `destinations` gets nullable `failing_since` and `disabled_at`, and an empty
+`history`; a breaker open
 at the upgrade counts as failing since it last opened, a closed one as not failing; the downgrade
 drops only what it added."""
 
@@ -9,7 +10,7 @@ import asyncpg
 from task_scheduler.db import asyncpg_dsn, create_engine, migrate, schema_is_current
 from tests.support.migrations import column_names, downgrade_to, schema_at
 
-NEW_COLUMNS = {"failing_since", "disabled_at"}
+NEW_COLUMNS = {"failing_since", "disabled_at", "history"}
 
 
 async def test_upgrade_dates_open_breakers_failing_and_downgrade_removes_the_columns(
@@ -32,10 +33,13 @@ async def test_upgrade_dates_open_breakers_failing_and_downgrade_removes_the_col
 
         assert await schema_is_current(engine)
         after = {r["key"]: dict(r) for r in await db.fetch("SELECT * FROM destinations")}
-        assert {k: (row.pop("failing_since"), row.pop("disabled_at")) for k, row in after.items()} == {
-            "open": (before["open"]["opened_at"], None),
-            "probing": (before["probing"]["opened_at"], None),
-            "closed": (None, None),
+        assert {
+            k: (row.pop("failing_since"), row.pop("disabled_at"), row.pop("history"))
+            for k, row in after.items()
+        } == {
+            "open": (before["open"]["opened_at"], None, "[]"),
+            "probing": (before["probing"]["opened_at"], None, "[]"),
+            "closed": (None, None, "[]"),
         }
         assert after == before
 

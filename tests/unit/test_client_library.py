@@ -91,6 +91,7 @@ COPIES: list[tuple[type[BaseModel], str]] = [
     (library.BulkJob, "BulkJobView"),
     (library.Destination, "DestinationView"),
     (library.DestinationHealth, "DestinationHealth"),
+    (library.DestinationHistoryEntry, "DestinationHistoryEntry"),
     (library.DestinationPage, "DestinationPage"),
 ]
 

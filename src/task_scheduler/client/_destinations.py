@@ -83,6 +83,10 @@ def _print_destination(view: Destination) -> None:
         rows.append(("in_flight", f"{view.in_flight} timers being fired"))
     if view.health is not None:
         rows.append(("health", _health(view.health)))
+    for entry in view.history:
+        rows.append(
+            ("history", f"{entry.at.isoformat()} {entry.event} ({entry.consecutive_failures} failures)")
+        )
     print_pairs(rows)
 
 

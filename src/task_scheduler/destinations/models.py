@@ -37,6 +37,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from task_scheduler.db import metadata
 
@@ -46,6 +47,11 @@ class BreakerState(StrEnum):
     OPEN = "open"
     HALF_OPEN = "half_open"
 
+
+# The state changes kept in a destination's history: the breaker opened (from closed) or closed,
+# the service disabled it, an operator paused, unpaused or resumed it. A failed probe is not one.
+HISTORY_EVENTS = ("opened", "closed", "disabled", "paused", "unpaused", "resumed")
+HISTORY_LENGTH = 20
 
 # A destination whose timers the regular claim passes by: held, or sent under a limit.
 HOLDING = "paused OR breaker_state <> 'closed'"
@@ -78,6 +84,9 @@ destinations = Table(
     Column("failing_since", DateTime(timezone=True), nullable=True),
     # When the service paused the destination for failing too long (NULL: it did not).
     Column("disabled_at", DateTime(timezone=True), nullable=True),
+    # Its last HISTORY_LENGTH state changes, newest first: [{"at", "event", "consecutive_failures"}]
+    # (repository.py writes them in the statements that change the state).
+    Column("history", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     PrimaryKeyConstraint("tenant", "key", name="pk_destinations"),
     CheckConstraint(f"breaker_state IN ({_STATES})", name="ck_destinations_breaker_state"),
     # Bounds that exclude NaN and ±infinity as well (NaN > 0 holds in PostgreSQL): the flow claim

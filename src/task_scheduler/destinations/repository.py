@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from task_scheduler.destinations.models import HOLDING, LIMITED, BreakerState
+from task_scheduler.destinations.models import HISTORY_LENGTH, HOLDING, LIMITED, BreakerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class DestinationRow:
     parallelism: int | None
     failing_since: datetime | None = None  # when the breaker opened from closed (NULL: closed)
     disabled_at: datetime | None = None  # when it was disabled for failing too long
+    history: object = None  # its last state changes, newest first (jsonb as stored: see models.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Transition:
 
 _COLUMNS = (
     "tenant, key, paused, breaker_state, consecutive_failures, opened_at, updated_at, "
-    "rate_per_second, burst, parallelism, failing_since, disabled_at"
+    "rate_per_second, burst, parallelism, failing_since, disabled_at, history"
 )
 
 
@@ -65,6 +66,15 @@ def _row(m: object) -> DestinationRow:
     values = dict(m._mapping)  # type: ignore[attr-defined]
     values["breaker_state"] = BreakerState(values["breaker_state"])
     return DestinationRow(**values)
+
+
+def _noted(history: str, event: str, failures: str) -> str:
+    """SQL: `history` (a jsonb column; anything but an array reads as empty) with one entry in
+    front, {"at": now(), "event", "consecutive_failures"}, cut to its last HISTORY_LENGTH."""
+    return f"""jsonb_path_query_array(
+        jsonb_build_array(jsonb_build_object('at', now(), 'event', {event}, 'consecutive_failures', {failures}))
+        || CASE WHEN jsonb_typeof({history}) = 'array' THEN {history} ELSE '[]'::jsonb END,
+        '$[0 to {HISTORY_LENGTH - 1}]')"""
 
 
 # -- outcomes (the outcome writer, in its transaction) -------------------------------------------
@@ -79,7 +89,7 @@ ON CONFLICT (tenant, key) DO NOTHING
 
 # The rows a batch changes, locked in order and read as they are now (`locked`): a row with no
 # failures, closed, that only answered, is left alone (and not locked): the healthy path writes nothing.
-_RECORD_OUTCOMES = text("""
+_RECORD_OUTCOMES = text(f"""
 WITH input AS (
     SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:answered AS boolean[]),
                          CAST(:fresh_failures AS integer[])) AS i(tenant, key, answered, fresh_failures)
@@ -97,47 +107,57 @@ WITH input AS (
            END AS failures
     FROM locked
 ), changed AS (
-    -- `disable`: its probe failed, and it has been failing for longer than the setting (0: never)
     SELECT counted.*,
+           CASE
+               WHEN fresh_failures = 0 THEN 'closed'
+               WHEN breaker_state = 'half_open' AND NOT answered THEN 'open'
+               WHEN failures >= CAST(:threshold AS integer) THEN 'open'
+               WHEN breaker_state = 'open' AND NOT answered THEN 'open'
+               ELSE 'closed'
+           END AS next_state,
+           -- `disable`: its probe failed, and it has been failing for longer than the setting (0: never)
            (CAST(:disable_after_seconds AS double precision) > 0
             AND breaker_state = 'half_open' AND NOT answered AND fresh_failures > 0 AND NOT paused
             AND coalesce(failing_since, opened_at, now())
                 + make_interval(secs => CAST(:disable_after_seconds AS double precision)) <= now()) AS disable
     FROM counted
+), noted AS (
+    SELECT changed.*,
+           CASE WHEN disable THEN 'disabled'
+                WHEN breaker_state = 'closed' AND next_state = 'open' THEN 'opened'
+                WHEN breaker_state <> 'closed' AND next_state = 'closed' THEN 'closed'
+           END AS event
+    FROM changed
 )
 UPDATE destinations AS d
-SET consecutive_failures = changed.failures,
-    breaker_state = CASE
-        WHEN changed.fresh_failures = 0 THEN 'closed'
-        WHEN changed.breaker_state = 'half_open' AND NOT changed.answered THEN 'open'
-        WHEN changed.failures >= CAST(:threshold AS integer) THEN 'open'
-        WHEN changed.breaker_state = 'open' AND NOT changed.answered THEN 'open'
-        ELSE 'closed'
-    END,
+SET consecutive_failures = noted.failures,
+    breaker_state = noted.next_state,
     -- the cool-down counts from the last opening (a failed probe opens again); an open breaker
     -- that keeps failing (outcomes of requests sent before it opened) keeps its time
     opened_at = CASE
-        WHEN changed.fresh_failures = 0 THEN d.opened_at
-        WHEN changed.breaker_state = 'half_open' AND NOT changed.answered THEN now()
-        WHEN changed.breaker_state = 'open' AND NOT changed.answered THEN d.opened_at
-        WHEN changed.failures >= CAST(:threshold AS integer) THEN now()
+        WHEN noted.fresh_failures = 0 THEN d.opened_at
+        WHEN noted.breaker_state = 'half_open' AND NOT noted.answered THEN now()
+        WHEN noted.breaker_state = 'open' AND NOT noted.answered THEN d.opened_at
+        WHEN noted.failures >= CAST(:threshold AS integer) THEN now()
         ELSE d.opened_at
     END,
     -- when the failing began: from the opening out of closed until it closes
     failing_since = CASE
-        WHEN changed.fresh_failures = 0 THEN NULL
-        WHEN changed.breaker_state <> 'closed' THEN coalesce(d.failing_since, d.opened_at, now())
-        WHEN changed.failures >= CAST(:threshold AS integer) THEN now()
+        WHEN noted.fresh_failures = 0 THEN NULL
+        WHEN noted.breaker_state <> 'closed' THEN coalesce(d.failing_since, d.opened_at, now())
+        WHEN noted.failures >= CAST(:threshold AS integer) THEN now()
         ELSE NULL
     END,
-    paused = d.paused OR changed.disable,
-    disabled_at = CASE WHEN changed.disable THEN now() ELSE d.disabled_at END,
+    paused = d.paused OR noted.disable,
+    disabled_at = CASE WHEN noted.disable THEN now() ELSE d.disabled_at END,
+    history = CASE WHEN noted.event IS NULL THEN d.history
+                   ELSE {_noted("d.history", "noted.event", "noted.failures")} END,
     probe_until = NULL,
     updated_at = now()
-FROM changed
-WHERE d.tenant = changed.tenant AND d.key = changed.key
-RETURNING d.tenant, d.key, changed.breaker_state AS before, d.breaker_state AS after, d.consecutive_failures,
-          changed.disable AS disabled, d.failing_since
+FROM noted
+WHERE d.tenant = noted.tenant AND d.key = noted.key
+RETURNING d.tenant, d.key, noted.breaker_state AS before, d.breaker_state AS after, d.consecutive_failures,
+          noted.disable AS disabled, d.failing_since
 """)
 
 
@@ -313,10 +333,21 @@ class Change:
 
 _CHANGEABLE = ("paused", "rate_per_second", "burst", "parallelism")
 _UPDATE = text(f"""
-INSERT INTO destinations (tenant, key, paused, rate_per_second, burst, parallelism)
-VALUES (:tenant, :key, :paused, :rate_per_second, :burst, :parallelism)
+INSERT INTO destinations (tenant, key, paused, rate_per_second, burst, parallelism, history)
+VALUES (:tenant, :key, :paused, :rate_per_second, :burst, :parallelism,
+        CASE WHEN :set_paused AND CAST(:paused AS boolean) THEN {_noted("'[]'::jsonb", "'paused'", "0")}
+             ELSE '[]'::jsonb END)
 ON CONFLICT (tenant, key) DO UPDATE SET
 {", ".join(f"{c} = CASE WHEN :set_{c} THEN excluded.{c} ELSE destinations.{c} END" for c in _CHANGEABLE)},
+    history = CASE
+        WHEN :set_paused AND excluded.paused <> destinations.paused THEN {
+    _noted(
+        "destinations.history",
+        "CASE WHEN excluded.paused THEN 'paused' ELSE 'unpaused' END",
+        "destinations.consecutive_failures",
+    )
+}
+        ELSE destinations.history END,
     -- unpausing a disabled destination gives it a new term before it can be disabled again
     failing_since = CASE WHEN :set_paused AND NOT excluded.paused AND destinations.disabled_at IS NOT NULL
                          THEN now() ELSE destinations.failing_since END,
@@ -344,7 +375,11 @@ _RESUME = text(f"""
 INSERT INTO destinations (tenant, key) VALUES (:tenant, :key)
 ON CONFLICT (tenant, key) DO UPDATE
 SET paused = false, breaker_state = 'closed', consecutive_failures = 0, probe_until = NULL,
-    failing_since = NULL, disabled_at = NULL, updated_at = now()
+    failing_since = NULL, disabled_at = NULL,
+    history = CASE WHEN destinations.paused OR destinations.breaker_state <> 'closed'
+                   THEN {_noted("destinations.history", "'resumed'", "destinations.consecutive_failures")}
+                   ELSE destinations.history END,
+    updated_at = now()
 RETURNING {_COLUMNS}
 """)
 

@@ -99,6 +99,16 @@ class DestinationHealth(BaseModel):
     p99_ms: float | None = Field(description="99th percentile response time, estimated as p50_ms.")
 
 
+class DestinationHistoryEntry(BaseModel):
+    at: datetime = Field(description="When it happened (the database's clock).")
+    event: Literal["opened", "closed", "disabled", "paused", "unpaused", "resumed"] = Field(
+        description="opened: the breaker opened (from closed); closed: it closed (a probe or any attempt "
+        "succeeded); disabled: the service paused it for failing too long; paused, unpaused, resumed: an "
+        "operator's PUT or POST .../resume."
+    )
+    consecutive_failures: int = Field(ge=0, description="Its failures in a row at that moment.")
+
+
 class DestinationView(BaseModel):
     key: str = Field(description="The destination: a key given on create, or a URL's origin.")
     paused: bool = Field(description="Its timers are held until it is unpaused.")
@@ -135,6 +145,11 @@ class DestinationView(BaseModel):
     in_flight: int | None = Field(
         default=None,
         description="Its timers being fired now by any instance (status firing); in GET answers only.",
+    )
+    history: list[DestinationHistoryEntry] = Field(
+        default_factory=list,
+        description="Its last 20 state changes, newest first (a failed probe is not one: the breaker "
+        "stays open).",
     )
     health: DestinationHealth | None = Field(
         default=None,

@@ -7,6 +7,7 @@ import base64
 import binascii
 import logging
 
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,7 +20,12 @@ from task_scheduler.destinations.health import WINDOW_MINUTES, health_of
 from task_scheduler.destinations.keys import MAX_LOOKUP_LENGTH, key_problem, rollup_hosts
 from task_scheduler.destinations.models import BreakerState
 from task_scheduler.destinations.repository import DestinationRow, Transition
-from task_scheduler.destinations.schemas import DestinationPage, DestinationUpdate, DestinationView
+from task_scheduler.destinations.schemas import (
+    DestinationHistoryEntry,
+    DestinationPage,
+    DestinationUpdate,
+    DestinationView,
+)
 from task_scheduler.errors import ValidationFailed
 from task_scheduler.logs import log_event
 from task_scheduler.timers import repository as timer_repository
@@ -168,10 +174,22 @@ def _view(row: DestinationRow) -> DestinationView:
         failing_since=row.failing_since,
         disabled_at=row.disabled_at,
         updated_at=row.updated_at,
+        history=_history(row.history),
         rate_per_second=row.rate_per_second,
         burst=_burst(row),
         parallelism=row.parallelism,
     )
+
+
+def _history(stored: object) -> list[DestinationHistoryEntry]:
+    """The stored history's well-formed entries (a row written from outside may hold anything)."""
+    entries: list[DestinationHistoryEntry] = []
+    for item in stored if isinstance(stored, list) else []:
+        try:
+            entries.append(DestinationHistoryEntry.model_validate(item))
+        except ValidationError:
+            continue
+    return entries
 
 
 def _burst(row: DestinationRow) -> int | None:
