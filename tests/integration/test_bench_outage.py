@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from bench import destinations_outage
 
 
 async def test_a_short_outage_spends_no_attempt_without_a_request_and_loses_nothing(
-    pg_server_url: str,
+    pg_server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(destinations_outage, "HEALTHY_TAIL_SECONDS", 2.0)
     args = argparse.Namespace(down=200, up=40, outage=3.0, instances=2, cooldown=1.0, backoff_cap=1.0)
     result = await destinations_outage.run(pg_server_url, args)
     assert result["breaker_then"] == "open"
