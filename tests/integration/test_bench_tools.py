@@ -179,10 +179,24 @@ async def test_open_loop_latency_is_sane() -> None:
 
 async def test_open_loop_latency_counts_from_the_schedule() -> None:
     # The generator stalls for 0.4 s from its first request: the requests due meanwhile leave
-    # late, and that lateness is part of their latency.
-    asyncio.get_running_loop().call_later(0.1, time.sleep, 0.4)
-    async with lean_receiver() as (url, _):
-        result = await open_loop(url, 100, 0.4, {}, request_timeout=5.0)
+    # late, and that lateness is part of their latency. (The stall waits for the first request,
+    # not for a fixed time: a slow setup would otherwise see it pass before the schedule began.)
+
+    async def stall_at_the_first_request(records: list[Record]) -> None:
+        for _ in range(10_000):  # at most ~10 s
+            if records:
+                break
+            await asyncio.sleep(0.001)
+        asyncio.get_running_loop().call_soon(time.sleep, 0.4)  # the whole loop: generator and receiver
+
+    async with lean_receiver() as (url, records):
+        stall = asyncio.create_task(stall_at_the_first_request(records))
+        try:
+            result = await open_loop(url, 100, 0.4, {}, request_timeout=5.0)
+            stalled = stall.done()
+        finally:
+            stall.cancel()
+    assert stalled
     assert result["statuses"] == {"200": 40}
     assert result["p50_ms"] >= 100
     assert result["max_ms"] >= 300
@@ -198,18 +212,22 @@ async def test_open_loop_drops_what_finds_every_connection_busy() -> None:
 
 
 async def test_a_delayed_answer_does_not_hold_up_other_connections() -> None:
-    async with lean_receiver(delay=0.5) as (url, _), Client(url, timeout=5.0) as client:
+    async with lean_receiver(delay=1.0) as (url, records), Client(url, timeout=5.0) as client:
         started = time.monotonic()
         slow = [asyncio.create_task(client.request(client.encode(b"{}"))) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        for _ in range(500):  # at most ~5 s, until both slow requests are in, held for their 1 s
+            if len(records) == 2:
+                break
+            await asyncio.sleep(0.01)
         count = await client.request(client.encode(method="GET", path="/count"))
-        counted_after = time.monotonic() - started
+        # The count is answered while the slow answers are still held back.
+        still_held = [not task.done() for task in slow]
         answers = await asyncio.gather(*slow)
         answered_after = time.monotonic() - started
     assert count.body == b"2"
-    assert counted_after < 0.4
+    assert still_held == [True, True]
     assert [a.body for a in answers] == [b"ok", b"ok"]
-    assert 0.5 <= answered_after < 0.9  # both at once, not one after the other
+    assert 1.0 <= answered_after < 1.9  # both at once, not one after the other (2 s)
 
 
 async def test_pipelined_requests_and_connection_close() -> None:

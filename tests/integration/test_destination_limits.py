@@ -220,12 +220,18 @@ async def test_a_dead_instances_timers_in_flight_stop_counting_when_their_leases
         timers = [await create(client, seconds=0, url=receiver.url) for _ in range(4)]
         await db.execute(
             "UPDATE timers SET status = 'firing', flow_claimed = true, attempts = 1, lease_owner = 'dead',"
-            " lease_expires_at = now() + interval '2 s' WHERE id = ANY($1::bigint[])",
+            " lease_expires_at = now() + interval '1 hour' WHERE id = ANY($1::bigint[])",
             timers[:2],
         )
         await client.put(path_of(origin(receiver)), json={"paused": False})
+        # The leases hold for as long as the snapshots take, however slow the machine...
         held = (await client.get(f"/timer/{timers[2]}")).json()
         shown = (await client.get(path_of(origin(receiver)))).json()
+        # ...then they lapse.
+        await db.execute(
+            "UPDATE timers SET lease_expires_at = now() - interval '1 second' WHERE id = ANY($1::bigint[])",
+            timers[:2],
+        )
         delivered = [await wait_for_status(client, t, "delivered", WAIT) for t in timers]
     assert (held["status"], held["attempts"], held["held_reason"]) == ("pending", 0, "parallelism")
     assert shown["in_flight"] == 2

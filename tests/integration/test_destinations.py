@@ -325,9 +325,22 @@ async def test_4xx_answers_do_not_open_the_breaker(service: ServiceFactory, db: 
 async def test_timers_claimed_before_the_breaker_opened_are_returned_unsent(service: ServiceFactory) -> None:
     """Timers already claimed (the lookahead holds them in memory) when their destination's
     breaker opens are not sent: they go back to pending, their attempts undone."""
-    async with running(Switchable(status=503)) as failing, service(lookahead_seconds=3.0) as client:
-        fire_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-        later = {await create(client, fire_at=fire_at, url=failing.url) for _ in range(20)}  # claimed now
+    # The later timers are due in 6 s, inside the 8 s lookahead: claimed at once, held in memory,
+    # while the first ones fail and open the breaker (6 s for that, however slow the machine).
+    async with running(Switchable(status=503)) as failing, service(lookahead_seconds=8.0) as client:
+        fire_at = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()
+        batch = await client.post(
+            "/timers/batch", json={"timers": [{"fire_at": fire_at, "url": failing.url}] * 20}
+        )
+        assert batch.status_code == 201, batch.text
+        later = {t["timer_id"] for t in batch.json()["timers"]}  # claimed now
+        assert len(later) == 20
+
+        async def all_claimed() -> bool:
+            views = [(await client.get(f"/timer/{t}")).json() for t in later]
+            return all(v["status"] == "firing" for v in views)
+
+        assert await wait_for(all_claimed)  # before the breaker opens
         first = {
             await create(client, seconds=0, url=failing.url, retry={"max_attempts": 1}) for _ in range(5)
         }

@@ -240,13 +240,16 @@ async def test_readyz_tells_when_the_writer_makes_no_progress(
     make_settings: Callable[..., Settings], receiver: Receiver, database_url: str
 ) -> None:
     """Regression: /readyz checked only the claim task; a stuck writer still reported ready."""
-    settings = make_settings(readiness_stall_seconds=1.0, lease_seconds=30.0)
+    # The timer is claimed (firing) 5 s before it is sent: time enough, on a busy machine, to see
+    # it firing and lock its row before the send. The lease outlasts due time plus the wait below.
+    settings = make_settings(readiness_stall_seconds=1.0, lookahead_seconds=5.0, lease_seconds=60.0)
     async with running_app(create_app(settings)) as client:
-        created = await client.post("/timer", json={"seconds": 3, "url": receiver.url})
-        timer_id = created.json()["timer_id"]
-        assert (await wait_for_status(client, timer_id, "firing", WAIT))["status"] == "firing"
+        # Connected before the timer exists, so that locking its row takes one statement.
         jam = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
+            created = await client.post("/timer", json={"seconds": 6, "url": receiver.url})
+            timer_id = created.json()["timer_id"]
+            assert (await wait_for_status(client, timer_id, "firing", WAIT))["status"] == "firing"
             locked = jam.transaction()
             await locked.start()
             # The outcome's UPDATE waits behind this row lock: the writer makes no progress.

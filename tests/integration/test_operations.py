@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn, create_engine
 from task_scheduler.timers.retention import Housekeeper
 from tests.support.app import running_app
-from tests.support.polling import wait_for_status
+from tests.support.polling import WAIT, wait_for_status
 from tests.support.receiver import Receiver, always
 
 
@@ -36,8 +37,22 @@ async def test_metrics_count_what_happens(service: Callable[..., Any], receiver:
         await wait_for_status(client, bad["timer_id"], "failed", 20.0)
         await client.post("/timer", json={"hours": 1, "url": receiver.url})
         await client.get("/timer/999999")
-        await asyncio.sleep(0.5)  # the gauges refresh every 0.2 s here
+
+        def settled(text: str) -> bool:
+            # The gauges refresh every 0.2 s here, and the writer counts an outcome a moment after
+            # the API can read it: wait (however slow the machine) for what the asserts check below.
+            return (
+                sample(text, "scheduler_pending_timers") == 1
+                and sample(text, "scheduler_overdue_timers") == 0
+                and sample(text, "scheduler_deliveries_total", outcome="failed")
+                > sample(before, "scheduler_deliveries_total", outcome="failed")
+            )
+
+        deadline = time.monotonic() + WAIT
         response = await client.get("/metrics")
+        while not settled(response.text) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            response = await client.get("/metrics")
     after = response.text
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

@@ -68,10 +68,15 @@ async def test_a_key_older_than_the_window_creates_a_new_timer(
 ) -> None:
     body = {"seconds": 600, "url": URL}
     headers = {"Idempotency-Key": "short-lived"}
-    async with custom_api(idempotency_window_seconds=1) as client:
+    async with custom_api(idempotency_window_seconds=60) as client:
         first = await client.post("/timer", json=body, headers=headers)
         assert (await client.post("/timer", json=body, headers=headers)).status_code == 200
-        await asyncio.sleep(1.5)
+        # The key grows older than the window (by the clock the service reads: the database's).
+        aged = await db.execute(
+            "UPDATE idempotency_keys SET created_at = created_at - interval '2 minutes' WHERE key = $1",
+            headers["Idempotency-Key"],
+        )
+        assert aged == "UPDATE 1"
         fresh = await client.post("/timer", json=body, headers=headers)
         assert fresh.status_code == 201, fresh.text
         assert fresh.json()["timer_id"] != first.json()["timer_id"]

@@ -31,7 +31,11 @@ async def test_every_second_schedule_delivers_consecutive_occurrences(
     service: ServiceFactory, receiver: Receiver, db: asyncpg.Connection
 ) -> None:
     async with service() as client:
-        created = await client.post("/schedules", json={"cron": "* * * * * *", "url": receiver.url})
+        # catchup all: a claim that comes late on a busy machine fires the occurrence it missed
+        # rather than skipping to the latest (the default), which would leave a gap.
+        created = await client.post(
+            "/schedules", json={"cron": "* * * * * *", "url": receiver.url, "catchup": "all"}
+        )
         assert created.status_code == 201, created.text
         schedule_id = created.json()["schedule_id"]
         assert await receiver.wait_for(lambda: len(receiver.deliveries) >= 4, WAIT)
@@ -63,8 +67,9 @@ async def test_three_instances_deliver_each_occurrence_exactly_once(
         clients = [await stack.enter_async_context(service(instance_id=f"instance-{i}")) for i in range(3)]
         schedule_ids = []
         for i in range(4):
+            # catchup all: a late claim on a busy machine fires its occurrence, leaves no gap.
             created = await clients[i % 3].post(
-                "/schedules", json={"cron": "* * * * * *", "url": receiver.url}
+                "/schedules", json={"cron": "* * * * * *", "url": receiver.url, "catchup": "all"}
             )
             assert created.status_code == 201, created.text
             schedule_ids.append(created.json()["schedule_id"])
@@ -118,7 +123,14 @@ async def test_overlap_skip_with_a_slow_receiver(service: ServiceFactory, db: as
     async with running(Receiver(delay_seconds=1.6)) as slow, service() as client:
         created = await client.post(
             "/schedules",
-            json={"cron": "* * * * * *", "url": slow.url, "overlap": "skip", "retry": {"timeout_seconds": 3}},
+            json={
+                "cron": "* * * * * *",
+                "url": slow.url,
+                "overlap": "skip",
+                "retry": {"timeout_seconds": 3},
+                # a late claim on a busy machine is then skipped for overlap only, never for catchup
+                "catchup": "all",
+            },
         )
         schedule_id = created.json()["schedule_id"]
         assert await slow.wait_for(lambda: len(slow.deliveries) >= 3, WAIT)
