@@ -1,7 +1,9 @@
 """Issue 16's breaker scenario at full size: `INSTANCES` service processes (`make run` defaults but
 the cool-down) on one scratch database, a destination that answers 503 for `OUTAGE` seconds with
 `DOWN` timers due at once, and a healthy destination with `UP` timers due evenly from the start to
-`OUTAGE` + 10 s. Both receivers run in this process on 127.0.0.1.
+`OUTAGE` + 10 s. Both receivers run in this process, on two loopback addresses (127.0.0.1 and
+127.0.0.2: two hosts, as two destinations usually are; on one host name they would share the
+per-host limit of requests in flight, SCHEDULER_MAX_CONCURRENT_PER_HOST).
 
 Prints the requests the failing destination received while down (the attempts spent: those in
 flight when the breaker opened, then one probe per cool-down in the whole cluster), whether every
@@ -41,8 +43,9 @@ SETTLED_AFTER_SECONDS = 2.0  # lateness is also shown for timers due after this
 class Receiver:
     """Answers `status`; records (timer id, arrival time, status answered)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, host: str = "127.0.0.1") -> None:
         self.status = status
+        self.host = host
         self.seen: list[tuple[int, float, int]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -50,7 +53,7 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_on_loopback(app)
+        self._runner, self.port = await serve_on_loopback(app, self.host)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -72,7 +75,7 @@ def quantile(values: list[float], q: float) -> float:
 
 async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     database_url = await fresh_database(server_url)
-    down, up = Receiver(503), Receiver(200)
+    down, up = Receiver(503), Receiver(200, "127.0.0.2")
     await down.start()
     await up.start()
     procs = []
@@ -107,11 +110,11 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
                     "INSERT INTO timers (url, due_at, destination)"
                     " SELECT $1, $2::timestamptz + make_interval(secs => $3::float8 * i / $4::int), $5"
                     " FROM generate_series(0, $4::int - 1) AS i RETURNING id, due_at",
-                    f"http://127.0.0.1:{up.port}/hook",
+                    f"http://{up.host}:{up.port}/hook",
                     start,
                     span,
                     args.up,
-                    f"http://127.0.0.1:{up.port}",
+                    f"http://{up.host}:{up.port}",
                 )
                 down_ids = [
                     r["id"]

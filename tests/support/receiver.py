@@ -32,11 +32,11 @@ def headers_of(delivery: Delivery) -> dict[str, str]:
     return {name.lower(): value for name, value in delivery.headers.items()}
 
 
-async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
-    """Serve `app` on 127.0.0.1 on a free port: (its runner, to clean up; the port)."""
+async def serve_on_loopback(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppRunner, int]:
+    """Serve `app` on `host` (a loopback address) on a free port: (its runner, to clean up; the port)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     server = site._server
     assert server is not None
