@@ -34,6 +34,14 @@ async def _warm_up_on_empty_table(conn: AsyncConnection) -> None:
     """Run every hot statement more than five times while the table is empty and analysed."""
     for _ in range(8):
         await repository.claim_due(conn, owner=OWNER, lookahead_seconds=2, lease_seconds=60, limit=LIMIT)
+        await repository.claim_due(
+            conn,
+            owner=OWNER,
+            lookahead_seconds=2,
+            lease_seconds=60,
+            limit=LIMIT,
+            sparing=["http://b.example:80"],
+        )
         await repository.expire_leases(conn, limit=LIMIT, max_lapses=5)
         await repository.extend_leases(conn, owner=OWNER, timer_ids=[1, 2], lease_seconds=60)
         await repository.mark_delivered(conn, owner=OWNER, outcomes=[Outcome(1, 1)])
@@ -106,6 +114,17 @@ async def test_hot_statements_stay_index_scans_on_a_young_table(
                     conn,
                     repository._CLAIM_DUE,
                     {"owner": OWNER, "lookahead_seconds": 2.0, "lease_seconds": 60.0, "limit": LIMIT},
+                ),
+                "claim sparing a destination": await _plan(
+                    conn,
+                    repository._CLAIM_DUE_SPARING,
+                    {
+                        "owner": OWNER,
+                        "lookahead_seconds": 2.0,
+                        "lease_seconds": 60.0,
+                        "limit": LIMIT,
+                        "sparing": ["http://b.example:80"],
+                    },
                 ),
                 "probe": await _plan(
                     conn,

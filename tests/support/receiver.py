@@ -59,15 +59,16 @@ class Receiver:
     _runner: web.AppRunner | None = None
     port: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    host: str = "127.0.0.1"  # a loopback address (127.0.0.2 is another host to the service)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_on_loopback(app)
+        self._runner, self.port = await serve_on_loopback(app, self.host)
 
     async def stop(self) -> None:
         if self._runner is not None:

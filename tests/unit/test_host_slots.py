@@ -69,3 +69,32 @@ async def test_a_host_in_use_keeps_its_limit_however_many_other_hosts_come_and_g
     await asyncio.gather(first, *more)
     assert most_inside == 2
     assert slots.hosts_in_use == 0
+
+
+async def test_destinations_with_timers_waiting_for_their_host_are_counted() -> None:
+    """`crowded` names the destinations with at least so many timers waiting for a full host
+    (the claim passes them by); timers sending, and those that left the queue, do not count."""
+    slots = HostSlots(per_host=2)
+    release = asyncio.Event()
+
+    async def send(url: str, destination: str | None) -> None:
+        async with slots.slot(url, destination):
+            await release.wait()
+
+    backlog = [asyncio.create_task(send("http://a.example/x", "http://a.example:80")) for _ in range(6)]
+    given = [asyncio.create_task(send("http://a.example/y", "payments")) for _ in range(2)]
+    unkeyed = asyncio.create_task(send("http://a.example/z", None))
+    elsewhere = asyncio.create_task(send("http://b.example/", "http://b.example:80"))
+    await asyncio.sleep(0.05)
+    # 2 of the backlog send; 4 of it, both "payments" and the unkeyed one wait for a.example
+    assert slots.crowded(4) == ["http://a.example:80"]
+    assert slots.crowded(2) == ["http://a.example:80", "payments"]
+    assert slots.crowded(1) == ["http://a.example:80", "payments"]
+    given[0].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await given[0]
+    assert slots.crowded(1) == ["http://a.example:80", "payments"]
+    assert slots.crowded(2) == ["http://a.example:80"]
+    release.set()
+    await asyncio.gather(*backlog, given[1], unkeyed, elsewhere)
+    assert slots.crowded(1) == []

@@ -73,6 +73,9 @@ _TIMER_SLACK_SECONDS = 0.0005
 _MAX_HELD_FACTOR = 5
 # A timer waiting this long for its host's slots no longer counts against max_in_flight.
 _STUCK_SECONDS = 1.0
+# A destination with this many rounds of its host's slots waiting here is passed by the claim
+# until fewer wait (HostSlots.crowded).
+_CROWDED_ROUNDS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +364,7 @@ class Dispatcher:
                 lookahead_seconds=settings.lookahead_seconds,
                 lease_seconds=settings.lease_seconds,
                 limit=limit,
+                sparing=self._host_slots.crowded(_CROWDED_ROUNDS * settings.max_concurrent_per_host),
             )
             await self._claim_probes(conn, claim)
             if time.monotonic() - self._holding_read_at >= settings.poll_interval_seconds:
@@ -598,7 +602,7 @@ class Dispatcher:
             await asyncio.sleep(delay + _TIMER_SLACK_SECONDS)
         # A slot of the timer's host first, then one of the instance: a slow host fills its own
         # slots and waits there, without taking the slots other hosts' timers need.
-        async with self._host_slots.slot(timer.url), self._send_slots:
+        async with self._host_slots.slot(timer.url, timer.destination), self._send_slots:
             # The database's now, estimated from the claim: errs early by the round trip.
             db_now = claimed_db_now + timedelta(seconds=time.monotonic() - received)
             if timer.deliver_before is not None and db_now > timer.deliver_before:

@@ -748,6 +748,14 @@ _NOT_HELD = f"""(t.destination IS NULL OR t.deliver_before < now() OR NOT EXISTS
         SELECT 1 FROM destinations AS d
         WHERE d.tenant = t.tenant AND d.key = t.destination AND ({HOLDING_OR_LIMITED})))"""
 _CLAIM_DUE = text(_CLAIM_TEMPLATE.format(which=_NOT_HELD, returning=_CLAIMED_COLUMNS))
+# The same, passing by the destinations (keys, in any tenant) this instance has a backlog of
+# waiting for their host's slots (delivery/host_slots.py); only while there are some.
+_CLAIM_DUE_SPARING = text(
+    _CLAIM_TEMPLATE.format(
+        which=f"{_NOT_HELD} AND (t.destination IS NULL OR t.destination <> ALL(CAST(:sparing AS text[])))",
+        returning=_CLAIMED_COLUMNS,
+    )
+)
 # A half-open destination's probe: its earliest due timer (the claim took the probe for it).
 _CLAIM_PROBE = text(
     _CLAIM_TEMPLATE.format(
@@ -816,19 +824,22 @@ async def claim_due(
     lookahead_seconds: float,
     lease_seconds: float,
     limit: int,
+    sparing: Sequence[str] = (),
 ) -> Claim:
     """pending → firing for timers due within the lookahead, leased to `owner`, earliest first,
-    but those their destination holds (paused, or its breaker not closed). A row that cannot be
+    but those their destination holds (paused, or its breaker not closed) and those of the
+    destinations `sparing` (this instance has enough of them waiting). A row that cannot be
     made a ClaimedTimer is returned apart, to be failed as unprocessable; it never fails the others."""
-    result = await conn.execute(
-        _CLAIM_DUE,
-        {
-            "owner": owner,
-            "lookahead_seconds": lookahead_seconds,
-            "lease_seconds": lease_seconds,
-            "limit": limit,
-        },
-    )
+    params: dict[str, object] = {
+        "owner": owner,
+        "lookahead_seconds": lookahead_seconds,
+        "lease_seconds": lease_seconds,
+        "limit": limit,
+    }
+    if sparing:
+        result = await conn.execute(_CLAIM_DUE_SPARING, {**params, "sparing": list(sparing)})
+    else:
+        result = await conn.execute(_CLAIM_DUE, params)
     return _claim_of(result)
 
 
