@@ -21,40 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiohttp import web
 from sqlalchemy import text
 
+from bench.destinations_outage import Receiver
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
 from task_scheduler.db import create_engine
-from tests.support.receiver import serve_on_loopback
 
 COOLDOWN = 2.0
-
-
-class Receiver:
-    """Answers `status`; records (timer id, arrival time, status answered)."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.seen: list[tuple[int, float, int]] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_on_loopback(app)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        status = self.status
-        self.seen.append((int(request.headers.get("X-Timer-Id", "-1")), time.time(), status))
-        return web.Response(status=status)
 
 
 async def create_batch(client: httpx.AsyncClient, timers: list[dict[str, Any]]) -> list[int]:
