@@ -77,7 +77,16 @@ async def test_three_instances_deliver_each_occurrence_exactly_once(
         for schedule_id in schedule_ids:
             await clients[0].post(f"/schedules/{schedule_id}/pause")
         paused_at = await db.fetchval("SELECT now()")
-        await asyncio.sleep(1.5)  # let any run already claimed finish (its webhook is then recorded)
+        # let any run already claimed finish (its webhook is then recorded), however slow the machine
+        for _ in range(int(WAIT / 0.1)):
+            firing = await db.fetchval(
+                "SELECT count(*) FROM timers WHERE status = 'firing' AND schedule_id = ANY($1::bigint[])",
+                schedule_ids,
+            )
+            if not firing:
+                break
+            await asyncio.sleep(0.1)
+        assert not firing
 
     seen = Counter(
         (headers_of(d)["x-schedule-id"], headers_of(d)["x-schedule-occurrence"]) for d in receiver.deliveries
