@@ -3,7 +3,10 @@ the cool-down) on one scratch database, a destination that answers 503 for `OUTA
 `DOWN` timers due at once, and a healthy destination with `UP` timers due evenly from the start to
 `OUTAGE` + 10 s. Both receivers run in this process, on two loopback addresses (127.0.0.1 and
 127.0.0.2: two hosts, as two destinations usually are; on one host name they would share the
-per-host limit of requests in flight, SCHEDULER_MAX_CONCURRENT_PER_HOST).
+per-host limit of requests in flight, SCHEDULER_MAX_CONCURRENT_PER_HOST). The failing one runs in
+this process (it changes its answer); the healthy one is bench.receiver in a process of its own,
+so that the arrival times of its timers are not held up behind the failing destination's 10,000
+requests in one event loop.
 
 Prints the requests the failing destination received while down (the attempts spent: those in
 flight when the breaker opened, then one probe per cool-down in the whole cluster), whether every
@@ -33,7 +36,9 @@ from typing import Any
 from aiohttp import web
 
 from bench.destinations_flow import drop_database
+from bench.harness import Receiver as LeanReceiver
 from bench.harness import connect, fresh_database, start_service
+from bench.loadgen import Client
 from tests.support.receiver import serve_on_loopback
 
 HEALTHY_TAIL_SECONDS = 10.0  # healthy timers keep coming due this long after the outage
@@ -75,12 +80,15 @@ def quantile(values: list[float], q: float) -> float:
 
 async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     database_url = await fresh_database(server_url)
-    down, up = Receiver(503), Receiver(200, "127.0.0.2")
+    down = Receiver(503)
     await down.start()
-    await up.start()
     procs = []
+    up_records: list[tuple[int, float, str]] = []
+    up: LeanReceiver | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp:
+            up = LeanReceiver(Path(tmp), host="127.0.0.2")
+            up.start()
             procs = [
                 start_service(
                     database_url,
@@ -110,7 +118,7 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
                     "INSERT INTO timers (url, due_at, destination)"
                     " SELECT $1, $2::timestamptz + make_interval(secs => $3::float8 * i / $4::int), $5"
                     " FROM generate_series(0, $4::int - 1) AS i RETURNING id, due_at",
-                    f"http://{up.host}:{up.port}/hook",
+                    up.url,
                     start,
                     span,
                     args.up,
@@ -137,10 +145,11 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
                 recovered_at = time.monotonic()
                 recovered_wall = time.time()
                 deadline = recovered_at + 120 + args.down / 100  # bounded in time
-                while time.monotonic() < deadline:
-                    if len(down.delivered()) >= args.down and len(up.delivered()) >= args.up:
-                        break
-                    await asyncio.sleep(0.2)
+                async with Client(up.url, timeout=10.0) as client:
+                    while time.monotonic() < deadline:
+                        if len(down.delivered()) >= args.down and await up.count(client) >= args.up:
+                            break
+                        await asyncio.sleep(0.2)
                 drained_in = time.monotonic() - recovered_at
                 await asyncio.sleep(1.0)  # late duplicates would arrive by now
                 attempts = await conn.fetchval(
@@ -150,16 +159,19 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
                 await conn.close()
             for proc in procs:
                 proc.terminate()
+            up_records = up.stop()
     finally:
         for proc in procs:
             proc.ensure_stopped()
+        if up is not None and up.process is not None and up.process.poll() is None:
+            up.process.kill()  # the run failed before its records were read
+            up.process.wait()
         await down.stop()
-        await up.stop()
         await drop_database(server_url, database_url)
     due = {r["id"]: r["due_at"].timestamp() for r in up_rows}
     first_seen: dict[int, float] = {}
-    for timer_id, arrived, status in up.seen:
-        if status < 300 and timer_id in due:
+    for timer_id, arrived, _ in up_records:
+        if timer_id in due:
             first_seen.setdefault(timer_id, arrived)
     lateness = sorted((at - due[t]) * 1000 for t, at in first_seen.items())
     settled = sorted(
@@ -167,7 +179,7 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
         for t, at in first_seen.items()
         if due[t] - start.timestamp() >= SETTLED_AFTER_SECONDS
     )
-    down_delivered, up_delivered = down.delivered(), up.delivered()
+    down_delivered, up_delivered = down.delivered(), Counter(t for t, _, _ in up_records)
     out_at: dict[int, float] = {}
     for timer_id, arrived, status in down.seen:
         if status < 300:

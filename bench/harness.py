@@ -65,15 +65,16 @@ async def connect(database_url: str) -> asyncpg.Connection:
 class Receiver:
     """bench.receiver in its own process."""
 
-    def __init__(self, workdir: Path, delay: float = 0.0) -> None:
+    def __init__(self, workdir: Path, delay: float = 0.0, host: str = "127.0.0.1") -> None:
         self.port = free_port()
+        self.host = host
         self.out = workdir / f"arrivals-{self.port}.jsonl"
         self.delay = delay
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -87,6 +88,8 @@ class Receiver:
                 str(self.out),
                 "--delay",
                 str(self.delay),
+                "--host",
+                self.host,
             ],
             stdout=subprocess.PIPE,
         )

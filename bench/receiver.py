@@ -3,7 +3,7 @@ arrival time, webhook-id) of every request and answers 200 "ok" (after --delay s
 holding up other connections). `GET /count` returns how many arrived; SIGTERM writes every record
 as JSON lines to --out and exits.
 
-    python -m bench.receiver --port 9100 --out /tmp/arrivals.jsonl [--delay 10]
+    python -m bench.receiver --port 9100 --out /tmp/arrivals.jsonl [--delay 10] [--host 127.0.0.2]
 """
 
 from __future__ import annotations
@@ -92,16 +92,18 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-async def listen(port: int, delay: float = 0.0) -> tuple[asyncio.Server, list[Record]]:
-    """Listen on 127.0.0.1:`port` (0: any free port); the records grow as requests arrive."""
+async def listen(
+    port: int, delay: float = 0.0, host: str = "127.0.0.1"
+) -> tuple[asyncio.Server, list[Record]]:
+    """Listen on `host`:`port` (0: any free port); the records grow as requests arrive."""
     records: list[Record] = []
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(records, delay), "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(lambda: _Connection(records, delay), host, port, backlog=4096)
     return server, records
 
 
-async def serve(port: int, out: str, delay: float) -> None:
-    server, records = await listen(port, delay)
+async def serve(port: int, out: str, delay: float, host: str) -> None:
+    server, records = await listen(port, delay, host)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
@@ -116,8 +118,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address (127.0.0.0/8)")
     args = parser.parse_args()
-    uvloop.run(serve(args.port, args.out, args.delay))
+    uvloop.run(serve(args.port, args.out, args.delay, args.host))
 
 
 if __name__ == "__main__":
