@@ -4,6 +4,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .venv-uv/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most tests wait on timers and sockets, so two keep both cores
+# busy; 0 runs everything in this one process (easier to debug).
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: install run test test-pg lint format coverage docker-check wheel bench bench-full fuzz chaos clean
 
@@ -20,11 +24,11 @@ run: install ## serve on :8080 (embedded PostgreSQL unless DATABASE_URL is set)
 	$(VENV)/bin/task-scheduler serve
 
 test: install ## the whole suite with coverage (embedded PostgreSQL unless TEST_DATABASE_URL is set)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-pg: install ## integration tests (every SQL statement) against the PostgreSQL server on 127.0.0.1:5432
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(PY) -m pytest --no-cov tests/integration $(addprefix --ignore=tests/integration/,$(NOT_SQL)) $(PYTEST_ARGS)
+		$(PY) -m pytest $(XDIST) --no-cov tests/integration $(addprefix --ignore=tests/integration/,$(NOT_SQL)) $(PYTEST_ARGS)
 
 # Integration tests that add no SQL of their own (HTTP clients, the SSRF resolver, signatures,
 # tracing, the CLI over the API, fuzzing): test-pg leaves them to `make test`.

@@ -26,11 +26,34 @@ FAST = {
 }
 
 
+# Under pytest-xdist (`make test`), each worker takes the ports for its service processes from a
+# range of its own below the kernel's ephemeral range: two workers asking the kernel for a free
+# port at the same moment could be given the same one (it is free until a service binds it), and a
+# test would then start or talk to another worker's service.
+_WORKER_PORTS = 400
+_FIRST_WORKER_PORT = 20_000
+_next_port: list[int] = []
+
+
 def free_port() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        first = _FIRST_WORKER_PORT + int(worker[2:]) * _WORKER_PORTS
+        if not _next_port:
+            _next_port.append(first)
+        for _ in range(_WORKER_PORTS):
+            port = _next_port[0]
+            _next_port[0] = first + (port + 1 - first) % _WORKER_PORTS
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use (a service of this worker, or anything else): the next
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 class ServiceProcess:
