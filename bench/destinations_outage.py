@@ -185,7 +185,27 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
         if status < 300:
             out_at.setdefault(timer_id, arrived - recovered_wall)
     after_recovery = sorted(out_at.values())
+    # The healthy timers due while the failing destination's backlog went out (from the recovery
+    # until 99 % of it had arrived; the rest are retries waiting for their backoff), and the
+    # others: what the release costs the other destinations.
+    release_end = recovered_wall + (quantile(after_recovery, 0.99) if after_recovery else 0.0)
+    releasing = sorted(
+        (at - due[t]) * 1000 for t, at in first_seen.items() if recovered_wall <= due[t] <= release_end
+    )
+    steady = sorted(
+        (at - due[t]) * 1000
+        for t, at in first_seen.items()
+        if due[t] - start.timestamp() >= SETTLED_AFTER_SECONDS and not recovered_wall <= due[t] <= release_end
+    )
+    # The five seconds (from the first due time) whose healthy timers were latest, and the recovery's.
+    by_second: dict[int, float] = {}
+    for t, at in first_seen.items():
+        second = int(due[t] - start.timestamp())
+        by_second[second] = max(by_second.get(second, 0.0), (at - due[t]) * 1000)
+    worst = sorted(by_second.items(), key=lambda item: -item[1])[:5]
     return {
+        "worst_seconds": worst,
+        "recovered_second": int(recovered_wall - start.timestamp()),
         "elapsed_s": time.monotonic() - started,
         "while_down": while_down,
         "breaker_then": breaker,
@@ -199,6 +219,8 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "up_doubled": sum(1 for n in up_delivered.values() if n > 1),
         "lateness": lateness,
         "settled": settled,
+        "releasing": releasing,
+        "steady": steady,
     }
 
 
@@ -228,12 +250,19 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     for name, values in (
         ("all", result["lateness"]),
         (f"due after {SETTLED_AFTER_SECONDS:g} s", result["settled"]),
+        ("due while the backlog went out", result["releasing"]),
+        (f"due after {SETTLED_AFTER_SECONDS:g} s, not then", result["steady"]),
     ):
         if values:
             print(
                 f"  healthy lateness ms, {name}: p50 {statistics.median(values):.1f}, "
                 f"p99 {quantile(values, 0.99):.1f}, max {values[-1]:.1f}"
             )
+    print(
+        f"  healthy timers' latest seconds (from the first due time; the recovery at "
+        f"{result['recovered_second']} s): "
+        + ", ".join(f"{second} s: max {late:.0f} ms" for second, late in result["worst_seconds"])
+    )
 
 
 def main() -> None:
