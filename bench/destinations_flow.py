@@ -31,7 +31,7 @@ import asyncpg
 from aiohttp import web
 
 from bench.common import Row
-from bench.harness import connect, fresh_database, start_service
+from bench.harness import connect, fresh_database, start_instances
 from task_scheduler.db import asyncpg_dsn
 from tests.support.receiver import serve_on_loopback
 
@@ -111,16 +111,9 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     procs = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-flow-") as tmp:
-            procs = [
-                start_service(
-                    database_url,
-                    Path(tmp),
-                    f"flow-{i}",
-                    SCHEDULER_LOG_LEVEL="WARNING",
-                    SCHEDULER_INSTANCE_ID=f"flow-{i}",
-                )
-                for i in range(args.instances)
-            ]
+            procs = start_instances(
+                database_url, Path(tmp), "flow", args.instances, SCHEDULER_LOG_LEVEL="WARNING"
+            )
             for proc in procs:
                 await proc.wait_ready()
             conn = await connect(database_url)

@@ -37,7 +37,7 @@ from aiohttp import web
 
 from bench.destinations_flow import drop_database
 from bench.harness import Receiver as LeanReceiver
-from bench.harness import connect, fresh_database, start_service
+from bench.harness import connect, fresh_database, start_instances
 from bench.loadgen import Client
 from tests.support.receiver import serve_on_loopback
 
@@ -89,25 +89,22 @@ async def run(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp:
             up = LeanReceiver(Path(tmp), host="127.0.0.2")
             up.start()
-            procs = [
-                start_service(
-                    database_url,
-                    Path(tmp),
-                    f"outage-{i}",
-                    SCHEDULER_INSTANCE_ID=f"outage-{i}",
-                    SCHEDULER_BREAKER_COOLDOWN_SECONDS=str(args.cooldown),
-                    SCHEDULER_MAX_ATTEMPTS="100",
-                    **(
-                        {}
-                        if args.backoff_cap is None
-                        else {
-                            "SCHEDULER_BACKOFF_BASE_SECONDS": str(args.backoff_cap),
-                            "SCHEDULER_BACKOFF_CAP_SECONDS": str(args.backoff_cap),
-                        }
-                    ),
-                )
-                for i in range(args.instances)
-            ]
+            procs = start_instances(
+                database_url,
+                Path(tmp),
+                "outage",
+                args.instances,
+                SCHEDULER_BREAKER_COOLDOWN_SECONDS=str(args.cooldown),
+                SCHEDULER_MAX_ATTEMPTS="100",
+                **(
+                    {}
+                    if args.backoff_cap is None
+                    else {
+                        "SCHEDULER_BACKOFF_BASE_SECONDS": str(args.backoff_cap),
+                        "SCHEDULER_BACKOFF_CAP_SECONDS": str(args.backoff_cap),
+                    }
+                ),
+            )
             for proc in procs:
                 await proc.wait_ready()
             conn = await connect(database_url)

@@ -125,6 +125,16 @@ def start_service(database_url: str, workdir: Path, name: str, **env: str) -> Se
     return proc
 
 
+def start_instances(
+    database_url: str, workdir: Path, prefix: str, count: int, **env: str
+) -> list[ServiceProcess]:
+    """`count` service processes on one database, instance ids (and log names) `prefix`-0, -1, ..."""
+    return [
+        start_service(database_url, workdir, f"{prefix}-{i}", SCHEDULER_INSTANCE_ID=f"{prefix}-{i}", **env)
+        for i in range(count)
+    ]
+
+
 async def insert_due(conn: asyncpg.Connection, url: str, count: int, start_in: float, spread: float) -> None:
     """`count` timers due from `start_in` seconds from now, evenly over `spread` seconds."""
     await conn.execute(
