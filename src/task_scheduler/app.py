@@ -224,10 +224,10 @@ def _build_api(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(timers_router)
+    app.include_router(schedules_router)
     app.include_router(bulk_router)
     app.include_router(auth_router)
     app.include_router(health.router)
-    app.include_router(schedules_router)
     app.include_router(events_router)
     app.include_router(destinations_router)
     app.include_router(ui_router)

@@ -43,3 +43,14 @@ def test_every_route_with_a_body_documents_the_answers_to_an_unreadable_body() -
         if "requestBody" in operation and not {"400", "413", "415"} <= set(operation["responses"])
     }
     assert missing == {}
+
+
+def test_the_create_routes_are_matched_before_the_rest() -> None:
+    """Routes are matched in order, one by one (about 1.5 us each here): the schedule routes come
+    right after the timer routes, so that POST /schedules does not first try the keys, health,
+    bulk and event routes (routing 68 -> 25 us per schedule create; docs/performance.md). The
+    document lists the paths in the order they are matched."""
+    paths = list(json.loads(_served_document())["paths"])
+    firsts = [p for p in paths if not p.startswith(("/timer", "/schedules"))]
+    assert paths.index("/schedules") < paths.index(firsts[0])
+    assert all(p.startswith("/timer") for p in paths[: paths.index("/schedules")])
