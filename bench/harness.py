@@ -27,8 +27,11 @@ from task_scheduler.db import EmbeddedPostgres, asyncpg_dsn
 from tests.support.processes import ServiceProcess, free_port
 
 # Benchmarks measure the service as installed (`make run` defaults); rows marked "tuned" add
-# these settings (an INFO line per request and per delivery costs some throughput).
-SERVICE_ENV: dict[str, str] = {}
+# these settings (an INFO line per request and per delivery costs some throughput). The tests'
+# ServiceProcess runs one process unless told otherwise; here the default, auto (one per CPU),
+# unless SCHEDULER_WORKERS is set. Rows that measure one process say so.
+SERVICE_ENV: dict[str, str] = {"SCHEDULER_WORKERS": os.environ.get("SCHEDULER_WORKERS", "auto")}
+ONE_PROCESS = {"SCHEDULER_WORKERS": "1"}
 TUNED_ENV = {"SCHEDULER_LOG_LEVEL": "WARNING"}
 
 
@@ -128,9 +131,16 @@ def start_service(database_url: str, workdir: Path, name: str, **env: str) -> Se
 def start_instances(
     database_url: str, workdir: Path, prefix: str, count: int, **env: str
 ) -> list[ServiceProcess]:
-    """`count` service processes on one database, instance ids (and log names) `prefix`-0, -1, ..."""
+    """`count` service processes on one database (one process each, unless `env` says otherwise),
+    instance ids (and log names) `prefix`-0, -1, ..."""
     return [
-        start_service(database_url, workdir, f"{prefix}-{i}", SCHEDULER_INSTANCE_ID=f"{prefix}-{i}", **env)
+        start_service(
+            database_url,
+            workdir,
+            f"{prefix}-{i}",
+            SCHEDULER_INSTANCE_ID=f"{prefix}-{i}",
+            **{**ONE_PROCESS, **env},
+        )
         for i in range(count)
     ]
 

@@ -17,6 +17,7 @@ import aiohttp
 
 from bench.common import BODY, Row, correctness
 from bench.harness import (
+    ONE_PROCESS,
     Delivered,
     Receiver,
     closed_loop,
@@ -88,7 +89,7 @@ async def _measure(database_url: str, workdir: Path, name: str) -> tuple[dict[st
     """A fresh service: time to ready, create latency (open loop), then lateness at RATE fires/s;
     its peak RSS all along."""
     started = time.monotonic()
-    proc = start_service(database_url, workdir, name)
+    proc = start_service(database_url, workdir, name, **ONE_PROCESS)  # its RSS is one process's
     assert proc.process is not None
     receiver = Receiver(workdir)
     receiver.start()

@@ -13,6 +13,8 @@ from bench.bulk_cancel import bulk_cancel
 from bench.common import BODY, Row, correctness
 from bench.destinations_flow import flow_control
 from bench.harness import (
+    ONE_PROCESS,
+    SERVICE_ENV,
     TUNED_ENV,
     Delivered,
     Receiver,
@@ -28,6 +30,8 @@ from bench.harness import (
 from bench.scale import scale
 from bench.schedules import schedule_burst, schedule_create, schedule_steady
 from bench.tracing import tracing_create, tracing_fire
+from task_scheduler.config import AUTO_WORKERS_MAX
+from task_scheduler.cpus import usable_cpus
 
 
 async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any:
@@ -124,7 +128,9 @@ async def _fire(
     return Delivered.check(records, due), inserted, procs
 
 
-async def fire_throughput(server_url: str, workdir: Path, count: int = 30_000, workers: int = 1) -> Row:
+async def fire_throughput(
+    server_url: str, workdir: Path, count: int = 30_000, workers: int | None = None
+) -> Row:
     delivered, _, _ = await _fire(
         server_url, workdir, "fire", count, start_in=3.0, spread=0.0, **_workers_env(workers)
     )
@@ -153,15 +159,20 @@ async def lateness_steady(server_url: str, workdir: Path, rate: int = 1000, seco
     )
 
 
-def _workers_env(workers: int) -> dict[str, str]:
-    return {"SCHEDULER_WORKERS": str(workers)} if workers > 1 else {}
+def _workers_env(workers: int | None) -> dict[str, str]:
+    """None: the default (SERVICE_ENV: auto unless SCHEDULER_WORKERS is set); else that many."""
+    return {} if workers is None else {"SCHEDULER_WORKERS": str(workers)}
 
 
-def _workers_label(workers: int) -> str:
-    return f", one instance of {workers} processes (SCHEDULER_WORKERS={workers})" if workers > 1 else ""
+def _workers_label(workers: int | None) -> str:
+    if workers is None:
+        setting = SERVICE_ENV["SCHEDULER_WORKERS"]
+        count = min(usable_cpus(), AUTO_WORKERS_MAX) if setting == "auto" else int(setting)
+        return f", defaults ({count} processes: SCHEDULER_WORKERS={setting})"
+    return f", one instance of {workers} process{'es' if workers > 1 else ''} (SCHEDULER_WORKERS={workers})"
 
 
-async def burst(server_url: str, workdir: Path, count: int = 100_000, workers: int = 1) -> Row:
+async def burst(server_url: str, workdir: Path, count: int = 100_000, workers: int | None = None) -> Row:
     delivered, _, _ = await _fire(
         server_url, workdir, "burst", count, start_in=5.0, spread=0.0, **_workers_env(workers)
     )
@@ -177,7 +188,7 @@ async def burst(server_url: str, workdir: Path, count: int = 100_000, workers: i
     )
 
 
-async def recovery(server_url: str, workdir: Path, count: int = 100_000, workers: int = 1) -> Row:
+async def recovery(server_url: str, workdir: Path, count: int = 100_000, workers: int | None = None) -> Row:
     database_url = await fresh_database(server_url)
     receiver = Receiver(workdir)
     receiver.start()
@@ -213,8 +224,13 @@ async def recovery(server_url: str, workdir: Path, count: int = 100_000, workers
 
 
 async def three_instances(server_url: str, workdir: Path, count: int = 60_000) -> Row:
-    one, _, _ = await _fire(server_url, workdir, "scale1", count, start_in=3.0, spread=0.0, instances=1)
-    three, _, _ = await _fire(server_url, workdir, "scale3", count, start_in=3.0, spread=0.0, instances=3)
+    # Instances of one process each, as the earlier figures and the chaos suite's instances.
+    one, _, _ = await _fire(
+        server_url, workdir, "scale1", count, start_in=3.0, spread=0.0, instances=1, **ONE_PROCESS
+    )
+    three, _, _ = await _fire(
+        server_url, workdir, "scale3", count, start_in=3.0, spread=0.0, instances=3, **ONE_PROCESS
+    )
 
     def rate(d: Delivered) -> int:
         span = d.last_arrival - d.first_arrival
@@ -387,9 +403,9 @@ FULL = {
     "recovery": recovery,
     "isolation": isolation,
     "three_instances": three_instances,
-    "fire_2_workers": lambda s, w: fire_throughput(s, w, workers=2),
-    "burst_2_workers": lambda s, w: burst(s, w, workers=2),
-    "recovery_2_workers": lambda s, w: recovery(s, w, workers=2),
+    "fire_1_process": lambda s, w: fire_throughput(s, w, workers=1),
+    "burst_1_process": lambda s, w: burst(s, w, workers=1),
+    "recovery_1_process": lambda s, w: recovery(s, w, workers=1),
     "scale": scale,
     "log_cost": log_cost,
     "bulk_cancel": bulk_cancel,

@@ -24,7 +24,16 @@ from typing import Any
 import aiohttp
 
 from bench.common import BODY, Row
-from bench.harness import Delivered, Receiver, closed_loop, connect, due_times, fresh_database, start_service
+from bench.harness import (
+    ONE_PROCESS,
+    Delivered,
+    Receiver,
+    closed_loop,
+    connect,
+    due_times,
+    fresh_database,
+    start_service,
+)
 from tests.support.processes import ServiceProcess, free_port
 
 ROUNDS = 3
@@ -144,7 +153,7 @@ async def tracing_create(server_url: str, workdir: Path, seconds: float = 5.0) -
 
     async def measure(name: str, env: dict[str, str]) -> dict[str, Any]:
         database_url = await fresh_database(server_url)
-        proc = start_service(database_url, workdir, f"tracing-create-{name}", **env)
+        proc = start_service(database_url, workdir, f"tracing-create-{name}", **{**ONE_PROCESS, **env})
         headers = {"traceparent": TRACEPARENT}
         try:
             await proc.wait_ready()
@@ -189,7 +198,7 @@ async def tracing_fire(server_url: str, workdir: Path, count: int = 10_000) -> R
         database_url = await fresh_database(server_url)
         receiver = Receiver(workdir)
         receiver.start()
-        proc = start_service(database_url, workdir, f"tracing-fire-{name}", **env)
+        proc = start_service(database_url, workdir, f"tracing-fire-{name}", **{**ONE_PROCESS, **env})
         try:
             await proc.wait_ready()
             conn = await connect(database_url)

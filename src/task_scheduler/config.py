@@ -11,10 +11,16 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from task_scheduler.cpus import usable_cpus
+
 TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including leap days
 # Due times must stay inside what PostgreSQL intervals and Python datetimes can hold.
 MAX_HORIZON_LIMIT = 1000 * 366 * 24 * 3600
 MAX_WORKERS = 64
+# `auto` starts one process per usable CPU, at most this many: each process has its own database
+# pool (SCHEDULER_DB_POOL_SIZE), and PostgreSQL's default max_connections (100) must leave room
+# for several instances. Beyond it, set a number.
+AUTO_WORKERS_MAX = 4
 # The OTLP/HTTP default of the specification (a collector on this host).
 _OTLP_DEFAULT_ENDPOINT = "http://localhost:4318"
 
@@ -49,8 +55,11 @@ class Settings(BaseSettings):
         description="Port the HTTP server listens on.",
     )
     workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = Field(
-        default=1,
-        description="Server processes on this port, each with its own dispatcher; auto: one per usable CPU.",
+        default="auto",
+        description=(
+            "Server processes on this port, each with its own dispatcher and database pool;"
+            f" auto: one per usable CPU (affinity and cgroup quota), at most {AUTO_WORKERS_MAX}."
+        ),
     )
     data_dir: Path = Field(default=Path(".data"), description="Directory of the embedded PostgreSQL's data.")
     instance_id: str = Field(
@@ -284,9 +293,9 @@ class Settings(BaseSettings):
 
     @property
     def worker_count(self) -> int:
-        """`workers` as a number: auto is the CPUs this process may run on."""
+        """`workers` as a number: auto is the CPUs this process may use, at most AUTO_WORKERS_MAX."""
         if self.workers == "auto":
-            return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+            return min(usable_cpus(), AUTO_WORKERS_MAX)
         return self.workers
 
     @property

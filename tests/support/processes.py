@@ -88,6 +88,9 @@ class ServiceProcess:
             "PORT": str(self.port),
             "SCHEDULER_LOG_FORMAT": "json",
             "SCHEDULER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+            # One process unless a test asks for more (the default, auto, forks one per CPU):
+            # a test's instance is one process, as the chaos suite's and the benches' instances.
+            "SCHEDULER_WORKERS": os.environ.get("SCHEDULER_WORKERS", "1"),
             **self.extra_env,
         }
         log = self.log_path.open("ab")

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from task_scheduler.config import TEN_YEARS_SECONDS, Settings
+from task_scheduler import config
+from task_scheduler.config import AUTO_WORKERS_MAX, TEN_YEARS_SECONDS, Settings
+from task_scheduler.cpus import usable_cpus
 
 
 @pytest.fixture(autouse=True)
@@ -147,11 +149,23 @@ def test_boundary_values_are_accepted(values: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "count"), [("1", 1), ("2", 2), ("auto", len(os.sched_getaffinity(0))), ("64", 64)]
+    ("value", "count"), [("1", 1), ("2", 2), ("auto", min(usable_cpus(), AUTO_WORKERS_MAX)), ("64", 64)]
 )
 def test_workers_is_a_number_or_auto(monkeypatch: pytest.MonkeyPatch, value: str, count: int) -> None:
     monkeypatch.setenv("SCHEDULER_WORKERS", value)
     assert Settings().worker_count == count
+
+
+def test_workers_default_to_one_per_usable_cpu_at_most_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes on 2 cores: creates x1.05, delivery x1.49 (docs/performance.md)."""
+    monkeypatch.delenv("SCHEDULER_WORKERS", raising=False)
+    assert Settings().workers == "auto"
+    monkeypatch.setattr(config, "usable_cpus", lambda: 2)
+    assert Settings().worker_count == 2
+    monkeypatch.setattr(config, "usable_cpus", lambda: 64)
+    assert Settings().worker_count == AUTO_WORKERS_MAX == 4
+    monkeypatch.setattr(config, "usable_cpus", lambda: 1)
+    assert Settings().worker_count == 1
 
 
 @pytest.mark.parametrize("value", ["0", "65", "many", "-1"])
