@@ -59,7 +59,7 @@ wheel: install ## the installable package in dist/ (what the Docker image instal
 bench: install ## quick benchmarks (a few minutes): table on stdout, JSON in bench/results/
 	$(PY) -m bench
 
-bench-full: install ## also 100,000-timer bursts and recovery (1 and 2 processes), slow-host isolation, three instances, 10M-row scale, a bulk cancel of 1M timers (~30 min)
+bench-full: install ## also 100,000-timer bursts and recovery (the default and 1 process), slow-host isolation, three instances, 10M-row scale, a bulk cancel of 1M timers (~30 min)
 	$(PY) -m bench --full
 
 fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) new random examples per operation
