@@ -76,6 +76,13 @@ class Conflict(ServiceError):
         self.status = status
 
 
+class LimitReached(ServiceError):
+    """A count the service bounds (e.g. a tenant's active signing secrets) would be exceeded."""
+
+    status_code = 409
+    code = "limit_reached"
+
+
 class PreconditionFailed(ServiceError):
     status_code = 412
     code = "precondition_failed"

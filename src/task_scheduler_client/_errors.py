@@ -6,7 +6,7 @@ TaskSchedulerError           anything this library raises about the service
 │   ├── Unauthorized         401: missing, invalid or revoked API key
 │   ├── Forbidden            403: the key's role does not allow this
 │   ├── NotFound             404
-│   ├── Conflict             409: the timer's status does not allow this
+│   ├── Conflict             409: the timer's status (or a bound, `code` limit_reached) forbids it
 │   ├── PreconditionFailed   412: If-Match no longer matches
 │   ├── ValidationFailed     400, 413, 415, 422: the request is not acceptable
 │   ├── RateLimited          429 (retried first, honouring Retry-After)
@@ -71,7 +71,8 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """409: the timer's status does not allow this (`field` is "status")."""
+    """409: the timer's status does not allow this (`field` is "status"), or a bound would be passed
+    (`code` "limit_reached", e.g. a tenant's 10 active signing secrets: `field` is "secrets")."""
 
 
 class PreconditionFailed(ApiError):

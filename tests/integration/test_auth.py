@@ -18,6 +18,7 @@ from task_scheduler.auth.service import PROTECTED_MODE_MESSAGE
 from task_scheduler.cli import main
 from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn
+from task_scheduler.delivery.signing import MAX_ACTIVE_SECRETS, generate_secret
 from tests.support.keys import ADMIN_KEY, bearer, make_key
 from tests.support.receiver import Receiver
 
@@ -327,6 +328,76 @@ async def test_tenant_rotates_its_own_signing_secret(
     assert len(headers["webhook-signature"].split(" ")) == 2
     for secret in (first["secret"], second["secret"]):
         Webhook(secret).verify(delivery.raw, headers)
+
+
+async def test_a_tenant_has_at_most_ten_active_secrets(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(admin_api_key=ADMIN_KEY, api_key_cache_seconds=0)
+    async with serving(create_app(settings, run_dispatcher=False)) as client:
+        acme = await make_key(client, "acme", "writer")
+        globex = await make_key(client, "globex", "writer")
+        # Concurrent adds cannot pass the bound together.
+        answers = await asyncio.gather(
+            *(client.post("/tenant/secrets", headers=bearer(acme)) for _ in range(14))
+        )
+        assert sorted(a.status_code for a in answers) == [201] * MAX_ACTIVE_SECRETS + [409] * 4
+        refused = next(a for a in answers if a.status_code == 409).json()["error"]
+        assert refused["code"] == "limit_reached"
+        assert refused["field"] == "secrets"
+        assert "10 active signing secrets" in refused["message"]
+        assert "DELETE /tenant/secrets/" in refused["message"]
+        # Another tenant's count is its own; retiring one makes room again.
+        assert (await client.post("/tenant/secrets", headers=bearer(globex))).status_code == 201
+        oldest = (await client.get("/tenant/secrets", headers=bearer(acme))).json()["secrets"][-1]
+        retired = await client.delete(f"/tenant/secrets/{oldest['secret_id']}", headers=bearer(acme))
+        assert retired.status_code == 204
+        assert (await client.post("/tenant/secrets", headers=bearer(acme))).status_code == 201
+        assert (await client.post("/tenant/secrets", headers=bearer(acme))).status_code == 409
+
+
+async def test_stored_secrets_past_the_bound_or_unreadable_fail_only_themselves(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """Rows written from outside the API: 200 active secrets of one tenant (a signature each
+    made the header 9.6 KB, over the receiver's 8 KiB line limit: every webhook of the tenant was
+    refused) and undecodable secrets (one made every refresh fail, for every tenant). The newest
+    ten sign; an unreadable row is left out; the other tenant's secret still signs."""
+    settings = make_settings(admin_api_key=ADMIN_KEY, api_key_cache_seconds=0)
+    secrets = [generate_secret() for _ in range(200)]
+    globex_secret = generate_secret()
+    assert settings.database_url is not None
+    async with serving(create_app(settings)) as client:
+        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+        try:
+            await conn.executemany(
+                "INSERT INTO tenant_secrets (tenant, secret, created_at)"
+                " VALUES ($1, $2, now() - make_interval(secs => $3))",
+                [("acme", s, 200.0 - i) for i, s in enumerate(secrets)]  # the last is the newest
+                + [("acme", "whsec_not base64!", 0.5), ("globex", "not-a-secret", 0.5)],
+            )
+            await conn.execute(
+                "INSERT INTO tenant_secrets (tenant, secret) VALUES ('globex', $1)", globex_secret
+            )
+        finally:
+            await conn.close()
+        await asyncio.sleep(1.5)  # the dispatcher refreshes secrets every 0.5 s here
+        acme = await make_key(client, "acme", "writer")
+        globex = await make_key(client, "globex", "writer")
+        for key in (acme, globex):
+            created = await client.post(
+                "/timer", json={"seconds": 0, "url": receiver.url}, headers=bearer(key)
+            )
+            assert created.status_code == 201, created.text
+        assert await receiver.wait_for(lambda: len(receiver.deliveries) == 2, 20.0)
+    by_tenant = {}
+    for delivery in receiver.deliveries:
+        headers = {k.lower(): v for k, v in delivery.headers.items()}
+        by_tenant[len(headers["webhook-signature"].split(" "))] = (delivery, headers)
+    assert set(by_tenant) == {MAX_ACTIVE_SECRETS, 1}
+    delivery, headers = by_tenant[MAX_ACTIVE_SECRETS]
+    for secret in secrets[-MAX_ACTIVE_SECRETS:]:
+        Webhook(secret).verify(delivery.raw, headers)
+    delivery, headers = by_tenant[1]
+    Webhook(globex_secret).verify(delivery.raw, headers)
 
 
 # -- hygiene -----------------------------------------------------------------------------------

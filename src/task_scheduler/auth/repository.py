@@ -92,17 +92,29 @@ class TenantSecretRow:
     created_at: datetime
 
 
-async def insert_secret(conn: AsyncConnection, *, tenant: str, secret: str) -> TenantSecretRow:
+async def insert_secret(
+    conn: AsyncConnection, *, tenant: str, secret: str, most_active: int
+) -> TenantSecretRow | None:
+    """A new active secret, unless the tenant already has `most_active` (then None). Adds of one
+    tenant are serialised by a transaction-scoped advisory lock, so concurrent adds cannot pass
+    the bound together."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('tenant_secrets:' || :tenant, 0))"),
+        {"tenant": tenant},
+    )
     row = (
         await conn.execute(
             text("""
-                INSERT INTO tenant_secrets (tenant, secret) VALUES (:tenant, :secret)
+                INSERT INTO tenant_secrets (tenant, secret)
+                SELECT :tenant, :secret
+                WHERE (SELECT count(*) FROM tenant_secrets WHERE tenant = :tenant AND revoked_at IS NULL)
+                      < :most_active
                 RETURNING id, tenant, secret, created_at
             """),
-            {"tenant": tenant, "secret": secret},
+            {"tenant": tenant, "secret": secret, "most_active": most_active},
         )
-    ).one()
-    return TenantSecretRow(**row._mapping)
+    ).one_or_none()
+    return None if row is None else TenantSecretRow(**row._mapping)
 
 
 async def active_secrets(conn: AsyncConnection, *, tenant: str | None = None) -> list[TenantSecretRow]:

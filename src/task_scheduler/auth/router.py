@@ -90,7 +90,13 @@ async def revoke_key(
     "/tenant/secrets",
     status_code=status.HTTP_201_CREATED,
     response_model=SecretCreated,
-    responses=_AUTH_ERRORS,
+    responses={
+        **_AUTH_ERRORS,
+        409: {
+            "model": ErrorResponse,
+            "description": "The tenant already has the most active secrets (10); retire one first.",
+        },
+    },
     tags=["signing secrets"],
     summary="Add a webhook signing secret for your tenant (rotation step 1)",
 )

@@ -20,8 +20,8 @@ from task_scheduler.auth.keys import generate_key, hash_key, key_id_of
 from task_scheduler.auth.models import ROLE_RANK, Role
 from task_scheduler.auth.repository import ApiKeyRow, TenantSecretRow
 from task_scheduler.config import Settings
-from task_scheduler.delivery.signing import generate_secret
-from task_scheduler.errors import Forbidden, NotFoundError, TooManyRequests, Unauthorized
+from task_scheduler.delivery.signing import MAX_ACTIVE_SECRETS, generate_secret
+from task_scheduler.errors import Forbidden, LimitReached, NotFoundError, TooManyRequests, Unauthorized
 from task_scheduler.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,16 @@ class AuthService:
 
     async def add_secret(self, tenant: str) -> TenantSecretRow:
         async with self._engine.begin() as conn:
-            row = await repository.insert_secret(conn, tenant=tenant, secret=generate_secret())
+            row = await repository.insert_secret(
+                conn, tenant=tenant, secret=generate_secret(), most_active=MAX_ACTIVE_SECRETS
+            )
+        if row is None:
+            raise LimitReached(
+                f"the tenant already has {MAX_ACTIVE_SECRETS} active signing secrets, the most it may"
+                " have (every webhook carries a signature per secret); retire one with"
+                " DELETE /tenant/secrets/{secret_id} first",
+                field="secrets",
+            )
         log_event(logger, "auth.secret_added", tenant=tenant, secret_id=row.id)
         return row
 

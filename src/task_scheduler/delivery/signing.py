@@ -19,6 +19,11 @@ SECRET_PREFIX = "whsec_"  # noqa: S105
 MIN_SECRET_BYTES = 24
 MAX_SECRET_BYTES = 64
 _GENERATED_SECRET_BYTES = 32
+# A tenant's active secrets, at most (POST /tenant/secrets answers 409 past it), and the most that
+# sign one webhook (the newest): each adds ~48 bytes to the webhook-signature header, and
+# receivers refuse header lines over 8 KiB (aiohttp, nginx), so an unbounded count made every
+# webhook of the tenant undeliverable (found by test_poison_requests adding secrets).
+MAX_ACTIVE_SECRETS = 10
 
 
 class InvalidSecret(ValueError):
