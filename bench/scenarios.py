@@ -30,8 +30,7 @@ from bench.harness import (
 from bench.scale import scale
 from bench.schedules import schedule_burst, schedule_create, schedule_steady
 from bench.tracing import tracing_create, tracing_fire
-from task_scheduler.config import AUTO_WORKERS_MAX
-from task_scheduler.cpus import usable_cpus
+from task_scheduler.config import worker_count_of
 
 
 async def _service(server_url: str, workdir: Path, name: str, **env: str) -> Any:
@@ -167,7 +166,7 @@ def _workers_env(workers: int | None) -> dict[str, str]:
 def _workers_label(workers: int | None) -> str:
     if workers is None:
         setting = SERVICE_ENV["SCHEDULER_WORKERS"]
-        count = min(usable_cpus(), AUTO_WORKERS_MAX) if setting == "auto" else int(setting)
+        count = worker_count_of("auto" if setting == "auto" else int(setting))
         return f", defaults ({count} processes: SCHEDULER_WORKERS={setting})"
     return f", one instance of {workers} process{'es' if workers > 1 else ''} (SCHEDULER_WORKERS={workers})"
 

@@ -25,6 +25,12 @@ AUTO_WORKERS_MAX = 4
 _OTLP_DEFAULT_ENDPOINT = "http://localhost:4318"
 
 
+def worker_count_of(workers: int | Literal["auto"]) -> int:
+    """`SCHEDULER_WORKERS` as a number of processes: auto is the CPUs this process may use, at
+    most AUTO_WORKERS_MAX."""
+    return min(usable_cpus(), AUTO_WORKERS_MAX) if workers == "auto" else workers
+
+
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -293,10 +299,8 @@ class Settings(BaseSettings):
 
     @property
     def worker_count(self) -> int:
-        """`workers` as a number: auto is the CPUs this process may use, at most AUTO_WORKERS_MAX."""
-        if self.workers == "auto":
-            return min(usable_cpus(), AUTO_WORKERS_MAX)
-        return self.workers
+        """`workers` as a number (worker_count_of)."""
+        return worker_count_of(self.workers)
 
     @property
     def tracing_enabled(self) -> bool:

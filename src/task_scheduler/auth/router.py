@@ -17,6 +17,7 @@ from task_scheduler.auth.schemas import (
     SecretList,
     SecretView,
 )
+from task_scheduler.delivery.signing import MAX_ACTIVE_SECRETS
 from task_scheduler.errors import ErrorResponse
 
 router = APIRouter()
@@ -94,7 +95,7 @@ async def revoke_key(
         **_AUTH_ERRORS,
         409: {
             "model": ErrorResponse,
-            "description": "The tenant already has the most active secrets (10); retire one first.",
+            "description": f"The tenant already has the most active secrets ({MAX_ACTIVE_SECRETS}); retire one first.",
         },
     },
     tags=["signing secrets"],
