@@ -242,6 +242,15 @@ class Settings(BaseSettings):
         "disabled when its next probe fails: paused, no more probes, `destination.disabled` sent, "
         "until it is unpaused or resumed. 0: never.",
     )
+    slow_start_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3_600,
+        description="For this long after a destination's held timers are let go (its breaker "
+        "closed, or it was resumed), an instance sends it at most a tenth of "
+        "SCHEDULER_MAX_CONCURRENT_PER_HOST requests at once, rising evenly to all of it "
+        "(slow start). 0: off.",
+    )
     readiness_stall_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -310,6 +310,52 @@ async def test_two_instances_send_one_probe_at_a_time(
     assert failing.counts() == dict.fromkeys(held, 1)
 
 
+class Concurrent(Switchable):
+    """Also counts the requests in flight it answers 2xx (those of a destination back up)."""
+
+    def __init__(self, status: int, delay_seconds: float) -> None:
+        super().__init__(status=status, delay_seconds=delay_seconds)
+        self.answering = 0
+        self.most_answering = 0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        answering = self.status < 300
+        if answering:
+            self.answering += 1
+            self.most_answering = max(self.most_answering, self.answering)
+        try:
+            return await super()._handle(request)
+        finally:
+            if answering:
+                self.answering -= 1
+
+
+async def test_a_destination_back_from_an_open_breaker_starts_slowly(service: ServiceFactory) -> None:
+    """Slow start: when the probe closes the breaker, the 30 held timers do not all go out at
+    once (per host 40 would allow it) but a tenth of the per-host limit at a time, rising over
+    SCHEDULER_SLOW_START_SECONDS (600 here: 4 in flight for the whole test, 5 after 25 s)."""
+    async with (
+        running(Concurrent(status=503, delay_seconds=0.2)) as flaky,
+        service(
+            breaker_failures=3,
+            breaker_cooldown_seconds=0.3,
+            max_concurrent_per_host=40,
+            slow_start_seconds=600,
+        ) as client,
+    ):
+        first = {await create(client, seconds=0, url=flaky.url, retry={"max_attempts": 1}) for _ in range(3)}
+        for timer_id in first:
+            assert (await wait_for_status(client, timer_id, "failed", WAIT))["status"] == "failed"
+        assert (await breaker_of(client, origin(flaky)))["breaker_state"] == "open"
+        held = {await create(client, seconds=0, url=flaky.url) for _ in range(30)}
+        flaky.status = 200
+        for timer_id in held:
+            assert (await wait_for_status(client, timer_id, "delivered", WAIT))["status"] == "delivered"
+        closed = await breaker_of(client, origin(flaky))
+    assert closed["breaker_state"] == "closed"
+    assert 2 <= flaky.most_answering <= 5, flaky.most_answering
+
+
 async def test_4xx_answers_do_not_open_the_breaker(service: ServiceFactory, db: asyncpg.Connection) -> None:
     async with running(Switchable(status=404)) as refusing, service() as client:
         timers = {

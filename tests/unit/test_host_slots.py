@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import types
 
+import pytest
+
+from task_scheduler.delivery import host_slots
 from task_scheduler.delivery.host_slots import HostSlots
 
 
@@ -97,4 +101,86 @@ async def test_destinations_with_timers_waiting_for_their_host_are_counted() -> 
     assert slots.crowded(2) == ["http://a.example:80"]
     release.set()
     await asyncio.gather(*backlog, given[1], unkeyed, elsewhere)
+    assert slots.crowded(1) == []
+
+
+async def test_a_destination_let_go_starts_slowly_and_its_waiters_are_counted() -> None:
+    """Slow start: right after `ramp_up`, a tenth of `per_host` in flight for that destination;
+    its waiting timers count as waiting (the claim passes it by, they do not charge max_in_flight
+    after a second) without taking host slots other destinations on the host need."""
+    slots = HostSlots(per_host=20, slow_start_seconds=30)
+    slots.ramp_up("d")
+    assert slots.ramp_limit("d") == 2
+    assert slots.ramp_limit("other") is None
+    release = asyncio.Event()
+    inside: list[str] = []
+
+    async def send(destination: str) -> None:
+        async with slots.slot("http://a.example/", destination):
+            inside.append(destination)
+            await release.wait()
+            inside.remove(destination)
+
+    ramped = [asyncio.create_task(send("d")) for _ in range(10)]
+    other = [asyncio.create_task(send("other")) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert inside.count("d") == 2
+    assert inside.count("other") == 5  # the same host, another destination: not slowed
+    assert slots.crowded(8) == ["d"]
+    assert slots.waiting_longer_than(0.0) == 8
+    ramped[-1].cancel()  # a waiter cancelled (shutdown) leaves the queue and the count
+    with contextlib.suppress(asyncio.CancelledError):
+        await ramped[-1]
+    assert slots.waiting_longer_than(0.0) == 7
+    assert slots.crowded(8) == []
+    release.set()
+    await asyncio.gather(*ramped[:-1], *other)
+    assert inside == []
+    assert slots.waiting_longer_than(0.0) == 0
+    assert slots.hosts_in_use == 0
+
+
+async def test_the_slow_start_rises_evenly_and_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(host_slots, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    slots = HostSlots(per_host=100, slow_start_seconds=30)
+    slots.ramp_up("d")
+    limits = []
+    for elapsed in (0, 10, 20, 29.9, 30):
+        now[0] = 1000.0 + elapsed
+        limits.append(slots.ramp_limit("d"))
+    assert limits == [10, 40, 70, 99, None]
+    now[0] = 1040.0
+    slots.ramp_up("d")  # held and let go again: starts over
+    assert slots.ramp_limit("d") == 10
+    assert HostSlots(per_host=100).ramp_limit("d") is None
+    off = HostSlots(per_host=100, slow_start_seconds=0)
+    off.ramp_up("d")
+    assert off.ramp_limit("d") is None
+
+
+async def test_waiters_go_as_the_slow_start_rises_and_all_once_it_is_over() -> None:
+    slots = HostSlots(per_host=20, slow_start_seconds=0.3)
+    slots.ramp_up("d")
+    gate = asyncio.Event()
+    inside = 0
+    most = 0
+
+    async def send() -> None:
+        nonlocal inside, most
+        async with slots.slot("http://a.example/", "d"):
+            inside += 1
+            most = max(most, inside)
+            await gate.wait()
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    tasks = [asyncio.create_task(send()) for _ in range(12)]
+    await asyncio.sleep(0.05)
+    assert inside == 2
+    await asyncio.sleep(0.3)  # the slow start is over: the first release lets every waiter in
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert most > 2
+    assert slots.ramp_limit("d") is None
     assert slots.crowded(1) == []

@@ -14,9 +14,11 @@ the request's timeout; otherwise the timer is returned (to `pending`, unsent).
 
 Destinations (destinations/): the claim passes by the timers of a paused destination or one whose
 circuit breaker is open, takes the one probe of each breaker whose cool-down is over, and a timer
-claimed before its destination began to hold is returned unsent. The timers of a destination with
-a rate or parallelism limit go out through a loop of their own (`flow`, destinations/flow.py):
-every `flow_interval_seconds` while any is due, it claims what the limits allow, cluster-wide.
+claimed before its destination began to hold is returned unsent; once it lets them go, they
+start slowly (host_slots.py: a tenth of the per-host limit in flight, rising). The timers of a
+destination with a rate or parallelism limit go out through a loop of their own (`flow`,
+destinations/flow.py): every `flow_interval_seconds` while any is due, it claims what the limits
+allow, cluster-wide.
 
 What a result means is decided by verdict.py (pure); outcomes are recorded by writer.py; each
 request waits for a slot of its host (host_slots.py). Bulkheads: a claimed row that cannot be
@@ -116,7 +118,9 @@ class Dispatcher:
         self._held: dict[int, asyncio.Task[None]] = {}
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
-        self._host_slots = HostSlots(settings.max_concurrent_per_host)
+        self._host_slots = HostSlots(
+            settings.max_concurrent_per_host, slow_start_seconds=settings.slow_start_seconds
+        )
         self._short_of_room = False
         self._writer = OutcomeWriter(
             engine=engine,
@@ -210,7 +214,21 @@ class Dispatcher:
                 holding.discard((change.tenant, change.key))
             else:
                 holding.add((change.tenant, change.key))
-        self._holding = frozenset(holding)
+        self._hold(frozenset(holding))
+
+    def _hold(self, holding: frozenset[tuple[str, str]]) -> None:
+        """The destinations that hold their timers from now on; those let go start slowly."""
+        for _tenant, key in self._holding - holding:
+            self._host_slots.ramp_up(key)
+            log_event(
+                logger,
+                "destination.slow_start",
+                logging.DEBUG,
+                destination=key,
+                seconds=self._settings.slow_start_seconds,
+                instance=self.owner,
+            )
+        self._holding = holding
 
     def _claim_now(self) -> None:
         if not self._stopping.is_set():
@@ -368,7 +386,7 @@ class Dispatcher:
             )
             await self._claim_probes(conn, claim)
             if time.monotonic() - self._holding_read_at >= settings.poll_interval_seconds:
-                self._holding = frozenset(await destinations.holding(conn))
+                self._hold(frozenset(await destinations.holding(conn)))
                 self._holding_read_at = time.monotonic()
                 self._local_failures.clear()  # the database's counts stand from here
             taken = await self._take(conn, claim)

@@ -7,15 +7,27 @@ import bisect
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+# A destination back from a hold starts at this share of `per_host` (slow start).
+RAMP_FLOOR = 0.1
 
 
 @dataclass(slots=True)
 class _Host:
     semaphore: asyncio.Semaphore
     users: int = 0  # timers holding or waiting for one of its slots
+
+
+@dataclass(slots=True)
+class _Ramp:
+    """A destination's slow start: requests in flight to it here, and the timers waiting for room."""
+
+    started: float
+    in_flight: int = 0
+    waiters: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
 
 
 class HostSlots:
@@ -38,15 +50,25 @@ class HostSlots:
     every claim ahead of other destinations' timers due now (it did: earlier due, the 10,000
     held timers of a destination back from a 60 s outage were claimed before a healthy
     destination's timers due meanwhile, which came up to 3 s late: bench/destinations_outage.py).
-    Its own timers lose nothing: two rounds of them still wait for its slots."""
+    Its own timers lose nothing: two rounds of them still wait for its slots.
 
-    def __init__(self, per_host: int) -> None:
+    Slow start (`ramp_up`): a destination whose timers were held (its breaker open, or paused)
+    gets, for `slow_start_seconds` after they are let go, at most RAMP_FLOOR of `per_host`
+    requests in flight here, rising linearly to `per_host`. A receiver back from an outage is not
+    met by its whole backlog at once, and the other destinations keep more of the CPU: 10,000 held
+    timers released to 100 requests in flight on each of 3 instances made a healthy destination's
+    timers due meanwhile several hundred ms late on 2 cores (bench/destinations_outage.py; the
+    figures are in docs/performance.md)."""
+
+    def __init__(self, per_host: int, slow_start_seconds: float = 0.0) -> None:
         self._per_host = per_host
+        self._slow_start = slow_start_seconds
         self._hosts: dict[str, _Host] = {}
         # Per host, when each waiting timer began to wait (oldest first, as the semaphore wakes).
         self._waiting: dict[str, collections.deque[float]] = {}
-        # Per destination key, how many of its timers wait for a full host.
+        # Per destination key, how many of its timers wait for a full host (or its slow start).
         self._queued: dict[str, int] = {}
+        self._ramps: dict[str, _Ramp] = {}  # per destination key, while it starts slowly
 
     @property
     def hosts_in_use(self) -> int:
@@ -56,6 +78,21 @@ class HostSlots:
         """The destination keys with at least `threshold` timers waiting for their host here."""
         return sorted(key for key, waiting in self._queued.items() if waiting >= threshold)
 
+    def ramp_up(self, destination: str) -> None:
+        """`destination`'s timers are let go after a hold: start it slowly (if slow start is on)."""
+        if self._slow_start <= 0:
+            return
+        ramp = self._ramps.get(destination)
+        if ramp is None:
+            self._ramps[destination] = _Ramp(time.monotonic())
+        else:  # held and let go again while starting: start over, keeping who is in flight
+            ramp.started = time.monotonic()
+
+    def ramp_limit(self, destination: str) -> int | None:
+        """Requests in flight `destination` may have here during its slow start; None: no limit."""
+        ramp = self._ramps.get(destination)
+        return None if ramp is None else self._limit(ramp)
+
     @contextlib.asynccontextmanager
     async def slot(self, url: str, destination: str | None = None) -> AsyncIterator[None]:
         name = urlsplit(url).hostname or ""
@@ -64,11 +101,20 @@ class HostSlots:
             host = self._hosts[name] = _Host(asyncio.Semaphore(self._per_host))
         host.users += 1
         try:
-            await self._acquire(name, host.semaphore, destination)
+            # The destination's slow start first, then the host's slot: a timer waiting for its
+            # destination's room does not take a slot other destinations on the host could use.
+            ramp = self._ramps.get(destination) if destination is not None and self._ramps else None
+            if ramp is not None and destination is not None:
+                ramp = await self._enter_ramp(name, destination, ramp)
             try:
-                yield
+                await self._acquire(name, host.semaphore, destination)
+                try:
+                    yield
+                finally:
+                    host.semaphore.release()
             finally:
-                host.semaphore.release()
+                if ramp is not None and destination is not None:
+                    self._leave_ramp(destination, ramp)
         finally:
             host.users -= 1
             if not host.users:
@@ -78,12 +124,63 @@ class HostSlots:
         if not semaphore.locked():
             await semaphore.acquire()
             return
+        with self._counted(name, destination):
+            await semaphore.acquire()
+
+    def _limit(self, ramp: _Ramp) -> int | None:
+        elapsed = time.monotonic() - ramp.started
+        if elapsed >= self._slow_start:
+            return None
+        share = RAMP_FLOOR + (1 - RAMP_FLOOR) * elapsed / self._slow_start
+        return max(1, int(self._per_host * share))
+
+    async def _enter_ramp(self, name: str, destination: str, ramp: _Ramp) -> _Ramp | None:
+        """Wait for room in `destination`'s slow start; returns the ramp whose room was taken
+        (to leave it after the request), None once the slow start is over."""
+        limit = self._limit(ramp)
+        if limit is None:
+            if self._ramps.get(destination) is ramp and not ramp.waiters:
+                del self._ramps[destination]
+            return None
+        if ramp.in_flight < limit and not ramp.waiters:
+            ramp.in_flight += 1
+            return ramp
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ramp.waiters.append(room)
+        with self._counted(name, destination):
+            try:
+                await room
+            except asyncio.CancelledError:
+                if room.done() and not room.cancelled():  # given room just as it was cancelled
+                    self._leave_ramp(destination, ramp)
+                else:
+                    with contextlib.suppress(ValueError):
+                        ramp.waiters.remove(room)
+                raise
+        return ramp
+
+    def _leave_ramp(self, destination: str, ramp: _Ramp) -> None:
+        """One request of the slow start ended: let in as many waiting as its limit now allows
+        (all of them once it is over; the limit only rises, so a release is always enough)."""
+        ramp.in_flight -= 1
+        limit = self._limit(ramp)
+        while ramp.waiters and (limit is None or ramp.in_flight < limit):
+            room = ramp.waiters.popleft()
+            if not room.done():
+                room.set_result(None)
+                ramp.in_flight += 1
+        if limit is None and not ramp.waiters and not ramp.in_flight and self._ramps.get(destination) is ramp:
+            del self._ramps[destination]
+
+    @contextlib.contextmanager
+    def _counted(self, name: str, destination: str | None) -> Iterator[None]:
+        """Count a timer waiting for `name`'s slots (or its destination's slow start) while it waits."""
         queue = self._waiting.setdefault(name, collections.deque())
         queue.append(time.monotonic())
         if destination is not None:
             self._queued[destination] = self._queued.get(destination, 0) + 1
         try:
-            await semaphore.acquire()
+            yield
         finally:
             queue.popleft()
             if not queue:
