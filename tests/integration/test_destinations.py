@@ -356,6 +356,43 @@ async def test_a_destination_back_from_an_open_breaker_starts_slowly(service: Se
     assert 2 <= flaky.most_answering <= 5, flaky.most_answering
 
 
+def returned_count(metrics_text: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith('scheduler_deliveries_total{outcome="returned"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_breaker_closed_elsewhere_releases_its_timers_before_the_next_read(
+    service: ServiceFactory,
+) -> None:
+    """An instance whose outcomes opened a breaker holds its timers at once; when the breaker is
+    closed elsewhere (here by the API's resume, as by another instance's probe), the claim that
+    takes the released timers reads the holding destinations again in its transaction. It once
+    kept its stale view until the next periodic read (every poll interval, 60 s here): every
+    timer it claimed meanwhile was returned unsent, claimed again, returned again."""
+    async with (
+        running(Concurrent(status=503, delay_seconds=0.0)) as flaky,
+        service(
+            breaker_failures=3, breaker_cooldown_seconds=3600, poll_interval_seconds=60, slow_start_seconds=0
+        ) as client,
+    ):
+        first = {await create(client, seconds=0, url=flaky.url, retry={"max_attempts": 1}) for _ in range(3)}
+        for timer_id in first:
+            assert (await wait_for_status(client, timer_id, "failed", WAIT))["status"] == "failed"
+        assert (await breaker_of(client, origin(flaky)))["breaker_state"] == "open"
+        flaky.status = 200
+        held = {await create(client, seconds=0, url=flaky.url) for _ in range(20)}
+        await asyncio.sleep(0.3)
+        returned_before = returned_count((await client.get("/metrics")).text)
+        resumed = await client.post(f"{path_of(origin(flaky))}/resume")
+        assert resumed.status_code == 200, resumed.text
+        views = [await wait_for_status(client, timer_id, "delivered", WAIT) for timer_id in held]
+        returned = returned_count((await client.get("/metrics")).text) - returned_before
+    assert {(v["status"], v["attempts"]) for v in views} == {("delivered", 1)}
+    assert returned == 0
+
+
 async def test_4xx_answers_do_not_open_the_breaker(service: ServiceFactory, db: asyncpg.Connection) -> None:
     async with running(Switchable(status=404)) as refusing, service() as client:
         timers = {

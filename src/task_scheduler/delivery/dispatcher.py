@@ -210,6 +210,8 @@ class Dispatcher:
         """This instance's outcomes opened or closed breakers: its held timers follow at once."""
         holding = set(self._holding)
         for change in changes:
+            # The database's state stands for it from here, not this instance's count of failures.
+            self._local_failures.pop((change.tenant, change.key), None)
             if change.after is BreakerState.CLOSED:
                 holding.discard((change.tenant, change.key))
             else:
@@ -384,13 +386,37 @@ class Dispatcher:
                 limit=limit,
                 sparing=self._host_slots.crowded(_CROWDED_ROUNDS * settings.max_concurrent_per_host),
             )
+            # The claim passed by every destination holding its timers, as of this transaction;
+            # one it took timers of, but which holds here, was let go since the last read.
+            let_go = self._held_here(claim.timers)
             await self._claim_probes(conn, claim)
             if time.monotonic() - self._holding_read_at >= settings.poll_interval_seconds:
                 self._hold(frozenset(await destinations.holding(conn)))
                 self._holding_read_at = time.monotonic()
                 self._local_failures.clear()  # the database's counts stand from here
+            elif let_go:
+                self._hold(frozenset(await destinations.holding(conn)) | self._held_locally())
             taken = await self._take(conn, claim)
         return self._start(taken, asked_at)
+
+    def _held_here(self, timers: Sequence[ClaimedTimer]) -> bool:
+        """Whether `timers` (one claim's, which passed by the destinations holding in the
+        database) include some of a destination held here for the database's sake: it was let go
+        since the last read. Without reading again at once, they were all returned unsent and
+        claimed again, turn after turn until the next read: 4,195 returns of 10,000 timers
+        released by a breaker closing on another instance (bench/destinations_outage.py)."""
+        if not self._holding:
+            return False
+        locally = self._held_locally()
+        return any(
+            (t.tenant, t.destination) in self._holding and (t.tenant, t.destination) not in locally
+            for t in timers
+        )
+
+    def _held_locally(self) -> frozenset[tuple[str, str]]:
+        """Destinations held on this instance's own count of failures, not yet the database's."""
+        threshold = self._settings.breaker_failures
+        return frozenset(key for key, failures in self._local_failures.items() if failures >= threshold)
 
     async def _take(self, conn: AsyncConnection, claim: repository.Claim) -> _Taken:
         """In the claim's transaction: map the claimed timers' due times onto this host's clock,
