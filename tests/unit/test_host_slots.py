@@ -184,3 +184,38 @@ async def test_waiters_go_as_the_slow_start_rises_and_all_once_it_is_over() -> N
     assert most > 2
     assert slots.ramp_limit("d") is None
     assert slots.crowded(1) == []
+
+
+async def test_a_waiter_cancelled_as_it_is_given_room_hands_the_room_on() -> None:
+    """Shutdown at the instant a timer's slow-start room comes free: the waiter it was handed to
+    is cancelled before it runs. The room must go back, or the destination stays one short for
+    good (with a limit of 1, stuck)."""
+    slots = HostSlots(per_host=5, slow_start_seconds=1000)
+    slots.ramp_up("d")
+    assert slots.ramp_limit("d") == 1
+    entered: list[str] = []
+
+    async def send(name: str, gate: asyncio.Event) -> None:
+        async with slots.slot("http://a.example/", "d"):
+            entered.append(name)
+            await gate.wait()
+
+    first_gate = asyncio.Event()
+    first = asyncio.create_task(send("first", first_gate))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(send("second", asyncio.Event()))
+    await asyncio.sleep(0)
+    first_gate.set()
+    for _ in range(10):
+        if first.done():
+            break
+        await asyncio.sleep(0)
+    assert entered == ["first"]  # the room is the second's, but it has not run yet
+    second.cancel()
+    await asyncio.gather(second, return_exceptions=True)
+    third_gate = asyncio.Event()
+    third = asyncio.create_task(send("third", third_gate))
+    await asyncio.sleep(0.01)
+    assert entered == ["first", "third"]
+    third_gate.set()
+    await third
