@@ -1,9 +1,10 @@
 """HostSlots under random interleavings (hypothesis): timers of a few destinations on a few hosts
 enter, finish and are cancelled (shutdown) while one destination starts slowly and the clock
-moves, and waiters are cancelled at the instant they are given room. Invariants after every step: no host has more than `per_host` requests in flight, the
-slow-starting destination never more than its limit at that moment, the waiting counts match the
-timers that wait; and at the end every timer has gone through (no waiter is left stranded) and
-the bookkeeping is empty."""
+moves, and waiters are cancelled at the instant they are given room. Invariants after every
+step: no host has more than `per_host` requests in flight, the slow-starting destination never
+more than its limit at that moment, the waiting counts match the timers that wait; and at the end
+every timer has gone through (no waiter is left stranded), a new one enters at once, and the
+bookkeeping is empty."""
 
 from __future__ import annotations
 
