@@ -363,20 +363,25 @@ def returned_count(metrics_text: str) -> float:
     return 0.0
 
 
+@pytest.mark.parametrize("limited", [False, True], ids=["regular-claim", "flow-claim"])
 async def test_a_breaker_closed_elsewhere_releases_its_timers_before_the_next_read(
-    service: ServiceFactory,
+    service: ServiceFactory, limited: bool
 ) -> None:
     """An instance whose outcomes opened a breaker holds its timers at once; when the breaker is
     closed elsewhere (here by the API's resume, as by another instance's probe), the claim that
     takes the released timers reads the holding destinations again in its transaction. It once
     kept its stale view until the next periodic read (every poll interval, 60 s here): every
-    timer it claimed meanwhile was returned unsent, claimed again, returned again."""
+    timer it claimed meanwhile was returned unsent, claimed again, returned again. The same for a
+    rate-limited destination, whose timers the flow-control claim takes."""
     async with (
         running(Concurrent(status=503, delay_seconds=0.0)) as flaky,
         service(
             breaker_failures=3, breaker_cooldown_seconds=3600, poll_interval_seconds=60, slow_start_seconds=0
         ) as client,
     ):
+        if limited:
+            put = await client.put(path_of(origin(flaky)), json={"rate_per_second": 1000})
+            assert put.status_code == 200, put.text
         first = {await create(client, seconds=0, url=flaky.url, retry={"max_attempts": 1}) for _ in range(3)}
         for timer_id in first:
             assert (await wait_for_status(client, timer_id, "failed", WAIT))["status"] == "failed"

@@ -347,6 +347,8 @@ class Dispatcher:
                 conn,
                 left=[(b, b.tokens - sent[(b.tenant, b.key)]) for b in buckets if b.tokens is not None],
             )
+            if self._held_here(claim.timers):  # as in _claim
+                self._hold(frozenset(await destinations.holding(conn)) | self._held_locally())
             taken = await self._take(conn, claim)
         self._start(taken, asked_at)
         for bucket in buckets:
@@ -402,9 +404,9 @@ class Dispatcher:
     def _held_here(self, timers: Sequence[ClaimedTimer]) -> bool:
         """Whether `timers` (one claim's, which passed by the destinations holding in the
         database) include some of a destination held here for the database's sake: it was let go
-        since the last read. Without reading again at once, they were all returned unsent and
-        claimed again, turn after turn until the next read: 4,195 returns of 10,000 timers
-        released by a breaker closing on another instance (bench/destinations_outage.py)."""
+        since the last read (its breaker closed by another instance's probe, or it was resumed).
+        Without reading again at once, they were returned unsent and claimed again, turn after
+        turn until the next read (every poll interval)."""
         if not self._holding:
             return False
         locally = self._held_locally()
