@@ -252,7 +252,8 @@ class DestinationHistoryEntry(_Answer):
 class Destination(_Answer):
     """A destination of the tenant's timers: its pause switch, its limits (cluster-wide; None:
     unlimited) and circuit breaker (`closed`: timers go out; `open`: held after consecutive
-    failures; `half_open`: one probe decides), and `history`, its last state changes, newest
+    failures; `half_open`: one probe decides), `slow_start_until` (its timers go out with a slow
+    start until about then, after being held), and `history`, its last state changes, newest
     first. `waiting` (its pending timers due now) only comes
     with `get_destination`; `in_flight` (its timers being sent now) and `health` with
     `get_destination` and `list_destinations`."""
@@ -265,6 +266,7 @@ class Destination(_Answer):
     updated_at: datetime | None
     failing_since: datetime | None = None
     disabled_at: datetime | None = None
+    slow_start_until: datetime | None = None
     history: list[DestinationHistoryEntry] = []
     rate_per_second: float | None = None
     burst: int | None = None

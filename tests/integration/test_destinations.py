@@ -116,6 +116,10 @@ async def test_a_paused_destination_holds_its_timers_and_resume_releases_them(
     assert resumed.json()["paused"] is False
     assert [e["event"] for e in paused.json()["history"]] == ["paused"]
     assert [e["event"] for e in resumed.json()["history"]] == ["resumed", "paused"]
+    # Let go: its timers start slowly (SCHEDULER_SLOW_START_SECONDS, 30 s) from the resume.
+    resumed_at = datetime.fromisoformat(resumed.json()["history"][0]["at"])
+    assert shown["slow_start_until"] is None
+    assert datetime.fromisoformat(resumed.json()["slow_start_until"]) == resumed_at + timedelta(seconds=30)
     assert delivered["status"] == "delivered"
     assert delivered["attempts"] == 1
     assert receiver.counts() == {other: 1, timer_id: 1}
@@ -143,6 +147,7 @@ async def test_a_destination_never_changed_reads_closed(api: httpx.AsyncClient) 
         "opened_at": None,
         "failing_since": None,
         "disabled_at": None,
+        "slow_start_until": None,
         "history": [],
         "updated_at": None,
         "rate_per_second": None,
@@ -353,6 +358,8 @@ async def test_a_destination_back_from_an_open_breaker_starts_slowly(service: Se
             assert (await wait_for_status(client, timer_id, "delivered", WAIT))["status"] == "delivered"
         closed = await breaker_of(client, origin(flaky))
     assert closed["breaker_state"] == "closed"
+    closed_at = datetime.fromisoformat(closed["history"][0]["at"])
+    assert datetime.fromisoformat(closed["slow_start_until"]) == closed_at + timedelta(seconds=600)
     assert 2 <= flaky.most_answering <= 5, flaky.most_answering
 
 

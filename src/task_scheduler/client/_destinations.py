@@ -75,6 +75,8 @@ def _print_destination(view: Destination) -> None:
         ("disabled_at", view.disabled_at.isoformat() if view.disabled_at else "-"),
         ("updated_at", view.updated_at.isoformat() if view.updated_at else "-"),
     ]
+    if view.slow_start_until is not None:
+        rows.append(("slow_start_until", view.slow_start_until.isoformat()))
     rows.append(("rate", _rate(view)))
     rows.append(("parallelism", "unlimited" if view.parallelism is None else str(view.parallelism)))
     if view.waiting is not None:

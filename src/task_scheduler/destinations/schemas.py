@@ -146,6 +146,13 @@ class DestinationView(BaseModel):
         default=None,
         description="Its timers being fired now by any instance (status firing); in GET answers only.",
     )
+    slow_start_until: datetime | None = Field(
+        default=None,
+        description="Until about when its timers go out with a slow start, after its breaker closed "
+        "or it was resumed or unpaused (SCHEDULER_SLOW_START_SECONDS): each instance sends it a "
+        "tenth of SCHEDULER_MAX_CONCURRENT_PER_HOST requests at once, rising to all of them; null "
+        "otherwise.",
+    )
     history: list[DestinationHistoryEntry] = Field(
         default_factory=list,
         description="Its last 20 state changes, newest first (a failed probe is not one: the breaker "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -37,6 +38,7 @@ class DestinationService:
     def __init__(self, *, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
         self._notify_within = settings.lookahead_seconds
+        self._slow_start = settings.slow_start_seconds
 
     async def get(self, key: str, *, tenant: str) -> DestinationView:
         """Its state (a destination never paused nor failing is closed), its waiting timers, its
@@ -49,7 +51,7 @@ class DestinationService:
             rollups = await repository.recent_rollups(
                 conn, tenant=tenant, hosts=rollup_hosts(key), minutes=WINDOW_MINUTES
             )
-        view = _healthy(key) if row is None else _view(row)
+        view = _healthy(key) if row is None else _view(row, self._slow_start)
         return view.model_copy(
             update={"waiting": waiting, "in_flight": in_flight.get(key, 0), "health": health_of(key, rollups)}
         )
@@ -70,7 +72,7 @@ class DestinationService:
             )
         next_cursor = _encode_cursor(rows[-1].key) if more else None
         views = [
-            _view(r).model_copy(
+            _view(r, self._slow_start).model_copy(
                 update={"in_flight": in_flight.get(r.key, 0), "health": health_of(r.key, rollups)}
             )
             for r in rows
@@ -113,7 +115,7 @@ class DestinationService:
                 burst=_burst(row),
                 parallelism=row.parallelism,
             )
-        return _view(row)
+        return _view(row, self._slow_start)
 
     async def resume(self, key: str, *, tenant: str) -> DestinationView:
         """Unpause and close the breaker (its failures forgotten): its timers go out again."""
@@ -130,7 +132,7 @@ class DestinationService:
                 metrics.BREAKER_TRANSITIONS.labels(BreakerState.CLOSED.value).inc()
             await _wake_dispatchers(conn)
         log_event(logger, "destination.resumed", tenant=tenant, destination=key, was=before.value)
-        return _view(row)
+        return _view(row, self._slow_start)
 
 
 async def _wake_dispatchers(conn: AsyncConnection) -> None:
@@ -164,7 +166,8 @@ def _healthy(key: str) -> DestinationView:
     )
 
 
-def _view(row: DestinationRow) -> DestinationView:
+def _view(row: DestinationRow, slow_start_seconds: float) -> DestinationView:
+    history = _history(row.history)
     return DestinationView(
         key=row.key,
         paused=row.paused,
@@ -174,11 +177,34 @@ def _view(row: DestinationRow) -> DestinationView:
         failing_since=row.failing_since,
         disabled_at=row.disabled_at,
         updated_at=row.updated_at,
-        history=_history(row.history),
+        slow_start_until=_slow_start_until(row, history, slow_start_seconds),
+        history=history,
         rate_per_second=row.rate_per_second,
         burst=_burst(row),
         parallelism=row.parallelism,
     )
+
+
+# The history events after which the dispatchers let a destination's timers go (delivery/host_slots.py).
+_LET_GO = frozenset({"closed", "resumed", "unpaused"})
+
+
+def _slow_start_until(
+    row: DestinationRow, history: list[DestinationHistoryEntry], seconds: float
+) -> datetime | None:
+    """When the slow start the dispatchers began as its timers were let go ends, if it has not:
+    from its newest history entry (each instance starts within a poll interval of it)."""
+    if seconds <= 0 or row.paused or row.breaker_state is not BreakerState.CLOSED or not history:
+        return None
+    newest = history[0]
+    if newest.event not in _LET_GO:
+        return None
+    at = newest.at if newest.at.tzinfo is not None else newest.at.replace(tzinfo=UTC)
+    try:
+        until = at + timedelta(seconds=seconds)
+    except OverflowError:  # a stored time at the end of the calendar (a row from outside)
+        return None
+    return until if until > datetime.now(UTC) else None
 
 
 def _history(stored: object) -> list[DestinationHistoryEntry]:
