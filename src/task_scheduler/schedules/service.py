@@ -298,7 +298,16 @@ class ScheduleService:
                     f"from: the range holds more than {MAX_BACKFILL} occurrences; backfill it in parts",
                     field="from",
                 )
-            runs = [dataclasses.replace(engine.run_of(current, o, now=now), fire_at=now) for o in occurrences]
+            # Only the occurrences without a run: inserting one a claim holds (the cursor's run,
+            # claimed and then waiting for this schedule's row) would wait for it: a deadlock.
+            have_runs = await timer_repository.occurrences_with_runs(
+                conn, schedule_id=schedule_id, occurrences=occurrences
+            )
+            runs = [
+                dataclasses.replace(engine.run_of(current, o, now=now), fire_at=now)
+                for o in occurrences
+                if o not in have_runs
+            ]
             async with self._reserved(current.tenant, len(runs)):
                 made = await timer_repository.insert_runs(
                     conn, timers=runs, notify_within=self._settings.lookahead_seconds

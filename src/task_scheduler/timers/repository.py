@@ -1159,6 +1159,25 @@ async def active_runs(conn: AsyncConnection, *, schedule_ids: Sequence[int]) -> 
     ]
 
 
+_RUN_OCCURRENCES = text("""
+SELECT occurrence_at FROM timers
+WHERE schedule_id = :schedule_id AND occurrence_at = ANY(CAST(:occurrences AS timestamptz[]))
+  AND status <> 'cancelled'
+""")
+
+
+async def occurrences_with_runs(
+    conn: AsyncConnection, *, schedule_id: int, occurrences: Sequence[datetime]
+) -> set[datetime]:
+    """Which of `occurrences` have a run (not cancelled), as committed when the statement began:
+    read without waiting for a run another transaction holds (a claim that then waits for the
+    schedule's row, which the caller holds)."""
+    rows = await conn.execute(
+        _RUN_OCCURRENCES, {"schedule_id": schedule_id, "occurrences": list(occurrences)}
+    )
+    return {row.occurrence_at for row in rows}
+
+
 async def list_runs(
     conn: AsyncConnection, *, schedule_id: int, before_id: int | None, limit: int
 ) -> list[TimerRow]:

@@ -21,7 +21,7 @@ from task_scheduler.db import create_engine
 from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import ClaimedTimer, Outcome
-from tests.support.api import URL
+from tests.support.api import URL, when
 
 
 @pytest.fixture
@@ -355,3 +355,30 @@ async def test_backfilled_runs_are_subject_to_overlap(
     runs = await runs_by_status(db, schedule_id)
     assert runs["cancelled"] == [start + timedelta(minutes=1), start + timedelta(minutes=2)]
     assert len(runs["pending"]) == 1  # the series' next, untouched
+
+
+async def test_a_backfill_racing_the_claim_of_the_cursor_run_neither_waits_nor_deadlocks(
+    api: httpx.AsyncClient, db: asyncpg.Connection, claim_engine: AsyncEngine
+) -> None:
+    """Found by the stateful API test (a 500, "deadlock detected"): a claim holds the run it
+    claimed, then waits for its schedule's row; a backfill held that row, then its INSERT waited
+    for the claimed run (same occurrence, unique index): each waited for the other. A backfill
+    leaves out the occurrences that have a run, so it never waits for a run a claim holds."""
+    schedule_id = await make_schedule(api, cron="@hourly")
+    occurrence = await simulate_outage(db, schedule_id, 3600)
+    span = {"from": (occurrence - timedelta(hours=1)).isoformat(), "to": occurrence.isoformat()}
+    async with claim_engine.connect() as conn, conn.begin():
+        claim = await repository.claim_due(conn, owner="a", lookahead_seconds=0, lease_seconds=30, limit=10)
+        assert [t.occurrence_at for t in claim.timers] == [occurrence]
+        backfill = asyncio.create_task(api.post(f"/schedules/{schedule_id}/backfill", json=span))
+        await asyncio.sleep(0.3)  # the backfill has the schedule's row by now
+        now = await repository.database_clock(conn)
+        await schedule_engine.advance(conn, owner="a", claimed=claim.timers, now=now, notify_within=0)
+    response = await asyncio.wait_for(backfill, 10)
+    assert response.status_code == 201, response.text
+    made = response.json()
+    assert [when(r["occurrence_at"]) for r in made["runs"]] == [occurrence - timedelta(hours=1)]
+    assert made["already_run"] == 1
+    runs = await runs_by_status(db, schedule_id)
+    assert runs["firing"] == [occurrence]
+    assert runs["pending"] == [occurrence - timedelta(hours=1), occurrence + timedelta(hours=1)]
