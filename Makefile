@@ -32,7 +32,7 @@ test-pg: install ## integration tests (every SQL statement) against the PostgreS
 
 # Integration tests that add no SQL of their own (HTTP clients, the SSRF resolver, signatures,
 # tracing, the CLI over the API, fuzzing): test-pg leaves them to `make test`.
-NOT_SQL = test_fuzz.py test_poison_requests.py test_hostile_receivers.py test_webhook_client.py \
+NOT_SQL = test_fuzz.py test_stateful_api.py test_poison_requests.py test_hostile_receivers.py test_webhook_client.py \
 	test_ssrf_resolver.py test_ssrf_delivery.py test_signature_verification.py test_tracing.py \
 	test_client_library.py test_api_client.py test_bench_tools.py test_bench_outage.py test_cli.py \
 	test_cli_schedules.py
@@ -62,8 +62,10 @@ bench: install ## quick benchmarks (a few minutes): table on stdout, JSON in ben
 bench-full: install ## also 100,000-timer bursts and recovery (the default and 1 process), slow-host isolation, three instances, 10M-row scale, a bulk cancel of 1M timers (~30 min)
 	$(PY) -m bench --full
 
-fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) new random examples per operation
-	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest --no-cov -ra tests/integration/test_fuzz.py $(PYTEST_ARGS)
+fuzz: install ## schemathesis against the API's OpenAPI schema, FUZZ_EXAMPLES (500) new random examples per operation; STATEFUL_EXAMPLES (200) new random API call sequences
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} STATEFUL_EXAMPLES=$${STATEFUL_EXAMPLES:-200} \
+		STATEFUL_STEPS=$${STATEFUL_STEPS:-80} $(PY) -m pytest --no-cov -ra --timeout=1800 \
+		tests/integration/test_fuzz.py tests/integration/test_stateful_api.py $(PYTEST_ARGS)
 
 chaos: install ## kill -9, database restarts, cut connections, bad receivers, skewed clocks, floods, hostile data, schedules under kill -9 (~26 min)
 	$(PY) -m chaos $(CHAOS_ARGS)
