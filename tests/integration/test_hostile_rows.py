@@ -33,9 +33,12 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler.config import Settings
-from task_scheduler.db import asyncpg_dsn
+from task_scheduler.db import asyncpg_dsn, create_engine
+from task_scheduler.ui.rollups import fold
 from tests.support.app_thread import AppThread
 
 EXAMPLES = int(os.environ.get("HOSTILE_ROW_EXAMPLES", "25"))
@@ -614,3 +617,161 @@ def test_a_stored_retry_policy_out_of_bounds_is_quarantined(checker: RowChecker,
         "unprocessable: cannot be claimed: ValueError('retry.timeout_seconds"
     ), view
     assert not any(d.timer_id == stored["id"] for d in checker.app.receiver.deliveries)
+
+
+@st.composite
+def hostile_attempt(draw: st.DrawFn) -> dict[str, Any]:
+    """An attempt-log row, as _INSERT_ATTEMPT takes it (its timer's id comes first)."""
+    return {
+        "attempt": draw(st.sampled_from([1, 1, 2, 0, -1, INT_MAX, INT_MIN])),
+        "started_at": draw(st.just("now") | st.sampled_from(TIMES)),
+        "duration_ms": draw(st.sampled_from(FLOATS)),
+        "status_code": draw(st.sampled_from([None, 200, 503, 0, -1, 999, INT_MAX, INT_MIN])),
+        "error_class": draw(st.none() | st.sampled_from(["http_status", "timeout", "ok", ""]) | stored_text),
+        "error_message": draw(st.none() | stored_text),
+        "response_body": draw(st.none() | stored_text),
+        # the fold reads the attempts recorded since its watermark: most are recorded now
+        "recorded_at": draw(st.sampled_from(["now", "now", "now"]) | nullable_time),
+    }
+
+
+_INSERT_ATTEMPT = """
+INSERT INTO timer_attempts (timer_id, attempt, started_at, duration_ms, status_code, error_class,
+    error_message, response_body, recorded_at)
+VALUES ($1, $2, $3::text::timestamptz, $4::text::float8, $5, $6, $7, $8, $9::text::timestamptz)
+"""
+
+
+def wait_folded(
+    app: AppThread, engine: AsyncEngine, *, at_least: int, destination: str | None = None
+) -> None:
+    """Fold the attempt log (raising what the fold cannot get past) until the rollups count at
+    least `at_least` deliveries (of `destination`, or all): the app's own folder may hold the
+    fold's lock at that moment, and then this turn folds nothing."""
+
+    async def folded() -> int:
+        await fold(engine)
+        async with engine.connect() as conn:
+            count = await conn.scalar(
+                text(
+                    "SELECT coalesce(sum(deliveries), 0) FROM delivery_rollups"
+                    " WHERE CAST(:destination AS text) IS NULL OR destination = :destination"
+                ),
+                {"destination": destination},
+            )
+        return int(count or 0)
+
+    deadline = time.monotonic() + 10
+    while (count := app.run(folded())) < at_least:
+        assert time.monotonic() < deadline, f"the rollups count {count} deliveries, not {at_least}"
+        time.sleep(0.05)
+
+
+def test_hostile_attempt_rows_fail_only_themselves(checker: RowChecker, database_url: str) -> None:
+    """Attempt-log rows (read back by GET /timer/{id}/attempts, the dashboard, and folded into
+    the rollups behind the charts and destinations' health) with any value their columns admit,
+    beside timers of any shape: every read answers without a 5xx, the dispatcher goes on, and the
+    fold goes on too: the canary's attempt is counted in the rollups after every batch."""
+    app = checker.app
+    receiver = app.receiver
+    authority = f"127.0.0.1:{receiver.port}"
+    engine = create_engine(database_url, pool_size=1)
+
+    def delivered_canary() -> int:
+        """checker.canary, and its outcome written (the fold reads the attempt log)."""
+        made = app.request("POST", "/timer", json={"seconds": 0, "url": f"{receiver.url}/canary"})
+        assert made.status_code == 201, made.text
+        timer_id = made.json()["timer_id"]
+        deadline = time.monotonic() + 15
+        while (view := app.request("GET", f"/timer/{timer_id}").json())["status"] != "delivered":
+            assert time.monotonic() < deadline, f"canary timer was not delivered: {view}"
+            time.sleep(0.02)
+        assert app.request("GET", "/readyz").status_code == 200
+        return timer_id
+
+    @ROW_SETTINGS
+    @given(
+        timer=hostile_timer(receiver.url),
+        attempts=st.lists(hostile_attempt(), min_size=1, max_size=4, unique_by=lambda a: a["attempt"]),
+    )
+    def batch(timer: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
+        async def work(conn: asyncpg.Connection) -> int | None:
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(_INSERT_TIMER, *timer.values())
+                    for attempt in attempts:
+                        await conn.execute(_INSERT_ATTEMPT, row["id"], *attempt.values())
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                return None
+            timer_id: int = row["id"]
+            return timer_id
+
+        timer_id: int | None = checker.sql(work)
+        if timer_id is None:
+            return
+        stored.append(timer_id)
+        canaries.append(delivered_canary())
+        wait_folded(app, engine, at_least=len(canaries), destination=authority)
+        for path in ("/timer/{}", "/timer/{}/attempts", "/ui/timers/{}"):
+            checker.get_ok(path.format(timer_id))
+        for path in ("/ui", "/ui/destinations", "/destinations", "/metrics"):
+            checker.get_ok(path)
+        checker.get_ok(f"/destinations/{quote('http://' + authority, safe='')}")
+
+    stored: list[int] = []
+    canaries: list[int] = []
+    try:
+        batch()
+    finally:
+        app.run(engine.dispose())
+    assert len(stored) >= EXAMPLES // 2, f"only {len(stored)} timers with hostile attempts were stored"
+
+
+_ATTEMPT = {
+    "attempt": 1,
+    "started_at": "now",
+    "duration_ms": "12.5",
+    "status_code": 200,
+    "error_class": None,
+    "error_message": None,
+    "response_body": None,
+    "recorded_at": "now",
+}
+
+
+@pytest.mark.parametrize(
+    "attempts",
+    [
+        pytest.param([{**_ATTEMPT, "started_at": "infinity"}], id="started-at-infinity"),
+        pytest.param([{**_ATTEMPT, "started_at": "-infinity"}], id="started-at-minus-infinity"),
+        pytest.param(
+            [{**_ATTEMPT, "attempt": n, "duration_ms": "1e308"} for n in (1, 2)], id="durations-past-float8"
+        ),
+    ],
+)
+def test_attempts_the_fold_cannot_measure_do_not_stop_the_rollups(
+    checker: RowChecker, database_url: str, attempts: list[dict[str, Any]]
+) -> None:
+    """Regression: one timer's attempt rows stopped the dashboard's charts and every destination's
+    health, for every tenant, for good (the fold failed on every turn and its watermark never
+    moved past that minute), while /readyz said 200: the first attempt of a timer attempted once
+    with an infinite `started_at` ("cannot subtract infinite timestamps", its lateness), and two
+    durations of 1e308 ms in one rollup ("value out of range: overflow", their sum)."""
+    timer = {**_plain(checker.app.receiver.url), "status": "delivered", "attempts": len(attempts)}
+
+    async def work(conn: asyncpg.Connection) -> int:
+        timer_id: int = (await conn.fetchrow(_INSERT_TIMER, *timer.values()))["id"]
+        for attempt in attempts:
+            await conn.execute(_INSERT_ATTEMPT, timer_id, *attempt.values())
+        return timer_id
+
+    timer_id = checker.sql(work)
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        wait_folded(checker.app, engine, at_least=len(attempts))  # the hostile attempts themselves
+    finally:
+        checker.app.run(engine.dispose())
+    shown = checker.app.request("GET", f"/timer/{timer_id}/attempts")
+    assert shown.status_code == 200, shown.text
+    for path in ("/ui", "/ui/destinations", f"/ui/timers/{timer_id}"):
+        checker.get_ok(path)

@@ -45,15 +45,20 @@ BUCKETS = len(DURATION_EDGES_MS) + 1
 
 
 # Read-only (so PostgreSQL may run it in parallel), grouped down to a few rows per rollup: one
-# per duration and lateness bucket seen. Python adds them up into the rollups' arrays.
+# per duration and lateness bucket seen. Python adds them up into the rollups' arrays. Rows
+# written past the service (any value the columns admit) must not fail the whole fold, on every
+# turn, for every tenant: lateness is a difference of epochs, not of timestamps (an infinite
+# `started_at` is an infinite lateness, not "cannot subtract infinite timestamps"), and durations
+# add up as numeric (float8 addition raises "value out of range: overflow" past 1.8e308).
 _RECORDED = text(f"""
 SELECT t.tenant, date_trunc('minute', a.recorded_at) AS minute,
        {url_authority_sql("t.url")} AS destination, coalesce(a.error_class, 'ok') AS outcome,
        width_bucket(a.duration_ms, CAST(:edges AS double precision[])) AS duration_bucket,
        width_bucket(CASE WHEN a.attempt = 1 AND t.attempts = 1
-                         THEN greatest(0, extract(epoch FROM a.started_at - t.due_at) * 1000) END,
+                         THEN greatest(0, (extract(epoch FROM a.started_at)
+                                           - extract(epoch FROM t.due_at)) * 1000) END,
                     CAST(:edges AS double precision[])) AS lateness_bucket,
-       count(*) AS n, sum(a.duration_ms) AS duration_ms_sum
+       count(*) AS n, sum(CAST(a.duration_ms AS numeric)) AS duration_ms_sum
 FROM timer_attempts a JOIN timers t ON t.id = a.timer_id
 WHERE a.recorded_at >= :lo AND a.recorded_at < :hi
 GROUP BY 1, 2, 3, 4, 5, 6
