@@ -660,7 +660,7 @@ def _retry_after(value: str | None) -> float | None:
         pass
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a date no datetime holds
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
@@ -39,7 +40,7 @@ from task_scheduler_client import (
 )
 from tests.support.app import served
 from tests.support.processes import free_port
-from tests.support.receiver import Delivery, Receiver, headers_of
+from tests.support.receiver import Delivery, Receiver, headers_of, serve_on_loopback
 
 ADMIN_KEY = "tsk_admin_" + "k" * 40
 
@@ -535,6 +536,26 @@ async def test_no_service_and_something_else(connect: ClientMaker, receiver: Rec
     async with connect(f"http://127.0.0.1:{receiver.port}") as other:
         with pytest.raises(UnexpectedResponse, match="is this a task-scheduler service"):
             await other.get_timer(1)
+
+
+async def test_a_retry_after_no_date_can_hold_is_the_apis_error(connect: ClientMaker) -> None:
+    """Regression: a 429 whose Retry-After is a date no datetime holds raised OverflowError out
+    of the client (a traceback from the CLI) instead of RateLimited."""
+    envelope = {"error": {"code": "rate_limited", "message": "slow down", "field": None}}
+
+    async def answer(_request: web.Request) -> web.Response:
+        return web.json_response(envelope, status=429, headers={"Retry-After": "0 JAN 10000000000 0:0"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner, port = await serve_on_loopback(app)
+    try:
+        async with connect(f"http://127.0.0.1:{port}", max_retries=1) as api:
+            with pytest.raises(RateLimited, match="slow down") as refused:
+                await api.get_timer(1)
+    finally:
+        await runner.cleanup()
+    assert refused.value.retry_after is None
 
 
 @pytest.fixture

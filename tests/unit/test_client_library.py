@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import task_scheduler_client as library
@@ -238,3 +240,36 @@ def test_retry_after_is_read_as_seconds_or_a_date() -> None:
     assert _retry_after(None) is None
     assert _retry_after("soon") is None
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
+
+
+# HTTP dates whose year, day or offset no datetime holds (email.utils raises ValueError,
+# OverflowError or IndexError for them), and numbers that are not a wait.
+HOSTILE_RETRY_AFTER = [
+    "0 JAN 10000000000 0:0",
+    "Mon, 01 Jan 99999 00:00:00 GMT",
+    "1 Jan 2026 00:00:00 +9999",
+    "Mon, 32 Jan 2026 00:00:00 GMT",
+    "nan",
+    "-inf",
+    "",
+    ",",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_RETRY_AFTER)
+def test_a_retry_after_no_one_can_wait_for_is_none_or_a_wait(value: str) -> None:
+    """Regression: a Retry-After of '0 JAN 10000000000 0:0' on a 429 or 503 raised OverflowError
+    out of the client (a traceback from the CLI) instead of the API's error."""
+    from task_scheduler_client._core import _retry_after
+
+    seconds = _retry_after(value)
+    assert seconds is None or seconds >= 0, seconds
+
+
+@given(st.text() | st.sampled_from(HOSTILE_RETRY_AFTER).map(lambda v: f" {v} "))
+@settings(max_examples=300, derandomize=True, database=None)
+def test_any_retry_after_is_none_or_a_wait(value: str) -> None:
+    from task_scheduler_client._core import _retry_after
+
+    seconds = _retry_after(value)
+    assert seconds is None or seconds >= 0, seconds
