@@ -40,6 +40,7 @@ from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn, create_engine
 from task_scheduler.ui.rollups import fold
 from tests.support.app_thread import AppThread
+from tests.support.receiver import Receiver, always
 
 EXAMPLES = int(os.environ.get("HOSTILE_ROW_EXAMPLES", "25"))
 ROW_SETTINGS = settings(
@@ -775,3 +776,164 @@ def test_attempts_the_fold_cannot_measure_do_not_stop_the_rollups(
     assert shown.status_code == 200, shown.text
     for path in ("/ui", "/ui/destinations", f"/ui/timers/{timer_id}"):
         checker.get_ok(path)
+
+
+@st.composite
+def hostile_tenant_rows(draw: st.DrawFn) -> dict[str, Any]:
+    """A row for each table of a tenant's settings: an API key, a signing secret, an operational
+    webhook and an idempotency key (of a timer of its own), as an operator's SQL could leave them."""
+    tenant = draw(st.just("default") | stored_text)
+    return {
+        "key": (
+            f"k{uuid.uuid4().hex}",
+            draw(st.binary(max_size=40)),
+            draw(stored_text),
+            tenant,
+            draw(st.sampled_from(["admin", "writer", "reader"])),
+            draw(st.just("now") | st.sampled_from(TIMES)),
+            draw(nullable_time),
+        ),
+        "secret": (
+            tenant,
+            draw(st.sampled_from(["whsec_", "whsec_!!!", "", "whsec_" + "A" * 5000]) | stored_text),
+            draw(st.just("now") | st.sampled_from(TIMES)),
+            draw(nullable_time),
+        ),
+        "webhook": (
+            tenant,
+            draw(st.sampled_from(URLS) | stored_text),
+            draw(
+                st.lists(
+                    st.none() | st.sampled_from(["timer.failed", "timer.expired", "destination.opened"]),
+                    max_size=4,
+                )
+                | st.lists(stored_text, max_size=3)
+            ),
+            draw(st.just("now") | st.sampled_from(TIMES)),
+        ),
+        "idempotency": (
+            tenant,
+            draw(stored_text.filter(bool)),
+            draw(stored_text),
+            draw(st.just("now") | st.sampled_from(TIMES)),
+        ),
+    }
+
+
+_INSERT_TENANT_ROWS = [
+    (
+        "key",
+        "INSERT INTO api_keys (key_id, key_hash, name, tenant, role, created_at, revoked_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $7::text::timestamptz)",
+    ),
+    (
+        "secret",
+        "INSERT INTO tenant_secrets (tenant, secret, created_at, revoked_at)"
+        " VALUES ($1, $2, $3::text::timestamptz, $4::text::timestamptz)",
+    ),
+    (
+        "webhook",
+        "INSERT INTO tenant_webhooks (tenant, url, events, created_at)"
+        " VALUES ($1, $2, $3, $4::text::timestamptz)",
+    ),
+    (
+        "idempotency",
+        "INSERT INTO idempotency_keys (tenant, key, request_hash, timer_id, created_at)"
+        " SELECT $1, $2, $3, max(id), $4::text::timestamptz FROM timers",
+    ),
+]
+
+
+def test_hostile_tenant_rows_fail_only_themselves(checker: RowChecker) -> None:
+    """API keys, signing secrets, operational webhooks and idempotency keys of any shape: every
+    route that reads them answers without a 5xx, a timer of the tenant that fails is failed and
+    its good subscriber still hears of it, and the canary is delivered (signed by whatever
+    secrets are readable)."""
+    app = checker.app
+    receiver = app.receiver
+    # The first key ends open mode: the test client uses an admin key of tenant "default".
+    key = app.request("POST", "/admin/keys", json={"name": "test", "tenant": "default", "role": "admin"})
+    assert key.status_code == 201, key.text
+    assert app.client is not None
+    app.client.headers["Authorization"] = f"Bearer {key.json()['api_key']}"
+    good = app.request(
+        "POST", "/tenant/webhooks", json={"url": f"{receiver.url}/events", "events": ["timer.failed"]}
+    )
+    assert good.status_code == 201, good.text
+
+    @ROW_SETTINGS
+    @given(rows=hostile_tenant_rows())
+    def batch(rows: dict[str, Any]) -> None:
+        async def work(conn: asyncpg.Connection) -> int:
+            made = 0
+            for table, statement in _INSERT_TENANT_ROWS:
+                try:
+                    await conn.execute(statement, *rows[table])
+                    made += 1
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    pass
+            return made
+
+        stored.append(checker.sql(work))
+        for path in ("/admin/keys", "/tenant/secrets", "/tenant/webhooks"):
+            checker.get_ok(path)
+        key = rows["idempotency"][1]
+        if key.isascii() and key.isprintable():
+            made = app.request(
+                "POST",
+                "/timer",
+                json={"seconds": 3600, "url": f"{receiver.url}/keyed"},
+                headers={"Idempotency-Key": key},
+            )
+            assert made.status_code < 500, made.text
+        failing = app.request("POST", "/timer", json={"seconds": 0, "url": gone.url})
+        assert failing.status_code == 201, failing.text
+        failing_id = failing.json()["timer_id"]
+        checker.canary()
+        deadline = time.monotonic() + 15
+        while not any(
+            d.path.endswith("/events") and d.body.get("timer_id") == failing_id for d in receiver.deliveries
+        ):
+            assert time.monotonic() < deadline, f"no timer.failed notice of timer {failing_id}"
+            time.sleep(0.02)
+
+    stored: list[int] = []
+    gone = Receiver(respond=always(410))  # a timer sent there fails at once
+    app.run(gone.start())
+    try:
+        batch()
+    finally:
+        app.run(gone.stop())
+    assert sum(stored) >= EXAMPLES * 2, f"only {sum(stored)} hostile tenant rows were stored"
+
+
+def test_a_null_event_reads_back_and_its_subscription_still_hears(checker: RowChecker) -> None:
+    """Regression: a tenant webhook whose `events` held a NULL (the column is a text[]) made
+    GET /tenant/webhooks answer 500 for the whole tenant: no subscription of it could be listed."""
+    app = checker.app
+
+    async def work(conn: asyncpg.Connection) -> int:
+        webhook_id: int = await conn.fetchval(
+            "INSERT INTO tenant_webhooks (tenant, url, events)"
+            " VALUES ('default', $1, ARRAY[NULL, 'timer.failed', NULL]) RETURNING id",
+            f"{app.receiver.url}/events",
+        )
+        return webhook_id
+
+    webhook_id = checker.sql(work)
+    listed = app.request("GET", "/tenant/webhooks")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["webhooks"][0]["webhook_id"] == webhook_id
+    assert listed.json()["webhooks"][0]["events"] == ["timer.failed"]
+    gone = Receiver(respond=always(410))
+    app.run(gone.start())
+    try:
+        made = app.request("POST", "/timer", json={"seconds": 0, "url": gone.url})
+        assert made.status_code == 201, made.text
+        timer_id = made.json()["timer_id"]
+        deadline = time.monotonic() + 15
+        while not any(d.body.get("timer_id") == timer_id for d in app.receiver.deliveries):
+            assert time.monotonic() < deadline, f"no timer.failed notice of timer {timer_id}"
+            time.sleep(0.02)
+    finally:
+        app.run(gone.stop())
