@@ -149,6 +149,11 @@ class ScheduleService:
     async def _make_run(
         self, conn: AsyncConnection, row: ScheduleRow, occurrence: datetime, now: datetime
     ) -> None:
+        """The run at `occurrence` under the schedule's lock (an edit, a resume), unless it has one:
+        inserting it beside a run a claim holds (claimed, then waiting for this schedule's row)
+        would wait for that claim: a deadlock."""
+        if await timer_repository.occurrences_with_runs(conn, schedule_id=row.id, occurrences=[occurrence]):
+            return
         await make_first_run(conn, row, occurrence, now, notify_within=self._settings.lookahead_seconds)
 
     async def get(self, schedule_id: int, *, tenant: str | None) -> ScheduleView:
@@ -298,8 +303,7 @@ class ScheduleService:
                     f"from: the range holds more than {MAX_BACKFILL} occurrences; backfill it in parts",
                     field="from",
                 )
-            # Only the occurrences without a run: inserting one a claim holds (the cursor's run,
-            # claimed and then waiting for this schedule's row) would wait for it: a deadlock.
+            # Only the occurrences without a run, as _make_run: a deadlock otherwise.
             have_runs = await timer_repository.occurrences_with_runs(
                 conn, schedule_id=schedule_id, occurrences=occurrences
             )

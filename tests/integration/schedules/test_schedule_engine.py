@@ -382,3 +382,31 @@ async def test_a_backfill_racing_the_claim_of_the_cursor_run_neither_waits_nor_d
     runs = await runs_by_status(db, schedule_id)
     assert runs["firing"] == [occurrence]
     assert runs["pending"] == [occurrence - timedelta(hours=1), occurrence + timedelta(hours=1)]
+
+
+@pytest.mark.parametrize("change", [{"url": URL + "/edited"}, {"cron": "0 0-23 * * *"}])
+async def test_an_edit_racing_the_claim_of_the_cursor_run_neither_waits_nor_deadlocks(
+    api: httpx.AsyncClient, db: asyncpg.Connection, claim_engine: AsyncEngine, change: dict[str, str]
+) -> None:
+    """Like the backfill's: an edit remakes the pending run at the cursor (a delivery field) or
+    at the new expression's next occurrence (the same instant here); the claim holding the cursor's
+    run then waits for the schedule's row the edit holds."""
+    schedule_id = await make_schedule(api, cron="@hourly")
+    (occurrence,) = (await runs_by_status(db, schedule_id))["pending"]
+    etag = (await api.get(f"/schedules/{schedule_id}")).headers["etag"]
+    async with claim_engine.connect() as conn, conn.begin():
+        # the run due within the hour, claimed as a dispatcher whose lookahead reaches it
+        claim = await repository.claim_due(
+            conn, owner="a", lookahead_seconds=3600, lease_seconds=30, limit=10
+        )
+        assert [t.occurrence_at for t in claim.timers] == [occurrence]
+        edit = asyncio.create_task(
+            api.patch(f"/schedules/{schedule_id}", json=change, headers={"If-Match": etag})
+        )
+        await asyncio.sleep(0.3)  # the edit has the schedule's row by now
+        now = await repository.database_clock(conn)
+        await schedule_engine.advance(conn, owner="a", claimed=claim.timers, now=now, notify_within=0)
+    response = await asyncio.wait_for(edit, 10)
+    assert response.status_code == 200, response.text
+    runs = await runs_by_status(db, schedule_id)
+    assert runs["firing"] == [occurrence]
