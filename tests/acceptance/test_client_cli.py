@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -532,3 +533,47 @@ async def test_import_refuses_a_poison_line_by_its_line_number(
         assert out.startswith("created 0, failed 3 in "), out
         assert f"lines 1-3 not created: 422 validation_error: line 2: {reason}" in err, err
     assert await count_timers(api, "run:poison") == 0
+
+
+def _run_get(base_url: str, timer_id: int, *, on_terminal: bool) -> str:
+    """`task-scheduler timers get` as a subprocess, its stdout a pseudo-terminal or a pipe."""
+    command = [sys.executable, "-m", "task_scheduler", "timers", "get", str(timer_id)]
+    env = {**os.environ, "TASK_SCHEDULER_URL": base_url}
+    env.pop("TASK_SCHEDULER_API_KEY", None)
+    if not on_terminal:
+        piped = subprocess.run(command, capture_output=True, timeout=60, env=env, check=True)
+        return piped.stdout.decode()
+    leader, follower = pty.openpty()
+    try:
+        subprocess.run(command, stdout=follower, stderr=subprocess.PIPE, timeout=60, env=env, check=True)
+    finally:
+        os.close(follower)
+    shown = b""
+    try:
+        while chunk := os.read(leader, 65536):
+            shown += chunk
+    except OSError:  # EIO: the terminal's other end is closed and everything was read
+        pass
+    finally:
+        os.close(leader)
+    return shown.decode()
+
+
+async def test_the_services_text_shows_its_control_characters_escaped_on_a_terminal(
+    service: ServiceProcess, api: aiohttp.ClientSession
+) -> None:
+    """A writer's label with escape sequences (clear the screen, set the window title), a carriage
+    return and a right-to-left override: on the operator's terminal each shows as its escape and
+    none acts; through a pipe the text is as stored."""
+    hostile = "\x1b]0;owned\x07\x1b[2J\u202eevil\r"
+    async with api.post(
+        "/timer", json={"seconds": 3600, "url": "http://example.com/hook", "labels": {"note": hostile}}
+    ) as response:
+        assert response.status == 201, await response.text()
+        timer_id = (await response.json())["timer_id"]
+    on_terminal = await asyncio.to_thread(_run_get, service.base_url, timer_id, on_terminal=True)
+    piped = await asyncio.to_thread(_run_get, service.base_url, timer_id, on_terminal=False)
+    assert "note=\\u001b]0;owned\\u0007\\u001b[2J\\u202eevil\\u000d" in on_terminal, on_terminal
+    assert "\x1b" not in on_terminal
+    assert "\u202e" not in on_terminal
+    assert f"note={hostile}" in piped

@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TypeVar
+from typing import TextIO, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -40,6 +40,7 @@ from task_scheduler.client._output import (
     time_left,
     when,
 )
+from task_scheduler.client._terminal import TerminalWriter, safe
 from task_scheduler_client import BulkFilter, BulkJob, SchedulePage, TimerCreated, TimerPage, TimerView
 
 
@@ -81,15 +82,21 @@ def add_command_group(
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Runs a parsed `timers` or `schedules` command; returns the exit code."""
+    """Runs a parsed `timers`, `schedules` or `destinations` command; returns the exit code. On a
+    terminal, the service's text is shown with its control characters escaped (_terminal.py)."""
+    stdout = sys.stdout
+    if stdout.isatty():
+        sys.stdout = cast(TextIO, TerminalWriter(stdout))
     try:
         return asyncio.run(_run(args))
     except ClientError as exc:
-        print(f"task-scheduler: {exc}", file=sys.stderr)
+        print(f"task-scheduler: {safe(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("task-scheduler: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = stdout
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -295,7 +302,10 @@ async def print_listing(
         page = response.parse()  # checked even for --json, as with --all
         print_answer(args, response, lambda listed: render(items(listed)))
         if page.next_cursor is not None and not args.json:
-            print(f"task-scheduler: more {key}: use --all, or --cursor {page.next_cursor}", file=sys.stderr)
+            print(
+                f"task-scheduler: more {key}: use --all, or --cursor {safe(page.next_cursor)}",
+                file=sys.stderr,
+            )
         return 0
     views: list[V] = []
     raw: list[object] = []
@@ -309,7 +319,7 @@ async def print_listing(
     document = json.dumps({key: raw, "next_cursor": cursor}, separators=(",", ":"))
     print_result(args, document=document, render=lambda: render(views))
     if cursor is not None:
-        print(f"task-scheduler: stopped at --max {args.max}, or --cursor {cursor}", file=sys.stderr)
+        print(f"task-scheduler: stopped at --max {args.max}, or --cursor {safe(cursor)}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import TextIO
 from task_scheduler.client._api import ApiClient
 from task_scheduler.client._errors import ApiError, ClientError, Unreachable
 from task_scheduler.client._output import print_result
+from task_scheduler.client._terminal import safe
 
 # POST /timers/batch takes at most 1,000 timers, in a body under the service's default 1 MiB limit.
 BATCH_MAX_TIMERS = 1000
@@ -74,7 +75,7 @@ class _Progress:
     def say(self, message: str) -> None:
         """A message line that does not garble the progress line."""
         clear = "\r\x1b[K" if self.tty and self._shown else ""
-        self.stream.write(f"{clear}task-scheduler: {message}\n")
+        self.stream.write(f"{clear}task-scheduler: {safe(message)}\n")
         if clear:
             self.stream.write(self._shown)
         self.stream.flush()
