@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             )
             await folder.start()
             stack.push_async_callback(folder.stop)
+            app.state.rollups = folder
             if run_dispatcher:
                 app.state.dispatcher = await _start_delivery(
                     stack, settings, url, engine, supervisor, tracing

@@ -255,7 +255,8 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="/readyz answers 503 when an outcome waits this long to be written, or no claim "
-        "succeeds for this long plus the poll interval.",
+        "succeeds for this long plus the poll interval; it stays 200 but lists the dashboard's "
+        "rollup fold under degraded once every turn has failed for this long.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per instance.")
     shutdown_grace_seconds: float = Field(

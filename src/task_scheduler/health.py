@@ -8,10 +8,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from task_scheduler import metrics
+from task_scheduler.config import Settings
 from task_scheduler.db import schema_is_current
 from task_scheduler.delivery.dispatcher import Dispatcher
 from task_scheduler.errors import ErrorResponse, error_body
 from task_scheduler.supervision import Supervisor
+from task_scheduler.ui.rollups import RollupFolder
 
 router = APIRouter(tags=["health"])
 
@@ -29,6 +31,9 @@ async def metrics_endpoint() -> PlainTextResponse:
 @router.get(
     "/readyz",
     summary="Database reachable, schema current, every background task running and making progress",
+    description='200 `{"status": "ready"}`, with `degraded` (a list of lines) when something that '
+    "delivery does not depend on is not current (the dashboard's rollup fold failing on every turn "
+    "for longer than SCHEDULER_READINESS_STALL_SECONDS): ready, but look.",
     responses={503: {"model": ErrorResponse, "description": "Not ready; the error says why."}},
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -47,6 +52,11 @@ async def readyz(request: Request) -> JSONResponse:
     ]
     if problems:
         return _not_ready("; ".join(problems))
+    folder: RollupFolder | None = getattr(request.app.state, "rollups", None)
+    settings: Settings = request.app.state.settings
+    degraded = folder.degraded(settings.readiness_stall_seconds) if folder is not None else []
+    if degraded:
+        return JSONResponse({"status": "ready", "degraded": degraded})
     return JSONResponse({"status": "ready"})
 
 

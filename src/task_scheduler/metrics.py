@@ -38,6 +38,11 @@ FIRING_LATENESS = Histogram(
 DELIVERY_DURATION = Histogram(
     "scheduler_delivery_duration_seconds", "Duration of one webhook request.", buckets=_DURATION_BUCKETS
 )
+ROLLUP_FAILURES = Counter(
+    "scheduler_rollup_fold_failures_total",
+    "Turns of the dashboard's rollup fold that failed (its charts and the destinations' health stop "
+    "moving while it fails).",
+)
 CLAIMED = Counter("scheduler_timers_claimed_total", "Timers claimed by this instance's dispatcher.")
 LEASES_EXPIRED = Counter("scheduler_leases_expired_total", "Leases of stopped instances returned to pending.")
 PENDING = Gauge("scheduler_pending_timers", "Pending timers in the database.", multiprocess_mode="mostrecent")

@@ -5,6 +5,7 @@ folding the deliveries it made."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -246,3 +247,41 @@ async def test_the_running_service_folds_its_deliveries(
     assert {r["destination"] for r in await db.fetch("SELECT destination FROM delivery_rollups")} == {
         f"127.0.0.1:{receiver.port}"
     }
+
+
+async def test_a_fold_that_keeps_failing_is_reported_degraded_not_unready(
+    service: ServiceFactory, db: asyncpg.Connection
+) -> None:
+    """The fold fails on every turn (its table gone): /readyz stays 200, since delivery does not
+    depend on it, but says so in `degraded`, and a counter counts the failed turns; once the fold
+    succeeds again, the line goes."""
+    async with service(rollup_interval_seconds=0.1, readiness_stall_seconds=0.5) as client:
+        await db.execute("ALTER TABLE delivery_rollups RENAME TO delivery_rollups_away")
+
+        async def readyz() -> tuple[int, dict[str, Any]]:
+            response = await client.get("/readyz")
+            body: dict[str, Any] = response.json()
+            return response.status_code, body
+
+        deadline = time.monotonic() + WAIT
+        status, body = await readyz()
+        while "degraded" not in body and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            status, body = await readyz()
+        failures = re.search(
+            r"^scheduler_rollup_fold_failures_total (\S+)$", (await client.get("/metrics")).text, re.MULTILINE
+        )
+        await db.execute("ALTER TABLE delivery_rollups_away RENAME TO delivery_rollups")
+        deadline = time.monotonic() + WAIT
+        status_after, after = await readyz()
+        while after != {"status": "ready"} and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            status_after, after = await readyz()
+    assert status == 200, body
+    assert body["status"] == "ready"
+    assert len(body["degraded"]) == 1
+    assert body["degraded"][0].startswith("rollups: every fold has failed for ")
+    assert "delivery_rollups" in body["degraded"][0]
+    assert failures is not None
+    assert float(failures.group(1)) >= 1
+    assert (status_after, after) == (200, {"status": "ready"})

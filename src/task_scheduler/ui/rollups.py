@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from task_scheduler import metrics
 from task_scheduler.logs import log_event
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers.repository import url_authority_sql
@@ -265,6 +267,22 @@ class RollupFolder:
         self._engine = engine
         self._supervisor = supervisor
         self._interval = interval
+        self._failing_since: float | None = None  # monotonic time of the first failed turn in a row
+        self._last_error = ""
+
+    def degraded(self, after_seconds: float) -> list[str]:
+        """For /readyz, which stays 200 for it (delivery does not depend on the fold): the fold
+        failing on every turn for longer than `after_seconds`. It once failed for good on one
+        hostile attempt row, and nothing but a log line said so."""
+        if self._failing_since is None:
+            return []
+        failing = time.monotonic() - self._failing_since
+        if failing <= after_seconds:
+            return []
+        return [
+            f"rollups: every fold has failed for {failing:.0f}s (last: {self._last_error}); the "
+            "dashboard's charts and the destinations' health are not current"
+        ]
 
     async def start(self) -> None:
         self._supervisor.start("rollups", self._loop)
@@ -286,6 +304,11 @@ class RollupFolder:
                         written=sum(f.written for f in folds),
                         dropped=sum(f.dropped for f in folds),
                     )
+                self._failing_since = None
             except Exception as exc:  # noqa: BLE001 - retried at the next turn
+                metrics.ROLLUP_FAILURES.inc()
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                self._last_error = repr(exc)[:300]
                 log_event(logger, "rollups.failed", logging.WARNING, error=repr(exc))
             await asyncio.sleep(self._interval)
