@@ -937,3 +937,120 @@ def test_a_null_event_reads_back_and_its_subscription_still_hears(checker: RowCh
             time.sleep(0.02)
     finally:
         app.run(gone.stop())
+
+
+# -- the dashboard's rollups (ui/rollups.py) and their watermark -------------------------------------
+
+counter = st.one_of(
+    st.none(), st.sampled_from([0, 1, 7, -1, INT_MAX, INT_MIN]), st.integers(INT_MIN, INT_MAX)
+)
+
+
+@st.composite
+def hostile_rollup(draw: st.DrawFn, authority: str) -> dict[str, Any]:
+    """A rollup row, minute or hour, as _INSERT_ROLLUP takes it: mostly of the last hour (the
+    minutes the charts and destinations' health read, the hours the last day's charts read and the
+    fold recomputes from their minutes), of the canary's destination or any text, with counts and
+    bucket arrays of any length, sign and size, NULLs among them, and sums of any float."""
+    buckets = st.lists(counter, max_size=14) | st.sampled_from([[], [None] * 10, [INT_MAX] * 10])
+    return {
+        "table": draw(st.sampled_from(["delivery_rollups", "delivery_rollups_hourly"])),
+        "tenant": draw(st.just("default") | stored_text),
+        # minutes ago (the current minute and hour included), or a timestamp of any kind
+        "at": draw(st.integers(0, 59).map(lambda m: f"-{m} minutes") | st.sampled_from(TIMES)),
+        "destination": draw(st.sampled_from([authority, authority.split(":")[0], ""]) | stored_text),
+        "outcome": draw(st.sampled_from(["ok", "timeout", "http_status", ""]) | stored_text),
+        "deliveries": draw(st.sampled_from([1, 0, -1, INT_MAX, INT_MIN]) | st.integers(INT_MIN, INT_MAX)),
+        "duration_ms_sum": draw(st.sampled_from(FLOATS)),
+        "duration_buckets": draw(buckets),
+        "lateness_buckets": draw(buckets),
+    }
+
+
+def _insert_rollup(row: dict[str, Any]) -> str:
+    """The row's INSERT: its `at` is an interval from now, truncated like the fold's keys, or a
+    timestamp as it is."""
+    period = "minute" if row["table"] == "delivery_rollups" else "hour"
+    at = (
+        f"date_trunc('{period}', now() + $2::text::interval)"
+        if row["at"].startswith("-") and row["at"].endswith("minutes")
+        else "$2::text::timestamptz"
+    )
+    return f"""
+INSERT INTO {row["table"]} (tenant, {period}, destination, outcome, deliveries, duration_ms_sum,
+    duration_buckets, lateness_buckets)
+VALUES ($1, {at}, $3, $4, $5, $6::text::float8, $7, $8)
+ON CONFLICT DO NOTHING
+"""
+
+
+def _set_watermark(at: str) -> str:
+    """The UPDATE of the fold's watermark to `at`: an interval from now, or a timestamp."""
+    value = (
+        "date_trunc('minute', now() + $1::text::interval)"
+        if at.endswith("minutes")
+        else "$1::text::timestamptz"
+    )
+    return f"UPDATE rollup_watermarks SET folded_before = {value}"
+
+
+def _fold_once(app: AppThread, engine: AsyncEngine) -> list[Any]:
+    """A turn of the fold that got the lock (the app's own folder may hold it), raising what the
+    fold cannot get past."""
+
+    async def turn() -> list[Any]:
+        return await fold(engine)
+
+    deadline = time.monotonic() + 10
+    while not (folds := app.run(turn())):
+        assert time.monotonic() < deadline, "the fold's lock was never free"
+        time.sleep(0.05)
+    return folds
+
+
+def test_hostile_rollup_rows_fail_only_themselves(checker: RowChecker, database_url: str) -> None:
+    """Rollup rows with any value their columns admit (an operator's SQL, a restore, another
+    version of the service): the dashboard's charts, the destinations page and every destination's
+    health answer without a 5xx, and the fold goes on: it recomputes the hours from hostile
+    minutes without failing, and the canary's attempt is counted after every batch."""
+    app = checker.app
+    receiver = app.receiver
+    authority = f"127.0.0.1:{receiver.port}"
+    engine = create_engine(database_url, pool_size=1)
+
+    @ROW_SETTINGS
+    @given(
+        rows=st.lists(hostile_rollup(authority), min_size=1, max_size=6),
+        # the fold's watermark moved back (its next turn recomputes the hours of the minutes
+        # before it from their rows, hostile ones included), or set to any timestamp
+        watermark=st.none() | st.integers(1, 90).map(lambda m: f"-{m} minutes") | st.sampled_from(TIMES),
+    )
+    def batch(rows: list[dict[str, Any]], watermark: str | None) -> None:
+        async def work(conn: asyncpg.Connection) -> int:
+            if watermark is not None:
+                await conn.execute(_set_watermark(watermark), watermark)
+            kept = 0
+            for row in rows:
+                values = [v for k, v in row.items() if k != "table"]
+                try:
+                    async with conn.transaction():
+                        status = await conn.execute(_insert_rollup(row), *values)
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    continue
+                kept += status.endswith(" 1")
+            return kept
+
+        stored.append(checker.sql(work))
+        checker.canary()
+        _fold_once(app, engine)  # raises if the fold cannot get past these rows
+        for path in ("/ui", "/ui/destinations", "/ui/live.json", "/destinations", "/metrics"):
+            checker.get_ok(path)
+        for origin in (f"http://{authority}", "http://127.0.0.1"):
+            checker.get_ok(f"/destinations/{quote(origin, safe='')}")
+
+    stored: list[int] = []
+    try:
+        batch()
+    finally:
+        app.run(engine.dispose())
+    assert sum(stored) >= EXAMPLES, f"only {sum(stored)} hostile rollup rows were stored"

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_scheduler.destinations.models import HISTORY_LENGTH, HOLDING, LIMITED, BreakerState
+from task_scheduler.ui.repository import bucket_counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,16 +425,17 @@ class HostMinute:
     host: str
     ok: bool
     attempts: int
-    duration_buckets: list[int]
+    duration_buckets: list[int]  # exactly ui.repository.BUCKETS counts, whatever the row held
 
 
 # The rollups' minute index serves it (EXPLAIN: ix_delivery_rollups_minute): the last minutes'
 # rows, a few per tenant, host and minute, whatever the number of attempts they fold.
 _RECENT_ROLLUPS = text("""
-SELECT destination AS host, outcome = 'ok' AS ok, deliveries, duration_buckets
+SELECT destination AS host, outcome = 'ok' AS ok, greatest(deliveries, 0) AS deliveries, duration_buckets
 FROM delivery_rollups
 WHERE tenant = :tenant
   AND minute >= date_trunc('minute', now()) - make_interval(mins => CAST(:minutes AS integer) - 1)
+  AND minute <= now()
   AND destination = ANY(CAST(:hosts AS text[]))
 """)
 
@@ -446,7 +448,7 @@ async def recent_rollups(
         return []
     params = {"tenant": tenant, "hosts": list(hosts), "minutes": minutes}
     return [
-        HostMinute(r.host, bool(r.ok), int(r.deliveries), [int(n) for n in r.duration_buckets])
+        HostMinute(r.host, bool(r.ok), int(r.deliveries), bucket_counts(r.duration_buckets))
         for r in await conn.execute(_RECENT_ROLLUPS, params)
     ]
 

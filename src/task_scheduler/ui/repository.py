@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,17 @@ async def status_counts(conn: AsyncConnection, *, tenant: str | None) -> StatusC
 
 
 DURATION_EDGES_MS = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+BUCKETS = len(DURATION_EDGES_MS) + 1
+INT_MAX = 2**31 - 1  # the rollups' integer columns
+
+
+def bucket_counts(stored: Sequence[int | None] | None) -> list[int]:
+    """A rollup's bucket array as read back, made exactly `BUCKETS` counts from 0 to INT_MAX.
+    The fold writes it so, but a row written past the service (an operator's SQL, a restore) may
+    hold NULLs, negative counts or any length: one such row once made every read of its
+    destination's health answer 500 and the fold fail for good on its hour."""
+    values = list(stored or ())[:BUCKETS]
+    return [min(INT_MAX, max(0, n or 0)) for n in values] + [0] * (BUCKETS - len(values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +141,17 @@ def bucket_quantile(counts: list[int], q: float) -> float:
 # The last hour's minutes and the last day's hours (of one tenant, or all).
 _MINUTES = """
 minutes AS MATERIALIZED (
-    SELECT minute, destination, outcome, outcome = 'ok' AS ok, deliveries, duration_buckets,
-           lateness_buckets
+    SELECT minute, destination, outcome, outcome = 'ok' AS ok, greatest(deliveries, 0) AS deliveries,
+           duration_buckets, lateness_buckets
     FROM delivery_rollups
-    WHERE minute >= date_trunc('minute', now()) - interval '59 minutes'
+    WHERE minute >= date_trunc('minute', now()) - interval '59 minutes' AND minute <= now()
       AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
 )"""
 _HOURS = """
 hours AS MATERIALIZED (
-    SELECT hour, outcome = 'ok' AS ok, deliveries, lateness_buckets
+    SELECT hour, outcome = 'ok' AS ok, greatest(deliveries, 0) AS deliveries, lateness_buckets
     FROM delivery_rollups_hourly
-    WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '23 hours'
+    WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '23 hours' AND hour <= now()
       AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
 )"""
 _CHARTS = text(f"""
@@ -149,14 +161,14 @@ FROM minutes GROUP BY minute, ok
 UNION ALL
 SELECT 'hour', hour, NULL, ok, sum(deliveries) FROM hours GROUP BY hour, ok
 UNION ALL
-SELECT 'duration', NULL, u.i - 1, ok, sum(u.n)
-FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+SELECT 'duration', NULL, u.i - 1, ok, sum(greatest(u.n, 0))
+FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) WHERE u.i <= {BUCKETS} GROUP BY u.i, ok
 UNION ALL
-SELECT 'lateness', NULL, u.i - 1, ok, sum(u.n)
-FROM minutes, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+SELECT 'lateness', NULL, u.i - 1, ok, sum(greatest(u.n, 0))
+FROM minutes, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) WHERE u.i <= {BUCKETS} GROUP BY u.i, ok
 UNION ALL
-SELECT 'lateness_day', NULL, u.i - 1, ok, sum(u.n)
-FROM hours, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) GROUP BY u.i, ok
+SELECT 'lateness_day', NULL, u.i - 1, ok, sum(greatest(u.n, 0))
+FROM hours, unnest(lateness_buckets) WITH ORDINALITY AS u(n, i) WHERE u.i <= {BUCKETS} GROUP BY u.i, ok
 """)
 _HOSTS = text(f"""
 WITH {_MINUTES}, hosts AS (
@@ -166,8 +178,8 @@ WITH {_MINUTES}, hosts AS (
            (array_agg(outcome ORDER BY minute DESC, outcome) FILTER (WHERE NOT ok))[1] AS last_error
     FROM minutes GROUP BY destination
 ), durations AS (
-    SELECT destination, u.i, sum(u.n) AS n
-    FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) GROUP BY destination, u.i
+    SELECT destination, u.i, sum(greatest(u.n, 0)) AS n
+    FROM minutes, unnest(duration_buckets) WITH ORDINALITY AS u(n, i) WHERE u.i <= {BUCKETS} GROUP BY destination, u.i
 )
 SELECT h.*, (SELECT array_agg(d.n ORDER BY d.i) FROM durations d WHERE d.destination = h.destination)
        AS buckets
@@ -195,8 +207,8 @@ async def attempt_rollup(conn: AsyncConnection, *, tenant: str | None) -> Attemp
             authority=r.destination or "?",
             attempts=int(r.attempts),
             succeeded=int(r.succeeded),
-            p50_ms=bucket_quantile([int(n) for n in r.buckets], 0.5),
-            p99_ms=bucket_quantile([int(n) for n in r.buckets], 0.99),
+            p50_ms=bucket_quantile(bucket_counts(r.buckets), 0.5),
+            p99_ms=bucket_quantile(bucket_counts(r.buckets), 0.99),
             last_ok=bool(r.last_ok),
             last_error=r.last_error,
         )

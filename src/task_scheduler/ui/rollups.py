@@ -33,7 +33,7 @@ from task_scheduler import metrics
 from task_scheduler.logs import log_event
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers.repository import url_authority_sql
-from task_scheduler.ui.repository import DURATION_EDGES_MS
+from task_scheduler.ui.repository import BUCKETS, DURATION_EDGES_MS, INT_MAX, bucket_counts
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ SETTLE = timedelta(minutes=2)
 CATCH_UP = timedelta(hours=1)
 MAX_CHUNKS_PER_RUN = 24
 RETENTION = timedelta(days=8)
-BUCKETS = len(DURATION_EDGES_MS) + 1
 
 
 # Read-only (so PostgreSQL may run it in parallel), grouped down to a few rows per rollup: one
@@ -117,8 +116,13 @@ FROM delivery_rollups WHERE minute >= :lo AND minute < :hi
 # took 85 of 700 ms of a fold of 190,000 attempts and saves nothing on so few rows per run.
 _FOLD_SETTINGS = text("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+# The watermark as stored, kept between RETENTION ago and the current minute: one written past
+# the service (infinite, BC, in the future) once stopped the fold for good (an overflow, or
+# nothing ever to fold); minutes older than RETENTION are dropped anyway.
 _WATERMARK = text("""
-SELECT folded_before, date_trunc('minute', now()) AS this_minute,
+SELECT greatest(least(folded_before, date_trunc('minute', now())),
+                date_trunc('minute', now() - CAST(:keep AS interval))) AS folded_before,
+       date_trunc('minute', now()) AS this_minute,
        date_trunc('minute', now() - CAST(:settle AS interval)) AS settled
 FROM rollup_watermarks WHERE name = :name FOR UPDATE
 """)
@@ -148,12 +152,23 @@ class _Rollup:
             self.lateness[lateness_bucket] += n
 
     def merge(
-        self, deliveries: int, duration_ms_sum: float, durations: list[int], lateness: list[int]
+        self,
+        deliveries: int,
+        duration_ms_sum: float,
+        durations: list[int | None] | None,
+        lateness: list[int | None] | None,
     ) -> None:
-        self.deliveries += deliveries
+        """A minute row read back into its hour. The fold wrote it, but a row written past the
+        service may hold anything its columns admit (one whose buckets were shorter once failed
+        the fold for good): counts are taken as bucket_counts() reads them and stay integers."""
+        self.deliveries = min(INT_MAX, self.deliveries + max(0, deliveries))
         self.duration_ms_sum += duration_ms_sum
-        self.durations = [a + b for a, b in zip(self.durations, durations, strict=True)]
-        self.lateness = [a + b for a, b in zip(self.lateness, lateness, strict=True)]
+        self.durations = [
+            min(INT_MAX, a + b) for a, b in zip(self.durations, bucket_counts(durations), strict=True)
+        ]
+        self.lateness = [
+            min(INT_MAX, a + b) for a, b in zip(self.lateness, bucket_counts(lateness), strict=True)
+        ]
 
 
 Key = tuple[str, datetime, str, str]  # tenant, minute or hour, destination, outcome
@@ -208,10 +223,11 @@ async def fold_chunk(conn: AsyncConnection) -> Fold | None:
     if not (await conn.execute(_TRY_LOCK, {"key": ROLLUP_LOCK_KEY})).scalar_one():
         return None
     await conn.execute(_FOLD_SETTINGS)
-    state = (await conn.execute(_WATERMARK, {"settle": SETTLE, "name": WATERMARK})).one_or_none()
+    at = {"settle": SETTLE, "keep": RETENTION, "name": WATERMARK}
+    state = (await conn.execute(_WATERMARK, at)).one_or_none()
     if state is None:  # a database migrated, then emptied by hand: start again from now
         await conn.execute(_FIRST_WATERMARK, {"name": WATERMARK})
-        state = (await conn.execute(_WATERMARK, {"settle": SETTLE, "name": WATERMARK})).one()
+        state = (await conn.execute(_WATERMARK, at)).one()
     start: datetime = state.folded_before
     end_now: datetime = state.this_minute + timedelta(minutes=1)  # the current minute, so far
     end = min(end_now, start + CATCH_UP)
