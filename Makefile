@@ -32,7 +32,7 @@ test-pg: install ## integration tests (every SQL statement) against the PostgreS
 
 # Integration tests that add no SQL of their own (HTTP clients, the SSRF resolver, signatures,
 # tracing, the CLI over the API, fuzzing): test-pg leaves them to `make test`.
-NOT_SQL = test_fuzz.py test_stateful_api.py test_poison_requests.py test_hostile_receivers.py test_webhook_client.py \
+NOT_SQL = test_fuzz.py test_client_hostile_service.py test_stateful_api.py test_poison_requests.py test_hostile_receivers.py test_webhook_client.py \
 	test_ssrf_resolver.py test_ssrf_delivery.py test_signature_verification.py test_tracing.py \
 	test_client_library.py test_api_client.py test_bench_tools.py test_bench_outage.py test_cli.py \
 	test_cli_schedules.py

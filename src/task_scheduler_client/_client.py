@@ -93,7 +93,7 @@ class Client:
             attempt += 1
             try:
                 step = self._engine.answered(call, attempt, self._http.send(request))
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 step = self._engine.failed(call, attempt, exc)
             if not isinstance(step, Retry):
                 return step
@@ -371,7 +371,7 @@ class AsyncClient:
             attempt += 1
             try:
                 step = self._engine.answered(call, attempt, await self._http.send(request))
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 step = self._engine.failed(call, attempt, exc)
             if not isinstance(step, Retry):
                 return step

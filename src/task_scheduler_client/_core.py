@@ -618,8 +618,10 @@ class Engine:
                 return Retry(wait)
         raise error_from_answer(status=status, text=response.text, retry_after=retry_after)
 
-    def failed(self, call: Call[T], attempt: int, exc: httpx.TransportError) -> Retry:
-        """When to try again after no answer; raises TransportError when not again."""
+    def failed(self, call: Call[T], attempt: int, exc: httpx.TransportError | httpx.DecodingError) -> Retry:
+        """When to try again after no answer, or one whose body cannot be decoded (its
+        Content-Encoding lies: a proxy's, or not this service); raises TransportError when not
+        again."""
         unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
         if attempt <= self.max_retries and (unsent or call.resendable):
             return Retry(self._backoff(attempt))
@@ -631,6 +633,10 @@ class Engine:
                 f"no answer from {self.base_url} within {self.timeout_seconds:g} s", maybe_sent=not unsent
             ) from exc
         url = f"{self.base_url}{call.path}"
+        if isinstance(exc, httpx.DecodingError):
+            raise TransportError(
+                f"the answer from {url} could not be decoded: {exc}", maybe_sent=True
+            ) from exc
         raise TransportError(
             f"request to {url} failed: {exc or type(exc).__name__}", maybe_sent=True
         ) from exc

@@ -11,7 +11,8 @@ TaskSchedulerError           anything this library raises about the service
 │   ├── ValidationFailed     400, 413, 415, 422: the request is not acceptable
 │   ├── RateLimited          429 (retried first, honouring Retry-After)
 │   └── Unavailable          503 (retried first, honouring Retry-After)
-├── TransportError           no answer (`maybe_sent`: the request may have arrived all the same)
+├── TransportError           no answer, or one whose body cannot be decoded (`maybe_sent`: the
+│                            request may have arrived all the same)
 └── UnexpectedResponse       a success status whose body is not what the endpoint returns
 
 WebhookVerificationError     (a ValueError) `verify_webhook` refused a delivery; `reason` says why
@@ -92,7 +93,7 @@ class Unavailable(ApiError):
 
 
 class TransportError(TaskSchedulerError):
-    """No answer from the service: refused, timed out or cut.
+    """No answer from the service (refused, timed out or cut), or one whose body cannot be decoded.
 
     `maybe_sent` is True when the request may have reached the service all the same.
     """
