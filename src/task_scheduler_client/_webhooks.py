@@ -49,11 +49,13 @@ def verify_webhook(
     msg_id, timestamp, signatures = (
         _header(lowered, name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     )
-    raw = body.encode() if isinstance(body, str) else body
+    # Whatever the sender put in them (anyone can post to a receiver): text a framework decoded
+    # may hold lone surrogates, which then match no signature instead of raising.
+    raw = body.encode(errors="surrogatepass") if isinstance(body, str) else body
     _check_timestamp(timestamp, tolerance_seconds=tolerance_seconds, now=now)
-    signed = f"{msg_id}.{timestamp}.".encode() + raw
+    signed = f"{msg_id}.{timestamp}.".encode(errors="surrogatepass") + raw
     offered = [
-        candidate.removeprefix("v1,").encode()
+        candidate.removeprefix("v1,").encode(errors="surrogatepass")
         for candidate in signatures.split()
         if candidate.startswith("v1,")
     ]
@@ -83,9 +85,13 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 def _check_timestamp(value: str, *, tolerance_seconds: float, now: datetime | float | None) -> None:
     try:
-        sent = int(value)
+        sent = int(value) if value.isascii() else None
     except ValueError:
-        raise WebhookVerificationError("webhook-timestamp is not a Unix time in seconds") from None
+        sent = None
+    # Past 2**53 no float holds it (and compared with the current time, an int past 1e308 raised
+    # OverflowError out of verify_webhook: a sender's 400-digit timestamp made the receiver fail).
+    if sent is None or abs(sent) > 2**53:
+        raise WebhookVerificationError("webhook-timestamp is not a Unix time in seconds")
     current = time.time() if now is None else now.timestamp() if isinstance(now, datetime) else now
     if sent < current - tolerance_seconds:
         raise WebhookVerificationError(
@@ -101,6 +107,6 @@ def _parsed(raw: bytes) -> JsonValue:
     text = raw.decode("utf-8", errors="replace")
     try:
         parsed: JsonValue = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
         return text
     return parsed
