@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import warnings
@@ -49,6 +50,25 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class UnreadableJson(str):
+    """A jsonb value Python's JSON parser cannot read back: nested deeper than its recursion limit
+    (near depth 1,000; jsonb stores far deeper, and the API refuses anything past a few hundred),
+    or a number of more than 4,300 digits (Python's limit on int conversion), i.e. written past
+    the service. Kept as its text, so a read shows it and fails nothing; the
+    claim quarantines a timer holding one (one such row once made every claim of every timer
+    fail)."""
+
+    __slots__ = ()
+
+
+def read_json(text: str) -> Any:
+    """The engine's JSON decoder: json.loads, or UnreadableJson for what it cannot parse."""
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return UnreadableJson(text)
+
+
 def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
     """A pooled engine. No pre-ping (a round trip per checkout): a connection found dead raises,
     and SQLAlchemy then recycles every connection older than the failure. Commits are
@@ -65,6 +85,7 @@ def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        json_deserializer=read_json,
     )
     event.listen(engine.sync_engine, "connect", _on_connect)
     return engine

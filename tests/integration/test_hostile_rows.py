@@ -90,6 +90,10 @@ TIMES = [
 FLOATS = ["NaN", "Infinity", "-Infinity", "0", "-1", "1e308", "5e-324", "0.5", "30"]
 # JSON of any type, with numbers no Python float holds; jsonb refuses \u0000.
 RAW_JSON = [
+    "[" * 5000 + "]" * 5000,  # jsonb stores it; Python's json parser stops near depth 1,000
+    '{"a": ' + "[" * 5000 + "]" * 5000 + "}",
+    "1" * 5000,  # jsonb stores it; Python converts at most 4,300 digits to an int
+    '{"a": ' + "9" * 5000 + "}",
     "1e999",
     "-1e999",
     "[1e999]",
@@ -1054,3 +1058,26 @@ def test_hostile_rollup_rows_fail_only_themselves(checker: RowChecker, database_
     finally:
         app.run(engine.dispose())
     assert sum(stored) >= EXAMPLES, f"only {sum(stored)} hostile rollup rows were stored"
+
+
+@pytest.mark.parametrize("value", [RAW_JSON[0], RAW_JSON[2]], ids=["nested", "huge-number"])
+@pytest.mark.parametrize("column", ["body", "headers", "labels"])
+def test_json_python_cannot_parse_fails_only_its_timer(checker: RowChecker, column: str, value: str) -> None:
+    """Regression: a timer whose JSON column held what jsonb stores and Python's JSON parser
+    cannot read (nested past depth 1,000, a number of 5,000 digits) made every claim fail: no timer
+    of any tenant was delivered while /readyz said 200. Now that timer alone is quarantined, and
+    every read of it answers."""
+    row = {**_plain(checker.app.receiver.url), column: value}
+    inserted = checker.insert_timers([row])
+    assert inserted, "the table refused the row"
+    checker.canary()
+    checker.taken(inserted)
+    timer_id = inserted[0]["id"]
+    for path in (
+        f"/timer/{timer_id}",
+        f"/timer/{timer_id}/attempts",
+        f"/ui/timers/{timer_id}",
+        "/timers",
+        "/ui/timers",
+    ):
+        checker.get_ok(path)

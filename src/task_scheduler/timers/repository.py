@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from task_scheduler.db import EARLIEST_TIME, LATEST_TIME
+from task_scheduler.db import EARLIEST_TIME, LATEST_TIME, UnreadableJson
 from task_scheduler.destinations.keys import default_key
 from task_scheduler.destinations.models import HOLDING_OR_LIMITED
 from task_scheduler.timers.models import TimerStatus, timers
@@ -809,6 +809,8 @@ def _claimed_timer(m: RowMapping) -> ClaimedTimer:
     for name in ("deliver_before", "occurrence_at"):
         if m[name] is not None:
             _finite_time(m[name], name)
+    if isinstance(m["body"], UnreadableJson):
+        raise ValueError("the body is JSON this service cannot read (nested too deeply, or a huge number)")
     timer = CLAIMED_TIMER.build(m)
     if (problem := timer.retry.problem()) is not None:
         # e.g. an infinite timeout: no heartbeat could ever vouch for it, so the timer would be
