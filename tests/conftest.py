@@ -16,6 +16,7 @@ from task_scheduler.config import Settings
 from task_scheduler.db import asyncpg_dsn, create_engine, migrate
 from tests.support.databases import TEMPLATE_DB, database_from_template, with_database
 from tests.support.receiver import Receiver, running
+from tests.support.settings import TEST_SETTINGS
 
 
 @pytest.fixture(autouse=True)
@@ -82,21 +83,7 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
     """Settings for this test's database, tuned for fast tests; keyword overrides win."""
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "backoff_base_seconds": 0.05,
-            "backoff_cap_seconds": 0.2,
-            "connect_timeout_seconds": 1.0,
-            "request_timeout_seconds": 2.0,
-            "lease_seconds": 5.0,
-            "poll_interval_seconds": 0.2,
-            "lookahead_seconds": 1.0,
-            "shutdown_grace_seconds": 2.0,
-            "db_pool_size": 5,
-            "log_format": "console",
-            # The test receivers listen on loopback, which webhooks may not reach by default.
-            "webhook_allowed_networks": "127.0.0.0/8,::1/128",
-        }
+        values: dict[str, Any] = {"database_url": database_url, **TEST_SETTINGS}
         values.update(overrides)
         return Settings.model_validate(values)
 

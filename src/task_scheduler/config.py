@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from annotated_types import Le
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from task_scheduler.cpus import usable_cpus
@@ -17,6 +19,13 @@ TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600 + 3 * 24 * 3600  # ten years including 
 # Due times must stay inside what PostgreSQL intervals and Python datetimes can hold.
 MAX_HORIZON_LIMIT = 1000 * 366 * 24 * 3600
 MAX_WORKERS = 64
+# The bounds of every number setting that has none of its own: what the SQL intervals, the
+# claim's LIMIT, asyncio's timers and the token buckets can take. Past them (an infinite lease,
+# an idempotency window of 1e308 s, a pending cap of 10**30) the service started and then failed
+# every claim or every create with a 500, while /readyz said 200.
+MAX_SECONDS_SETTING = TEN_YEARS_SECONDS
+MIN_SECONDS_SETTING = 0.001  # a millisecond, the service's resolution; 0 where a setting allows it
+MAX_NUMBER_SETTING = 2**31 - 1
 # `auto` starts one process per usable CPU, at most this many: each process has its own database
 # pool (SCHEDULER_DB_POOL_SIZE), and PostgreSQL's default max_connections (100) must leave room
 # for several instances. Beyond it, set a number.
@@ -337,6 +346,27 @@ class Settings(BaseSettings):
     def webhook_secret_list(self) -> list[str]:
         return [part.strip() for part in self.webhook_secrets.split(",") if part.strip()]
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_number(cls, value: object, info: ValidationInfo) -> object:
+        """Numbers finite and within what the service can use (see MAX_SECONDS_SETTING), unless
+        the field sets its own upper bound."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or info.field_name is None:
+            return value
+        name = info.field_name
+        variable = f"SCHEDULER_{name.upper()}"
+        if not math.isfinite(value):
+            raise ValueError(f"{variable} must be a finite number")
+        if name.endswith("_seconds") and 0 < value < MIN_SECONDS_SETTING:
+            raise ValueError(f"{variable} must be 0 or at least {MIN_SECONDS_SETTING} (a millisecond)")
+        if any(isinstance(rule, Le) for rule in cls.model_fields[name].metadata):
+            return value  # its own upper bound
+        if name.endswith("_seconds") and value > MAX_SECONDS_SETTING:
+            raise ValueError(f"{variable} must be at most {MAX_SECONDS_SETTING} (ten years)")
+        if not name.endswith("_seconds") and value > MAX_NUMBER_SETTING:
+            raise ValueError(f"{variable} must be at most {MAX_NUMBER_SETTING}")
+        return value
+
     @field_validator("otel_sdk_disabled", mode="before")
     @classmethod
     def _otel_boolean(cls, value: object) -> object:
@@ -371,6 +401,16 @@ class Settings(BaseSettings):
         ):
             if url and not url.startswith(("http://", "https://")):
                 raise ValueError(f"{name} must be an http:// or https:// URL")
+        if 0 < self.rate_limit_per_second < MIN_SECONDS_SETTING:
+            # a wait of 1/rate seconds past any clock (5e-324 once made every 429 a 500)
+            raise ValueError(
+                f"SCHEDULER_RATE_LIMIT_PER_SECOND must be 0 (off) or at least {MIN_SECONDS_SETTING}"
+            )
+        if self.rate_limit_per_second > 0 and (self.rate_limit_burst or 2 * self.rate_limit_per_second) < 1:
+            raise ValueError(
+                "SCHEDULER_RATE_LIMIT_BURST must be at least 1 while the rate limit is on (0 means twice "
+                "SCHEDULER_RATE_LIMIT_PER_SECOND): with less, no request could ever pass"
+            )
         if self.connect_timeout_seconds > self.request_timeout_seconds:
             raise ValueError(
                 "SCHEDULER_CONNECT_TIMEOUT_SECONDS must not exceed SCHEDULER_REQUEST_TIMEOUT_SECONDS"
