@@ -28,7 +28,7 @@ test: install ## the whole suite with coverage (embedded PostgreSQL unless TEST_
 
 test-pg: install ## integration tests (every SQL statement) against the PostgreSQL server on 127.0.0.1:5432
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} \
-		$(PY) -m pytest $(XDIST) --no-cov tests/integration $(addprefix --ignore=tests/integration/,$(NOT_SQL)) $(PYTEST_ARGS)
+		$(PY) -m pytest $(XDIST) --no-cov tests/integration $(addprefix --ignore=tests/integration/,$(NOT_SQL) $(ONCE)) $(PYTEST_ARGS)
 
 # Integration tests that add no SQL of their own (HTTP clients, the SSRF resolver, signatures,
 # tracing, the CLI over the API, fuzzing): test-pg leaves them to `make test`.
@@ -36,6 +36,10 @@ NOT_SQL = test_fuzz.py test_client_hostile_service.py test_stateful_api.py test_
 	test_ssrf_resolver.py test_ssrf_delivery.py test_signature_verification.py test_tracing.py \
 	test_client_library.py test_api_client.py test_bench_tools.py test_bench_outage.py test_cli.py \
 	test_cli_schedules.py
+# Hunts and benchmark tools: the statements they run are the service's, which the other tests run
+# on both servers; test-pg leaves them to `make test` too (they took about 2 of its 6 minutes).
+ONCE = test_hostile_rows.py test_hostile_settings.py test_bench_bulk_cancel.py test_bench_scale.py \
+	test_bench_schedules.py
 
 lint: install ## checks only, never rewrites
 	$(VENV)/bin/ruff check src tests bench chaos
