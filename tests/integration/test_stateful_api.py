@@ -1,7 +1,9 @@
 """A stateful property test of the whole API (hypothesis `RuleBasedStateMachine`): sequences of
 timer, schedule, destination, bulk, signing-secret and tenant-webhook calls on a real app WITH its
 dispatcher and real receivers on 127.0.0.1 (one answering 200, one 503, one 410; and a refused
-port), each call made on what earlier calls created.
+port), each call made on what earlier calls created; and the same on two instances sharing one
+database, the calls going to each in turn (a cancel, an edit or a backfill on one instance while
+the other claims; half as many sequences).
 
 The other hunts send one request at a time to a fresh or seeded app; this one reaches the states
 only a sequence makes (a timer retried after it failed, replayed after it was delivered, edited
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -85,8 +87,13 @@ BULK_TAKES = {"cancel": {"pending"}, "retry": {"failed", "expired"}, "reschedule
 class World:
     """The app (dispatcher included) and its receivers, shared by every sequence."""
 
-    def __init__(self, app: AppThread, failing: Receiver, gone: Receiver) -> None:
+    def __init__(
+        self, app: AppThread, failing: Receiver, gone: Receiver, peers: Sequence[AppThread] = ()
+    ) -> None:
         self.app = app
+        # Instances on the same database, each with its dispatcher: the calls go to each in turn.
+        self.apps = [app, *peers]
+        self.instances = itertools.cycle(self.apps)
         # Where a timer may send: 200, 503 (retried, then failed), 410 (failed at once), refused.
         self.targets = {
             "ok": app.receiver.url,
@@ -101,7 +108,7 @@ class World:
     def send(self, method: str, template: str, path: str | None = None, **kwargs: Any) -> httpx.Response:
         """The request, checked: never a 5xx, a documented status, 4xx in the envelope."""
         path = path or template
-        response = self.app.request(method, path, **kwargs)
+        response = next(self.instances).request(method, path, **kwargs)
         sent = f"{method} {path} {kwargs.get('json')!r}"
         assert response.status_code < 500, f"{sent} -> {response.status_code} {response.text[:1000]}"
         documented = OPENAPI["paths"][template][method.lower()]["responses"]
@@ -572,22 +579,34 @@ class ApiMachine(RuleBasedStateMachine):
         self.world.canary()
 
 
-@pytest.fixture
-def world(make_settings: Callable[..., Settings]) -> Iterator[World]:
-    app = AppThread(
-        make_settings(admin_api_key=ADMIN_KEY, rate_limit_per_second=0, breaker_cooldown_seconds=0.5),
-        headers=AUTH,
-    )
+@pytest.fixture(params=[1, 2], ids=["one-instance", "two-instances"])
+def world(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Iterator[World]:
+    """The service, or two instances of it on one database (each call to the next one in turn:
+    a cancel, an edit or a backfill on one while the other claims)."""
+    apps = [
+        AppThread(
+            make_settings(
+                admin_api_key=ADMIN_KEY,
+                rate_limit_per_second=0,
+                breaker_cooldown_seconds=0.5,
+                instance_id=f"stateful-{number}",
+            ),
+            headers=AUTH,
+        )
+        for number in range(request.param)
+    ]
     failing, gone = Receiver(respond=always(503)), Receiver(respond=always(410))
-    app.start()
+    for app in apps:
+        app.start()
     try:
         for receiver in (failing, gone):
-            app.run(receiver.start())
-        yield World(app, failing, gone)
+            apps[0].run(receiver.start())
+        yield World(apps[0], failing, gone, peers=apps[1:])
     finally:
         for receiver in (failing, gone):
-            app.run(receiver.stop())
-        app.stop()
+            apps[0].run(receiver.stop())
+        for app in apps:
+            app.stop()
 
 
 def test_api_sequences_keep_every_invariant(world: World) -> None:
@@ -598,7 +617,7 @@ def test_api_sequences_keep_every_invariant(world: World) -> None:
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            max_examples=EXAMPLES,
+            max_examples=EXAMPLES if len(world.apps) == 1 else max(1, EXAMPLES // 2),
             stateful_step_count=STEPS,
             derandomize=not RANDOM,
             deadline=None,
