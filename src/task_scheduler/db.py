@@ -267,7 +267,25 @@ _REFUSED_FOR_GOOD = (
 
 
 class DatabaseUnusable(RuntimeError):
-    """The database server refuses the configured credentials or database for good."""
+    """The database server refuses the configured credentials or database for good, or the
+    database is one the service cannot run on."""
+
+
+_ENCODING = text("SELECT current_setting('server_encoding')")
+
+
+async def _check_encoding(conn: AsyncConnection, url: str) -> None:
+    """Only a UTF8 database holds nothing but text: in SQL_ASCII (or another encoding) a row
+    written past the service can hold bytes that are not UTF-8, and PostgreSQL then refuses every
+    read that returns it to a UTF-8 client: one such timer made every claim fail (nothing
+    delivered, /readyz 200) and GET /timers answer 500."""
+    encoding = (await conn.execute(_ENCODING)).scalar_one()
+    if encoding != "UTF8":
+        raise DatabaseUnusable(
+            f"the database of {url} uses the encoding {encoding}; the service needs UTF8 (create "
+            "it with ENCODING 'UTF8'): in any other encoding a row can hold bytes that are not "
+            "text, and one such row would stop every delivery"
+        )
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -319,8 +337,10 @@ async def wait_for_database(engine: AsyncEngine, *, within_seconds: float) -> No
     while True:
         try:
             async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await _check_encoding(conn, engine.url.render_as_string(hide_password=True))
             return
+        except DatabaseUnusable:
+            raise
         except Exception as exc:
             if not is_transient(exc):
                 refused = _refused_for_good(exc)

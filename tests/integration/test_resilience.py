@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,28 @@ async def test_wait_for_database_fails_at_once_on_a_wrong_database_or_user(
     finally:
         await engine.dispose()
     assert not [r for r in caplog.records if getattr(r, "action", "") == "db.waiting"]
+
+
+async def test_a_database_that_is_not_utf8_is_refused_at_start(
+    pg_server_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """Regression: in a SQL_ASCII database, one timer row holding a byte that is not UTF-8
+    (written past the service) made every claim fail, so nothing was delivered while /readyz said
+    200, and GET /timers answered 500. The service now refuses such a database at start, naming
+    its encoding."""
+    name = f"ascii_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+    try:
+        await admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+        url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+        with pytest.raises(DatabaseUnusable, match="uses the encoding SQL_ASCII; the service needs UTF8"):
+            async with running_app(create_app(make_settings(database_url=url))):
+                pass
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
 
 
 async def test_embedded_postgres_when_database_url_is_unset(
