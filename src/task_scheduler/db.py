@@ -86,6 +86,11 @@ def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
         max_overflow=pool_size,
         pool_recycle=1800,
         json_deserializer=read_json,
+        # Every transaction says its level (BEGIN ISOLATION LEVEL READ COMMITTED, no extra round
+        # trip): the claims, the group commit and the schedule engine are written for it, and a
+        # server, database or role whose default_transaction_isolation is serializable once made
+        # claims fail on serialization errors and racing claimers and edits fail their tests.
+        isolation_level="READ COMMITTED",
     )
     event.listen(engine.sync_engine, "connect", _on_connect)
     return engine
