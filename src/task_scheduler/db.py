@@ -97,7 +97,22 @@ def create_engine(url: str, *, pool_size: int) -> AsyncEngine:
 
 
 def _on_connect(dbapi_connection: Any, _record: object) -> None:
-    dbapi_connection.run_async(read_times_safely)
+    dbapi_connection.run_async(_prepare_connection)
+
+
+async def _prepare_connection(conn: asyncpg.Connection) -> None:
+    await read_times_safely(conn)
+    await durable_commits(conn)
+
+
+async def durable_commits(conn: asyncpg.Connection) -> None:
+    """A commit is on disk before the service acts on it, whatever the server, database or role
+    says: `synchronous_commit = off` (an operator's setting for speed) would let a PostgreSQL crash
+    undo a claim or an outcome the service already acted on, the duplicates the chaos suite's
+    crash once found. Only `off` is raised, to `on`; `local` and the replication levels are kept
+    (a connection's first moments only, one round trip)."""
+    if await conn.fetchval("SELECT current_setting('synchronous_commit')") == "off":
+        await conn.execute("SET synchronous_commit = on")
 
 
 # timestamptz on the wire: microseconds from 2000-01-01 UTC, ±infinity at the int64 extremes.

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
 from task_scheduler.app import create_app
 from task_scheduler.config import Settings
@@ -132,6 +132,29 @@ async def test_a_database_that_is_not_utf8_is_refused_at_start(
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+async def test_commits_are_durable_on_a_database_that_says_otherwise(database_url: str) -> None:
+    """On a database whose synchronous_commit is off (an operator's setting for speed), a
+    PostgreSQL crash could undo a claim or an outcome the service already acted on: its
+    connections turn it on again."""
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        name = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    finally:
+        await admin.close()
+    plain = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        assert await plain.fetchval("SHOW synchronous_commit") == "off"  # in force for a new connection
+    finally:
+        await plain.close()
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            assert (await conn.execute(text("SHOW synchronous_commit"))).scalar_one() == "on"
+    finally:
+        await engine.dispose()
 
 
 async def test_embedded_postgres_when_database_url_is_unset(
