@@ -291,15 +291,30 @@ class DatabaseUnusable(RuntimeError):
     database is one the service cannot run on."""
 
 
-_ENCODING = text("SELECT current_setting('server_encoding')")
+_USABLE = text("""
+SELECT current_setting('server_encoding') AS encoding, pg_is_in_recovery() AS standby,
+       current_setting('default_transaction_read_only') = 'on' AS read_only
+""")
 
 
-async def _check_encoding(conn: AsyncConnection, url: str) -> None:
-    """Only a UTF8 database holds nothing but text: in SQL_ASCII (or another encoding) a row
-    written past the service can hold bytes that are not UTF-8, and PostgreSQL then refuses every
-    read that returns it to a UTF-8 client: one such timer made every claim fail (nothing
-    delivered, /readyz 200) and GET /timers answer 500."""
-    encoding = (await conn.execute(_ENCODING)).scalar_one()
+async def _check_usable(conn: AsyncConnection, url: str) -> None:
+    """A database the service can run on, or DatabaseUnusable naming why not. Only a UTF8
+    database holds nothing but text: in SQL_ASCII (or another encoding) a row written past the
+    service can hold bytes that are not UTF-8, and PostgreSQL then refuses every read that returns
+    it to a UTF-8 client: one such timer made every claim fail (nothing delivered, /readyz 200)
+    and GET /timers answer 500. And a standby, or a database whose transactions are read-only by
+    default, would refuse the first write, deep in the migrations."""
+    usable = (await conn.execute(_USABLE)).one()
+    if usable.standby:
+        raise DatabaseUnusable(
+            f"the database of {url} is a standby (read-only): point DATABASE_URL at the primary"
+        )
+    if usable.read_only:
+        raise DatabaseUnusable(
+            f"the database of {url} makes every transaction read-only (default_transaction_read_only "
+            "is on for the server, the database or the role): the service writes"
+        )
+    encoding = usable.encoding
     if encoding != "UTF8":
         raise DatabaseUnusable(
             f"the database of {url} uses the encoding {encoding}; the service needs UTF8 (create "
@@ -357,7 +372,7 @@ async def wait_for_database(engine: AsyncEngine, *, within_seconds: float) -> No
     while True:
         try:
             async with engine.connect() as conn:
-                await _check_encoding(conn, engine.url.render_as_string(hide_password=True))
+                await _check_usable(conn, engine.url.render_as_string(hide_password=True))
             return
         except DatabaseUnusable:
             raise

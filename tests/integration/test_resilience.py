@@ -134,6 +134,22 @@ async def test_a_database_that_is_not_utf8_is_refused_at_start(
         await admin.close()
 
 
+async def test_a_database_whose_transactions_are_read_only_is_refused_at_start(
+    database_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A database set read-only by default (or a standby) failed the start deep in the
+    migrations with PostgreSQL's own error; the start now says what is wrong."""
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        name = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    finally:
+        await admin.close()
+    with pytest.raises(DatabaseUnusable, match="makes every transaction read-only"):
+        async with running_app(create_app(make_settings())):
+            pass
+
+
 async def test_commits_are_durable_on_a_database_that_says_otherwise(database_url: str) -> None:
     """On a database whose synchronous_commit is off (an operator's setting for speed), a
     PostgreSQL crash could undo a claim or an outcome the service already acted on: its
