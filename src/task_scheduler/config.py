@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     `DATABASE_URL`, `HOST` and `PORT` keep their conventional names; all others are `SCHEDULER_*`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SCHEDULER_", extra="ignore", frozen=True)
+    # Errors name the variable and the rule, never the value: DATABASE_URL carries a password.
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEDULER_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(
         default=None,
@@ -365,6 +368,31 @@ class Settings(BaseSettings):
             raise ValueError(f"{variable} must be at most {MAX_SECONDS_SETTING} (ten years)")
         if not name.endswith("_seconds") and value > MAX_NUMBER_SETTING:
             raise ValueError(f"{variable} must be at most {MAX_NUMBER_SETTING}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        """A URL the engine and the LISTEN connection can use, checked here so that a malformed
+        one is a clear refusal at start, not a traceback (an unclosed `[`, a port of letters, a
+        URL that is not one)."""
+        if value is None:
+            return value
+        from sqlalchemy import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        from task_scheduler.db import sqlalchemy_url
+
+        try:
+            port = make_url(sqlalchemy_url(value)).port
+        except ValueError as exc:
+            if str(exc).startswith("DATABASE_URL"):  # sqlalchemy_url's own: not PostgreSQL
+                raise
+            raise ValueError("DATABASE_URL cannot be read as a URL") from None
+        except ArgumentError:
+            raise ValueError("DATABASE_URL cannot be read as a URL") from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"DATABASE_URL has the port {port}, outside 1-65535")
         return value
 
     @field_validator("otel_sdk_disabled", mode="before")

@@ -173,3 +173,25 @@ def test_workers_refuses_other_values(monkeypatch: pytest.MonkeyPatch, value: st
     monkeypatch.setenv("SCHEDULER_WORKERS", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://u:hunter2pw@[::1/db", "cannot be read as a URL"),
+        ("postgresql://u:hunter2pw@host:abc/db", "cannot be read as a URL"),
+        ("%%%", "cannot be read as a URL"),
+        ("postgresql://u:hunter2pw@host:99999/db", "has the port 99999, outside 1-65535"),
+        ("mysql://u:hunter2pw@host/db", "must be a PostgreSQL URL"),
+    ],
+)
+def test_a_malformed_database_url_is_refused_by_name_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    """Regression: these were tracebacks at start (ValueError, ArgumentError); and no refusal
+    may print the URL, which carries the password."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert f"DATABASE_URL {problem}" in str(refused.value)
+    assert "hunter2pw" not in str(refused.value)
