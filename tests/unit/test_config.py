@@ -195,3 +195,14 @@ def test_a_malformed_database_url_is_refused_by_name_without_its_password(
         Settings()
     assert f"DATABASE_URL {problem}" in str(refused.value)
     assert "hunter2pw" not in str(refused.value)
+
+
+def test_a_data_dir_that_cannot_be_made_is_refused_by_name(tmp_path: Path) -> None:
+    """Regression: a file where SCHEDULER_DATA_DIR points (or a parent that cannot be written)
+    was a FileExistsError traceback at the embedded PostgreSQL's start."""
+    from task_scheduler.db import DatabaseUnusable, EmbeddedPostgres
+
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    with pytest.raises(DatabaseUnusable, match=r"cannot use SCHEDULER_DATA_DIR .*a-file.* File exists"):
+        EmbeddedPostgres(occupied).start()
