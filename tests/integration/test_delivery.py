@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-import asyncpg
 import pytest
 
-from task_scheduler.db import asyncpg_dsn
 from tests.support.api import create, settled
 from tests.support.app import ServiceFactory
+from tests.support.databases import set_database_default
 from tests.support.polling import WAIT
 from tests.support.processes import free_port
 from tests.support.receiver import Delivery, Receiver, always, headers_of
@@ -168,7 +167,7 @@ async def test_two_instances_deliver_each_timer_exactly_once(
     choice, for the database, a role or the server): claims once failed there on serialization
     errors; the service's transactions now say READ COMMITTED themselves."""
     if isolation == "serializable-default":
-        await _default_isolation(database_url, "serializable")
+        await set_database_default(database_url, "default_transaction_isolation", "serializable")
     async with service() as first, service() as second:
         clients = (first, second)
         ids = [await create(clients[i % 2], receiver.url, seconds=1) for i in range(100)]
@@ -181,18 +180,3 @@ async def test_two_instances_deliver_each_timer_exactly_once(
     assert set(receiver.counts()) == set(ids)
     assert set(receiver.counts().values()) == {1}
     assert len(receiver.deliveries) == 100
-
-
-async def _default_isolation(database_url: str, level: str) -> None:
-    """Sets the database's default_transaction_isolation (for the connections made after)."""
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        name = await conn.fetchval("SELECT current_database()")
-        await conn.execute(f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = '{level}'")
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:  # in force for a new connection
-        assert await conn.fetchval("SHOW default_transaction_isolation") == level
-    finally:
-        await conn.close()

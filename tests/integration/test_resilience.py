@@ -18,6 +18,7 @@ from task_scheduler.config import Settings
 from task_scheduler.db import DatabaseUnusable, asyncpg_dsn, create_engine, wait_for_database
 from task_scheduler.delivery.listener import LISTEN_APPLICATION_NAME
 from tests.support.app import running_app
+from tests.support.databases import set_database_default
 from tests.support.polling import wait_for_status
 from tests.support.receiver import Receiver
 
@@ -139,12 +140,7 @@ async def test_a_database_whose_transactions_are_read_only_is_refused_at_start(
 ) -> None:
     """A database set read-only by default (or a standby) failed the start deep in the
     migrations with PostgreSQL's own error; the start now says what is wrong."""
-    admin = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        name = await admin.fetchval("SELECT current_database()")
-        await admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-    finally:
-        await admin.close()
+    await set_database_default(database_url, "default_transaction_read_only", "on")
     with pytest.raises(DatabaseUnusable, match="makes every transaction read-only"):
         async with running_app(create_app(make_settings())):
             pass
@@ -154,17 +150,7 @@ async def test_commits_are_durable_on_a_database_that_says_otherwise(database_ur
     """On a database whose synchronous_commit is off (an operator's setting for speed), a
     PostgreSQL crash could undo a claim or an outcome the service already acted on: its
     connections turn it on again."""
-    admin = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        name = await admin.fetchval("SELECT current_database()")
-        await admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    finally:
-        await admin.close()
-    plain = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        assert await plain.fetchval("SHOW synchronous_commit") == "off"  # in force for a new connection
-    finally:
-        await plain.close()
+    await set_database_default(database_url, "synchronous_commit", "off")
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.begin() as conn:

@@ -58,3 +58,19 @@ async def statuses(database_url: str) -> dict[str, int]:
     finally:
         await conn.close()
     return {r["status"]: r["n"] for r in rows}
+
+
+async def set_database_default(url: str, setting: str, value: str) -> None:
+    """`ALTER DATABASE ... SET setting = value` on the database of `url`, as an operator could: in
+    force for every connection made after (checked on a new one)."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        name = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f"ALTER DATABASE \"{name}\" SET {setting} = '{value}'")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        assert await conn.fetchval(f"SHOW {setting}") == value
+    finally:
+        await conn.close()
