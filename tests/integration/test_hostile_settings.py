@@ -16,6 +16,7 @@ service in `make test` (`FUZZ_RANDOM=1` draws others; `HOSTILE_SETTING_EXAMPLES`
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -85,7 +86,13 @@ def test_an_accepted_setting_gives_a_working_service(
     try:
         created = app.request("POST", "/timer", json={"seconds": 0, "url": f"{app.receiver.url}/canary"})
         assert created.status_code == 201, created.text
-        assert app.wait_delivered(created.json()["timer_id"]), f"{name}={value}: the timer was not delivered"
+        timer_id = created.json()["timer_id"]
+        if name.endswith("timeout_seconds") and value < 0.1:
+            # A connection or request timeout of a millisecond may expire on a busy machine, as
+            # the operator asked: the timer is then failed after its attempts, never stuck.
+            _settled(app, timer_id)
+        else:
+            assert app.wait_delivered(timer_id), f"{name}={value}: the timer was not delivered"
         key = {"Idempotency-Key": uuid.uuid4().hex}
         again = [
             app.request("POST", "/timer", json={"hours": 1, "url": f"{app.receiver.url}/i"}, headers=key)
@@ -98,3 +105,13 @@ def test_an_accepted_setting_gives_a_working_service(
         assert app.request("GET", "/readyz").status_code == 200
     finally:
         app.stop()
+
+
+def _settled(app: AppThread, timer_id: int, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while (status := app.request("GET", f"/timer/{timer_id}").json()["status"]) not in (
+        "delivered",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, f"timer {timer_id} is still {status}"
+        time.sleep(0.05)
