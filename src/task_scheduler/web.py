@@ -65,6 +65,11 @@ def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:
     if kind == "missing" and loc == ("body",):
         return None, "request body is required: a JSON object"
     field = _field_of(loc)
+    if kind in ("recursion_depth_exceeded", "recursion_loop") and field:
+        # The path down to where validation gave up (`body.list.0.list.0...`, 7 KB) says nothing
+        # more than the field it starts from.
+        field = field.split(".", 1)[0]
+        return field, f"{field}: nested too deeply"
     if kind == "extra_forbidden":
         return field, f"{field}: unknown field"
     if kind == "model_attributes_type" or (kind.endswith("_type") and field is None):

@@ -497,3 +497,13 @@ async def test_every_response_carries_a_request_id(rejecting_api: httpx.AsyncCli
     generated = [(await rejecting_api.get("/no/such/route")).headers["x-request-id"] for _ in range(3)]
     assert all(len(r) == 32 and int(r, 16) >= 0 for r in generated)
     assert len(set(generated)) == 3
+
+
+async def test_json_nested_past_the_validation_depth_names_its_field_briefly(api: httpx.AsyncClient) -> None:
+    """A body nested 300 deep (under the parser's limit, past validation's) was a 422 of 7 KB whose
+    field was the whole path down (`body.list.0.list.0...`): now the field it starts from."""
+    deep = "[" * 300 + "]" * 300
+    response = await api.post("/timer", **_raw(f'{{"seconds": 1, "url": "{URL}", "body": {deep}}}'))
+    assert_envelope(response, (422,), field="body")
+    assert response.json()["error"]["message"] == "body: nested too deeply"
+    assert len(response.content) < 500, response.text[:200]
