@@ -35,6 +35,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0016"
 # Any constant works; all instances must agree on it so only one migrates at a time.
 MIGRATION_LOCK_KEY = 7_262_011_290
+INT4_MAX = 2**31 - 1  # the largest value an `integer` column holds
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from task_scheduler.db import EARLIEST_TIME, LATEST_TIME, UnreadableJson
+from task_scheduler.db import EARLIEST_TIME, INT4_MAX, LATEST_TIME, UnreadableJson
 from task_scheduler.destinations.keys import default_key
 from task_scheduler.destinations.models import HOLDING_OR_LIMITED
 from task_scheduler.timers.models import TimerStatus, timers
@@ -774,7 +774,7 @@ async def database_clock(conn: AsyncConnection) -> datetime:
 
 
 # The claim counts attempts up to here and no further (`attempts` is an integer column).
-_ATTEMPTS_LIMIT = 2**31 - 1
+_ATTEMPTS_LIMIT = INT4_MAX
 
 
 @dataclass(frozen=True, slots=True)

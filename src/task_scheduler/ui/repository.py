@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from task_scheduler.db import INT4_MAX
 from task_scheduler.timers.models import TimerStatus
 
 COUNT_CAP = 10_000
@@ -83,7 +84,7 @@ async def status_counts(conn: AsyncConnection, *, tenant: str | None) -> StatusC
 
 DURATION_EDGES_MS = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 BUCKETS = len(DURATION_EDGES_MS) + 1
-INT_MAX = 2**31 - 1  # the rollups' integer columns
+INT_MAX = INT4_MAX  # the rollups' integer columns
 
 
 def bucket_counts(stored: Sequence[int | None] | None) -> list[int]:
