@@ -332,14 +332,40 @@ async def test_resolver_refuses_localhost_names_and_literals_without_a_lookup() 
     assert dns.lookups == []
 
 
-async def test_with_loopback_allowed_localhost_is_judged_by_what_it_resolves_to() -> None:
-    policy = AddressPolicy(["127.0.0.0/8"])
-    only_v4 = GuardedResolver(policy, StaticDNS({"localhost": ["127.0.0.1"]}))
-    assert [r["host"] for r in await only_v4.resolve("localhost", 80)] == ["127.0.0.1"]
-    # A localhost that also maps to ::1 needs ::1/128 allowed too: all addresses or none.
-    both = GuardedResolver(policy, StaticDNS({"localhost": ["127.0.0.1", "::1"]}))
-    with pytest.raises(BlockedDestination, match=r"::1 is loopback"):
-        await both.resolve("localhost", 80)
+@pytest.mark.parametrize(
+    ("allowed", "family", "addresses"),
+    [
+        (["127.0.0.0/8"], socket.AF_UNSPEC, ["127.0.0.1"]),
+        (["127.0.0.0/8"], socket.AF_INET, ["127.0.0.1"]),
+        (["::1/128"], socket.AF_UNSPEC, ["::1"]),
+        (["127.0.0.0/8", "::1/128"], socket.AF_UNSPEC, ["127.0.0.1", "::1"]),
+        (["127.0.0.0/8", "::1/128"], socket.AF_INET6, ["::1"]),
+    ],
+)
+async def test_with_loopback_allowed_localhost_means_the_allowed_loopback_without_a_lookup(
+    allowed: list[str], family: socket.AddressFamily, addresses: list[str]
+) -> None:
+    # RFC 6761: whatever a DNS server or /etc/hosts says (c-ares answers ::1 too, glibc may not).
+    dns = StaticDNS({"localhost": ["10.0.0.1", "::1"], "api.localhost": ["10.0.0.1"]})
+    resolver = GuardedResolver(AddressPolicy(allowed), dns)
+    for host in ["localhost", "api.localhost", "LOCALHOST."]:
+        results = await resolver.resolve(host, 8080, family)
+        assert [r["host"] for r in results] == addresses
+        assert {r["port"] for r in results} == {8080}
+        assert [r["family"] for r in results] == [
+            socket.AF_INET6 if ":" in address else socket.AF_INET for address in addresses
+        ]
+    assert dns.lookups == []
+
+
+async def test_an_allowed_legacy_ipv4_spelling_means_its_address_without_a_lookup() -> None:
+    dns = StaticDNS({"0x7f000001": ["10.0.0.1"]})
+    resolver = GuardedResolver(AddressPolicy(["127.0.0.0/8"]), dns)
+    for host in ["0x7f000001", "2130706433", "127.1", "0177.0.0.1"]:
+        assert [r["host"] for r in await resolver.resolve(host, 80, socket.AF_UNSPEC)] == ["127.0.0.1"]
+    with pytest.raises(BlockedDestination, match="no allowed address of the family"):
+        await resolver.resolve("0x7f000001", 80, socket.AF_INET6)
+    assert dns.lookups == []
 
 
 async def test_resolver_passes_lookup_failures_through_and_closes_its_inner_resolver() -> None:

@@ -12,6 +12,13 @@ opening chosen ranges) in the two places aiohttp decides where to connect:
    resolver returns and refuses the lot if any one is blocked; the connector then connects to
    exactly those checked addresses, so a DNS answer cannot change between check and connect.
 
+Lookups are asynchronous (c-ares through aiodns, reading /etc/hosts and /etc/resolv.conf): a
+name whose DNS never answers holds nothing but its own query. `getaddrinfo` ran in a pool of
+four threads (libuv's, under uvloop) that every lookup shared, the database's connects
+included: four webhooks to a name that never answers stalled every other name's delivery for
+as long as the system resolver's timeouts (10-20 s a lookup), and failed them. Localhost names
+(RFC 6761) and legacy IPv4 spellings resolve to what they mean without a lookup.
+
 `BlockedDestination` is an `aiohttp.ClientConnectionError` that is not an `OSError`, so aiohttp
 lets it out of `session.request(...)` as it is (it only wraps `OSError`s): catch it before
 `aiohttp.ClientError`.
@@ -79,6 +86,7 @@ _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _LOOPBACK: tuple[IPAddress, ...] = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _ASCII_DIGITS = frozenset(string.digits)
 _OCTAL_DIGITS = frozenset(string.octdigits)
 _HEX_DIGITS = frozenset(string.hexdigits)
@@ -169,6 +177,25 @@ class AddressPolicy:
             address = legacy
         return self.blocked_reason(address)
 
+    def fixed_answer(self, host: str, family: int = socket.AF_UNSPEC) -> list[IPAddress] | None:
+        """The allowed addresses of `family` a host means without any lookup, IPv4 first, or None
+        for a name DNS must answer: a localhost name (`localhost`, `*.localhost`) means loopback
+        (RFC 6761), and a legacy IPv4 spelling (`0x7f000001`, `127.1`) the address glibc reads
+        in it. Empty when none of them is allowed for that family."""
+        name = host.rstrip(".").lower()
+        if name == "localhost" or name.endswith(".localhost"):
+            candidates: tuple[IPAddress, ...] = _LOOPBACK
+        else:
+            legacy = _inet_aton(name)
+            if legacy is None:
+                return None
+            candidates = (legacy,)
+        return [
+            address
+            for address in candidates
+            if family in (socket.AF_UNSPEC, _FAMILY[address.version]) and self.blocked_reason(address) is None
+        ]
+
     def literal_host_reason(self, url: str | URL) -> str | None:
         """For a URL whose host is an IP literal in any spelling (or localhost/*.localhost): the
         reason it is blocked, else None. Hostnames that are not IP literals return None (they are
@@ -216,6 +243,7 @@ class GuardedResolver(AbstractResolver):
     """
 
     def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        """`inner` None: aiohttp's AsyncResolver (c-ares), built on the first lookup."""
         self._policy = policy
         self._inner = inner
 
@@ -229,8 +257,23 @@ class GuardedResolver(AbstractResolver):
         reason = self._policy.host_reason(host)
         if reason is not None:
             raise BlockedDestination(reason)
+        fixed = self._policy.fixed_answer(host, family)
+        if fixed == []:
+            raise BlockedDestination(f"{host} names no allowed address of the family asked for")
+        if fixed is not None:
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=str(address),
+                    port=port,
+                    family=socket.AF_INET if address.version == 4 else socket.AF_INET6,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                )
+                for address in fixed
+            ]
         if self._inner is None:
-            self._inner = aiohttp.ThreadedResolver()  # needs the running loop, so built here
+            self._inner = aiohttp.AsyncResolver()  # needs the running loop, so built here
         results = await self._inner.resolve(host, port, family)
         for result in results:
             try:
