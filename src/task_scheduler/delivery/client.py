@@ -22,7 +22,7 @@ from task_scheduler.delivery.signing import WebhookSigner
 from task_scheduler.delivery.ssrf import AddressPolicy, GuardedResolver
 from task_scheduler.delivery.storable import storable_text
 from task_scheduler.logs import log_event
-from task_scheduler.timers.shape import RequestSpec
+from task_scheduler.timers.shape import RawJson, RequestSpec
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ def encode_body(webhook: WebhookRequest) -> tuple[bytes, str]:
             default["schedule_id"] = webhook.schedule_id
             default["occurrence_at"] = _iso(webhook.occurrence_at)
         return json.dumps(default, separators=(",", ":")).encode(), "application/json"
+    if isinstance(body, RawJson):  # a claimed timer's: jsonb's text, sent as it is
+        return body.text.encode(), "application/json"
     if isinstance(body, str):
         return body.encode(), "text/plain; charset=utf-8"
     return json.dumps(body, separators=(",", ":")).encode(), "application/json"

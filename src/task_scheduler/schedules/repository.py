@@ -18,7 +18,7 @@ from task_scheduler.schedules import cron
 from task_scheduler.schedules.models import Catchup, Overlap, ScheduleStatus, schedules
 from task_scheduler.timers import repository as timer_repository
 from task_scheduler.timers.repository import NewTimer
-from task_scheduler.timers.shape import Flat, RequestSpec, RetrySpec
+from task_scheduler.timers.shape import Flat, RawJson, RequestSpec, RetrySpec, body_from_text
 
 _JSONB = ("headers", "body", "labels")
 
@@ -89,6 +89,8 @@ def _just_after(moment: datetime) -> datetime:
 SCHEDULE_SPEC = Flat(ScheduleSpec)
 SCHEDULE_ROW = Flat(ScheduleRow)
 _COLUMNS = ", ".join(SCHEDULE_ROW.columns)
+# For the engine, which only passes a schedule's body on to its runs: jsonb's text, unparsed.
+_COLUMNS_BODY_AS_TEXT = ", ".join("body::text AS body" if c == "body" else c for c in SCHEDULE_ROW.columns)
 # Columns PATCH may set (fixed here, never taken from input).
 EDITABLE_COLUMNS = frozenset(SCHEDULE_SPEC.columns) - {"start_at"}
 _IN_SCOPE = "(CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
@@ -96,6 +98,8 @@ _IN_SCOPE = "(CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
 
 def _param(column: str, value: object) -> object:
     if column in _JSONB:
+        if isinstance(value, RawJson):
+            return value.text
         return None if value is None else json.dumps(value)
     return value
 
@@ -213,16 +217,17 @@ async def lock_schedule(conn: AsyncConnection, *, schedule_id: int, tenant: str 
 
 # Locked in id order, so that claims of many schedules never wait for each other in a cycle.
 _LOCK_MANY = text(f"""
-SELECT {_COLUMNS} FROM schedules WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE
+SELECT {_COLUMNS_BODY_AS_TEXT} FROM schedules WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE
 """)
 
 
 async def lock_schedules(conn: AsyncConnection, *, schedule_ids: Sequence[int]) -> list[ScheduleRow]:
-    """Lock the rows (in id order) and return what they hold; an unreadable row is left out."""
+    """Lock the rows (in id order) and return what they hold, the body as RawJson (the engine
+    only passes it on to the runs it creates); an unreadable row is left out."""
     found = []
     for row in await conn.execute(_LOCK_MANY, {"ids": sorted(set(schedule_ids))}):
         try:
-            found.append(_row(row._mapping))
+            found.append(SCHEDULE_ROW.build({**row._mapping, "body": body_from_text(row.body)}))
         except (ValueError, TypeError, KeyError):
             continue
     return found

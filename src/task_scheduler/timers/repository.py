@@ -26,11 +26,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from task_scheduler.db import EARLIEST_TIME, INT4_MAX, LATEST_TIME, UnreadableJson
+from task_scheduler.db import EARLIEST_TIME, INT4_MAX, LATEST_TIME
 from task_scheduler.destinations.keys import default_key
 from task_scheduler.destinations.models import HOLDING_OR_LIMITED
 from task_scheduler.timers.models import TimerStatus, timers
-from task_scheduler.timers.shape import Flat, StoredSpec, TimerSpec
+from task_scheduler.timers.shape import Flat, RawJson, StoredSpec, TimerSpec, body_from_text
 
 NOTIFY_CHANNEL = "task_scheduler_due"
 
@@ -107,6 +107,8 @@ def _select_list(flat: Flat[Any], *, computed: Mapping[str, str]) -> str:
 def _jsonb_text(value: object) -> str | None:
     if value is None:
         return None
+    if isinstance(value, RawJson):
+        return value.text
     return json.dumps(value) if value != {} else "{}"  # most timers have none: skip the encoder
 
 
@@ -740,7 +742,8 @@ WHERE id = ANY(ARRAY(
 ))
 RETURNING {returning}
 """
-_CLAIMED_COLUMNS = _select_list(CLAIMED_TIMER, computed={"attempt": "attempts"})
+# The body as jsonb's text, never parsed here (RawJson): a claim holds it until it is sent.
+_CLAIMED_COLUMNS = _select_list(CLAIMED_TIMER, computed={"attempt": "attempts", "body": "body::text"})
 # A destination that is paused, or whose circuit breaker is not closed, holds its timers (pending,
 # attempts untouched); a limited one's go out through the flow-control claim (claim_limited); one
 # past its lateness cutoff is still claimed here, to be expired unsent.
@@ -809,9 +812,7 @@ def _claimed_timer(m: RowMapping) -> ClaimedTimer:
     for name in ("deliver_before", "occurrence_at"):
         if m[name] is not None:
             _finite_time(m[name], name)
-    if isinstance(m["body"], UnreadableJson):
-        raise ValueError("the body is JSON this service cannot read (nested too deeply, or a huge number)")
-    timer = CLAIMED_TIMER.build(m)
+    timer = CLAIMED_TIMER.build({**m, "body": body_from_text(m["body"])})
     if (problem := timer.retry.problem()) is not None:
         # e.g. an infinite timeout: no heartbeat could ever vouch for it, so the timer would be
         # claimed and returned unsent on every turn, forever

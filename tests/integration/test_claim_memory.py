@@ -1,0 +1,150 @@
+"""What a claim holds in memory is about the size of what it claimed.
+
+A webhook body may be 64 KiB of JSON (`SCHEDULER_MAX_WEBHOOK_BODY_BYTES`), and 64 KiB of small
+arrays or objects (`[{},{},...]`) parsed into Python objects takes about 1.5 MB. The claim used
+to parse every body, and the dispatcher holds up to thousands of claimed timers (more while a
+slow receiver keeps them waiting): one tenant's 3,000 such timers took a service process to
+3 GB within 20 s and growing, enough for the kernel or a container limit to kill it, and every
+instance that claimed them after. A claimed body is now jsonb's text, sent as it is (RawJson);
+a schedule's body goes to its next run the same way."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from task_scheduler.db import asyncpg_dsn, create_engine
+from task_scheduler.schedules import engine as schedule_engine
+from task_scheduler.timers import repository
+from task_scheduler.timers.shape import RawJson
+from tests.support.api import URL
+
+TIMERS = 40
+# 64 KiB of empty objects: the most Python objects per byte a body can hold.
+BODY = "[" + ",".join(["{}"] * 21_800) + "]"
+PARSED_BYTES = 1_000_000  # what one such body took parsed (measured: ~1.5 MB)
+
+
+@pytest.fixture
+async def claim_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+async def insert_due(database_url: str, count: int, body: str) -> list[int]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await conn.fetch(
+            "INSERT INTO timers (url, due_at, body) SELECT $1, now(), $2::jsonb"
+            " FROM generate_series(1, $3) RETURNING id",
+            URL,
+            body,
+            count,
+        )
+    finally:
+        await conn.close()
+    return [row["id"] for row in rows]
+
+
+async def test_a_claim_holds_bodies_as_their_text(claim_engine: AsyncEngine, database_url: str) -> None:
+    ids = await insert_due(database_url, TIMERS, BODY)
+    tracemalloc.start()
+    try:
+        async with claim_engine.begin() as conn:
+            claim = await repository.claim_due(
+                conn, owner="memory", lookahead_seconds=0, lease_seconds=30, limit=TIMERS
+            )
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sorted(t.id for t in claim.timers) == ids
+    # Parsed, the claim held TIMERS x ~1.5 MB (60 MB); as text about 3.5 MB.
+    assert held < TIMERS * PARSED_BYTES / 4, f"the claim holds {held:,} bytes"
+    assert peak < TIMERS * PARSED_BYTES / 2, f"the claim peaked at {peak:,} bytes"
+    text_bytes = sum(len(t.request.body.text) for t in claim.timers if isinstance(t.request.body, RawJson))
+    assert text_bytes >= TIMERS * len(BODY)  # every body kept, as text
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent", "content_type"),
+    [
+        ('{"b": [1, 2.50, 1e2], "a": "\\u00e9"}', '{"a": "é", "b": [1, 2.50, 100]}', "application/json"),
+        ('"plain text"', "plain text", "text/plain; charset=utf-8"),
+        ("[]", "[]", "application/json"),
+        ("null", None, "application/json"),  # JSON null: the default body, as before
+    ],
+    ids=["object", "string", "array", "null"],
+)
+async def test_a_claimed_body_is_sent_as_jsonb_gives_it(
+    claim_engine: AsyncEngine, database_url: str, stored: str, sent: str | None, content_type: str
+) -> None:
+    from task_scheduler.delivery.client import WebhookRequest, encode_body
+
+    (timer_id,) = await insert_due(database_url, 1, stored)
+    async with claim_engine.begin() as conn:
+        claim = await repository.claim_due(
+            conn, owner="memory", lookahead_seconds=0, lease_seconds=30, limit=1
+        )
+    (timer,) = claim.timers
+    webhook = WebhookRequest(
+        url=timer.url,
+        timer_id=timer.id,
+        delivery_id=timer.delivery_id,
+        attempt=timer.attempt,
+        due_at=timer.due_at,
+        request=timer.request,
+    )
+    body, kind = encode_body(webhook)
+    assert kind == content_type
+    if sent is None:
+        assert json.loads(body)["timer_id"] == timer_id
+    else:
+        assert body.decode() == sent
+
+
+async def test_a_schedules_body_goes_to_its_next_run_unparsed(
+    api: httpx.AsyncClient, claim_engine: AsyncEngine, database_url: str
+) -> None:
+    schedule_ids = []
+    for _ in range(TIMERS // 2):
+        response = await api.post(
+            "/schedules", json={"cron": "@every 1h", "url": URL, "body": json.loads(BODY)}
+        )
+        assert response.status_code == 201, response.text
+        schedule_ids.append(response.json()["schedule_id"])
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute("UPDATE timers SET due_at = now() WHERE schedule_id = ANY($1)", schedule_ids)
+        tracemalloc.start()
+        try:
+            async with claim_engine.begin() as sa:
+                claim = await repository.claim_due(
+                    sa, owner="memory", lookahead_seconds=0, lease_seconds=30, limit=TIMERS
+                )
+                now = await repository.database_clock(sa)
+                await schedule_engine.advance(
+                    sa, owner="memory", claimed=claim.timers, now=now, notify_within=0
+                )
+            held, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert len(claim.timers) == len(schedule_ids)
+        next_runs = await conn.fetch(
+            "SELECT t.body = s.body AS same FROM timers AS t JOIN schedules AS s ON s.id = t.schedule_id"
+            " WHERE t.schedule_id = ANY($1) AND t.status = 'pending'",
+            schedule_ids,
+        )
+    finally:
+        await conn.close()
+    assert len(next_runs) == len(schedule_ids)
+    assert all(row["same"] for row in next_runs)
+    runs = len(schedule_ids)
+    assert held < runs * PARSED_BYTES / 4, f"claim and advance hold {held:,} bytes"
+    assert peak < runs * PARSED_BYTES, f"claim and advance peaked at {peak:,} bytes"
