@@ -512,6 +512,25 @@ async def bulk_candidates(
     return [row.id for row in await conn.execute(statement, params)]
 
 
+# What a page of timers may carry, counted as the text of their URL, headers, labels and body: a
+# body may hold 64 KiB of JSON, which parsed (small arrays or objects) takes ~25 times that in
+# Python objects (and the answer copies them a few times over); a page of 1,000 such timers took a
+# service process 15 s of CPU, its event loop (and every delivery of the process) with it, and
+# 400 MB. A page stops at the timer that passes this much (at least one timer; the cursor goes
+# on from there): ~1,000 ordinary timers, 6 of the largest.
+PAGE_BYTES = 512 * 1024
+_ROW_BYTES = (
+    "octet_length(url) + octet_length(headers::text) + octet_length(labels::text)"
+    " + coalesce(octet_length(body::text), 0)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSlice:
+    rows: list[TimerRow]  # in (due_at, id) order
+    more: bool  # timers after the last row match too (the limit or PAGE_BYTES stopped the slice)
+
+
 async def list_timers(
     conn: AsyncConnection,
     *,
@@ -523,14 +542,54 @@ async def list_timers(
     after: tuple[datetime, int] | None = None,
     limit: int,
 ) -> list[TimerRow]:
-    """Timers in (due_at, id) order after the keyset cursor `after`, filtered."""
+    """Timers in (due_at, id) order after the keyset cursor `after`, filtered; at most `limit`,
+    fewer where they pass PAGE_BYTES."""
+    found = await list_slice(
+        conn,
+        tenant=tenant,
+        status=status,
+        labels=labels,
+        due_after=due_after,
+        due_before=due_before,
+        after=after,
+        limit=limit,
+    )
+    return found.rows
+
+
+async def list_slice(
+    conn: AsyncConnection,
+    *,
+    tenant: str | None,
+    status: TimerStatus | None = None,
+    labels: dict[str, str] | None = None,
+    due_after: datetime | None = None,
+    due_before: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+    limit: int,
+    max_bytes: int = PAGE_BYTES,
+) -> TimerSlice:
+    """list_timers, and whether more timers match after its last row. The rows past `max_bytes`
+    are left in the database (never sent, never parsed)."""
     clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
     statement = text(f"""
-        SELECT {_TIMER_COLUMNS} FROM timers {clause}
-        ORDER BY due_at, id LIMIT :limit
+        SELECT * FROM (
+            SELECT page.*, sum(page_row_bytes) OVER (ORDER BY due_at, id) - page_row_bytes AS page_bytes_before,
+                   count(*) OVER () AS page_rows
+            FROM (
+                SELECT {_TIMER_COLUMNS}, {_ROW_BYTES} AS page_row_bytes FROM timers {clause}
+                ORDER BY due_at, id LIMIT :limit
+            ) AS page
+        ) AS sized
+        WHERE page_bytes_before < :max_bytes
+        ORDER BY due_at, id
     """)
-    params["limit"] = limit
-    return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
+    params.update(limit=limit + 1, max_bytes=max_bytes)
+    rows, candidates = [], 0
+    for row in await conn.execute(statement, params):
+        candidates = row.page_rows
+        rows.append(_timer_row(row._mapping))
+    return TimerSlice(rows=rows[:limit], more=candidates > len(rows[:limit]))
 
 
 def _list_where(
@@ -570,6 +629,7 @@ class ScannedTimers:
     rows: list[TimerRow]  # the matches, in (due_at, id) order
     scanned: int  # timers the window read
     last: tuple[datetime, int] | None  # the window's last (due_at, id): where the next one starts
+    cut: bool = False  # more matches came after the rows (the limit or PAGE_BYTES stopped them)
 
 
 async def scan_timers(
@@ -585,12 +645,14 @@ async def scan_timers(
     error_class: str | None,
     window: int,
     limit: int,
+    max_bytes: int = PAGE_BYTES,
 ) -> ScannedTimers:
     """Timers of a destination host and/or whose last attempt failed with `error_class`. No index
     holds either (the host is inside `url`; the class is on the attempt), so this reads the next
     `window` timers of the list (its filters and order, as list_timers reads them) and keeps the
-    matches, at most `limit`: every call is bounded, and the caller pages on from `last` when the
-    window held fewer matches than it asked for. The class is one primary-key probe per timer."""
+    matches, at most `limit` and as many as fit in `max_bytes` (at least one): every call is
+    bounded, and the caller pages on from `last` when the window held fewer matches than it asked
+    for. The class is one primary-key probe per timer."""
     clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
     checks = ["true"]
     if host is not None:
@@ -606,27 +668,36 @@ async def scan_timers(
                    (SELECT due_at FROM scanned ORDER BY due_at DESC, id DESC LIMIT 1) AS edge_due,
                    (SELECT id FROM scanned ORDER BY due_at DESC, id DESC LIMIT 1) AS edge_id
             FROM scanned
-        ), hits AS (
-            SELECT s.id AS hit_id FROM scanned s WHERE {" AND ".join(checks)}
+        ), hits AS MATERIALIZED (
+            SELECT s.id AS hit_id, s.due_at AS hit_due FROM scanned s WHERE {" AND ".join(checks)}
             ORDER BY s.due_at, s.id LIMIT :limit
+        ), kept AS (
+            SELECT hit_id FROM (
+                SELECT hit_id, sum(hit_bytes) OVER (ORDER BY hit_due, hit_id) - hit_bytes AS bytes_before
+                FROM (
+                    SELECT hit_id, hit_due, (SELECT {_ROW_BYTES} FROM timers WHERE id = hit_id) AS hit_bytes
+                    FROM hits
+                ) AS sized
+            ) AS running WHERE bytes_before < :max_bytes
         )
-        SELECT edge.scanned_count, edge.edge_due, edge.edge_id, matched.*
+        SELECT edge.scanned_count, edge.edge_due, edge.edge_id, (SELECT count(*) FROM hits) AS hit_count,
+               matched.*
         FROM edge LEFT JOIN (
-            SELECT {_TIMER_COLUMNS} FROM timers JOIN hits ON timers.id = hits.hit_id
+            SELECT {_TIMER_COLUMNS} FROM timers JOIN kept ON timers.id = kept.hit_id
         ) AS matched ON true
         ORDER BY matched.due_at, matched.id
     """)
-    params.update(window=window, limit=limit)
+    params.update(window=window, limit=limit, max_bytes=max_bytes)
     rows: list[TimerRow] = []
-    scanned, last = 0, None
+    scanned, hits, last = 0, 0, None
     for row in await conn.execute(statement, params):
         values = dict(row._mapping)
-        scanned = int(values.pop("scanned_count"))
+        scanned, hits = int(values.pop("scanned_count")), int(values.pop("hit_count"))
         edge_due, edge_id = values.pop("edge_due"), values.pop("edge_id")
         last = None if edge_id is None else (edge_due, int(edge_id))
         if values["id"] is not None:
             rows.append(_timer_row(values))
-    return ScannedTimers(rows=rows, scanned=scanned, last=last)
+    return ScannedTimers(rows=rows, scanned=scanned, last=last, cut=hits > len(rows))
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,7 +216,15 @@ async def list_timers(
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1000,
+            description="Page size: at most this many timers, fewer where their URLs, headers, labels "
+            "and bodies pass 512 KiB together (at least one); next_cursor goes on from the last.",
+        ),
+    ] = 100,
 ) -> TimerPage:
     return await timers_of(request).list(
         tenant=principal.visible_tenant,

@@ -341,7 +341,7 @@ class TimerService:
     ) -> TimerPage:
         after = decode_cursor(cursor) if cursor else None
         async with self._engine.connect() as conn:
-            rows = await repository.list_timers(
+            found = await repository.list_slice(
                 conn,
                 tenant=tenant,
                 status=status,
@@ -349,10 +349,10 @@ class TimerService:
                 due_after=due_after,
                 due_before=due_before,
                 after=after,
-                limit=limit + 1,
+                limit=limit,
             )
-        page = rows[:limit]
-        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        page = found.rows
+        next_cursor = encode_cursor(page[-1]) if found.more and page else None
         return TimerPage(timers=[self._view(r) for r in page], next_cursor=next_cursor)
 
     async def search(
@@ -389,7 +389,7 @@ class TimerService:
             )
         page = found.rows[:limit]
         next_cursor = None
-        if len(found.rows) > limit:
+        if (found.cut or len(found.rows) > limit) and page:  # more matches: past the limit or the bytes
             next_cursor = encode_cursor(page[-1])
         elif found.scanned >= window and found.last is not None:
             next_cursor = encode_keyset(*found.last)
