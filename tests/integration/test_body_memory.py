@@ -218,3 +218,66 @@ async def test_a_search_stops_at_its_bytes_and_says_more_match(
     assert found.cut
     assert [r.id for r in few.rows] == ids
     assert not few.cut
+
+
+async def test_a_page_of_schedules_stops_at_its_bytes_and_the_cursor_goes_on(api: httpx.AsyncClient) -> None:
+    made = []
+    for _ in range(60):
+        response = await api.post(
+            "/schedules", json={"cron": "@every 1h", "url": URL, "body": json.loads(BODY)}
+        )
+        assert response.status_code == 201, response.text
+        made.append(response.json()["schedule_id"])
+    seen: list[int] = []
+    cursor: str | None = None
+    tracemalloc.start()
+    try:
+        for _ in range(40):
+            response = await api.get(
+                "/schedules", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            )
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert 1 <= len(page["schedules"]) <= repository.PAGE_BYTES // len(BODY) + 1
+            seen += [s["schedule_id"] for s in page["schedules"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == made
+    # Parsed and answered, a schedule took ~3 MB: all 60 on one page about 190 MB.
+    assert peak < 60 * PARSED_BYTES, f"a page of schedules peaked at {peak:,} bytes"
+
+
+async def test_a_schedules_runs_are_listed_without_their_bodies(
+    api: httpx.AsyncClient, database_url: str
+) -> None:
+    response = await api.post("/schedules", json={"cron": "@every 1h", "url": URL, "body": json.loads(BODY)})
+    assert response.status_code == 201, response.text
+    schedule_id = response.json()["schedule_id"]
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(
+            "INSERT INTO timers (url, due_at, body, schedule_id, occurrence_at, status)"
+            " SELECT $1, now() - make_interval(hours => i), $2::jsonb, $3, now() - make_interval(hours => i),"
+            " 'delivered' FROM generate_series(1, 40) AS i",
+            URL,
+            BODY,
+            schedule_id,
+        )
+    finally:
+        await conn.close()
+    tracemalloc.start()
+    try:
+        runs = await api.get(f"/schedules/{schedule_id}/runs", params={"limit": 1000})
+        listed = await api.get("/ui/schedules")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert runs.status_code == 200, runs.text
+    assert len(runs.json()["runs"]) == 41  # the pending next run too
+    assert listed.status_code in (200, 303), listed.text
+    # Each run's body parsed took ~1.5 MB (60 MB for these); the list shows no request.
+    assert peak < 10 * PARSED_BYTES, f"listing the runs peaked at {peak:,} bytes"

@@ -241,9 +241,12 @@ async def list_schedules(
     status: ScheduleStatus | None,
     after_id: int | None,
     limit: int,
-) -> list[ScheduleRow]:
+    max_bytes: int = timer_repository.PAGE_BYTES,
+) -> tuple[list[ScheduleRow], bool]:
+    """Schedules in id order after `after_id`: at most `limit`, fewer where their text passes
+    `max_bytes` (at least one; see timers.repository.PAGE_BYTES), and whether more match."""
     where: list[str] = []
-    params: dict[str, object] = {"limit": limit}
+    params: dict[str, object] = {"limit": limit + 1, "max_bytes": max_bytes}
     if tenant is not None:
         where.append("tenant = :tenant")
         params["tenant"] = tenant
@@ -257,8 +260,15 @@ async def list_schedules(
         where.append("id > :after_id")
         params["after_id"] = after_id
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    statement = text(f"SELECT {_COLUMNS} FROM schedules {clause} ORDER BY id LIMIT :limit")
-    return [_row(row._mapping) for row in await conn.execute(statement, params)]
+    select = (
+        f"SELECT {_COLUMNS}, {timer_repository.ROW_BYTES} AS page_row_bytes FROM schedules {clause}"
+        " ORDER BY id LIMIT :limit"
+    )
+    rows, candidates = [], 0
+    for row in await conn.execute(text(timer_repository.within_page_bytes(select, "id")), params):
+        candidates = row.page_rows
+        rows.append(_row(row._mapping))
+    return rows[:limit], candidates > len(rows[:limit])
 
 
 async def update_schedule(

@@ -31,6 +31,15 @@ def schedules_of(request: Request) -> ScheduleService:
 ScheduleId = Annotated[int, Path(ge=1, le=MAX_TIMER_ID, description="Identifier of the schedule.")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+ScheduleLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=1000,
+        description="Page size: at most this many schedules, fewer where their URLs, headers, labels "
+        "and bodies pass 512 KiB together (at least one); next_cursor goes on from the last.",
+    ),
+]
 
 router = APIRouter(tags=["schedules"])
 
@@ -73,7 +82,7 @@ async def list_schedules(
         Query(description="key:value; repeat for several (all must match).", examples=["team:ops"]),
     ] = None,
     cursor: Cursor = None,
-    limit: Limit = 100,
+    limit: ScheduleLimit = 100,
 ) -> SchedulePage:
     return await schedules_of(request).list(
         tenant=principal.visible_tenant,

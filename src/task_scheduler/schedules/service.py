@@ -174,11 +174,10 @@ class ScheduleService:
     ) -> SchedulePage:
         after = _decode_cursor(cursor)
         async with self._engine.connect() as conn:
-            rows = await repo.list_schedules(
-                conn, tenant=tenant, labels=labels, status=status, after_id=after, limit=limit + 1
+            page, more = await repo.list_schedules(
+                conn, tenant=tenant, labels=labels, status=status, after_id=after, limit=limit
             )
-        page = rows[:limit]
-        next_cursor = str(page[-1].id) if len(rows) > limit else None
+        next_cursor = str(page[-1].id) if more and page else None
         return SchedulePage(schedules=[self._view(r) for r in page], next_cursor=next_cursor)
 
     async def update(

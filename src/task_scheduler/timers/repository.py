@@ -519,10 +519,27 @@ async def bulk_candidates(
 # 400 MB. A page stops at the timer that passes this much (at least one timer; the cursor goes
 # on from there): ~1,000 ordinary timers, 6 of the largest.
 PAGE_BYTES = 512 * 1024
-_ROW_BYTES = (
+# A timer's or schedule's text as a page counts it.
+ROW_BYTES = (
     "octet_length(url) + octet_length(headers::text) + octet_length(labels::text)"
     " + coalesce(octet_length(body::text), 0)"
 )
+
+
+def within_page_bytes(select: str, order: str) -> str:
+    """SQL for the rows of `select` (which ends `ORDER BY {order} LIMIT :limit` and selects
+    `ROW_BYTES AS page_row_bytes`) up to and including the one that passes `:max_bytes`, in the
+    same order, each with `page_rows`: how many rows `select` gave. Rows past the bound are never
+    sent to the service."""
+    return f"""
+        SELECT * FROM (
+            SELECT page.*, sum(page_row_bytes) OVER (ORDER BY {order}) - page_row_bytes AS page_bytes_before,
+                   count(*) OVER () AS page_rows
+            FROM ({select}) AS page
+        ) AS sized
+        WHERE page_bytes_before < :max_bytes
+        ORDER BY {order}
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,18 +589,11 @@ async def list_slice(
     """list_timers, and whether more timers match after its last row. The rows past `max_bytes`
     are left in the database (never sent, never parsed)."""
     clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
-    statement = text(f"""
-        SELECT * FROM (
-            SELECT page.*, sum(page_row_bytes) OVER (ORDER BY due_at, id) - page_row_bytes AS page_bytes_before,
-                   count(*) OVER () AS page_rows
-            FROM (
-                SELECT {_TIMER_COLUMNS}, {_ROW_BYTES} AS page_row_bytes FROM timers {clause}
-                ORDER BY due_at, id LIMIT :limit
-            ) AS page
-        ) AS sized
-        WHERE page_bytes_before < :max_bytes
-        ORDER BY due_at, id
-    """)
+    select = (
+        f"SELECT {_TIMER_COLUMNS}, {ROW_BYTES} AS page_row_bytes FROM timers {clause}"
+        " ORDER BY due_at, id LIMIT :limit"
+    )
+    statement = text(within_page_bytes(select, "due_at, id"))
     params.update(limit=limit + 1, max_bytes=max_bytes)
     rows, candidates = [], 0
     for row in await conn.execute(statement, params):
@@ -675,7 +685,7 @@ async def scan_timers(
             SELECT hit_id FROM (
                 SELECT hit_id, sum(hit_bytes) OVER (ORDER BY hit_due, hit_id) - hit_bytes AS bytes_before
                 FROM (
-                    SELECT hit_id, hit_due, (SELECT {_ROW_BYTES} FROM timers WHERE id = hit_id) AS hit_bytes
+                    SELECT hit_id, hit_due, (SELECT {ROW_BYTES} FROM timers WHERE id = hit_id) AS hit_bytes
                     FROM hits
                 ) AS sized
             ) AS running WHERE bytes_before < :max_bytes
@@ -1252,17 +1262,25 @@ async def occurrences_with_runs(
     return {row.occurrence_at for row in rows}
 
 
+# A schedule's runs as their lists show them (no request: GET /timer/{id} has it): a page of up
+# to 1,000 runs reads no body, headers or labels (PAGE_BYTES says why that matters).
+_RUN_COLUMNS = _select_list(
+    TIMER_ROW, computed={"db_now": "now()", "body": "NULL", "headers": "'{}'::jsonb", "labels": "'{}'::jsonb"}
+)
+
+
 async def list_runs(
     conn: AsyncConnection, *, schedule_id: int, before_id: int | None, limit: int
 ) -> list[TimerRow]:
-    """A schedule's runs, newest (highest id) first, before the keyset cursor `before_id`."""
+    """A schedule's runs, newest (highest id) first, before the keyset cursor `before_id`,
+    without their requests (body None, headers and labels empty)."""
     params: dict[str, object] = {"schedule_id": schedule_id, "limit": limit}
     cursor = ""
     if before_id is not None:
         cursor = "AND id < :before_id"
         params["before_id"] = before_id
     statement = text(f"""
-        SELECT {_TIMER_COLUMNS} FROM timers WHERE schedule_id = :schedule_id {cursor}
+        SELECT {_RUN_COLUMNS} FROM timers WHERE schedule_id = :schedule_id {cursor}
         ORDER BY schedule_id DESC, id DESC LIMIT :limit
     """)
     return [_timer_row(row._mapping) for row in await conn.execute(statement, params)]
@@ -1271,7 +1289,7 @@ async def list_runs(
 _LATEST_OUTCOMES = text(f"""
 SELECT r.* FROM unnest(CAST(:schedule_ids AS bigint[])) AS s(id)
 CROSS JOIN LATERAL (
-    SELECT {_TIMER_COLUMNS} FROM timers
+    SELECT {_RUN_COLUMNS} FROM timers
     WHERE schedule_id = s.id AND status <> 'pending' AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
     ORDER BY schedule_id DESC, id DESC LIMIT 1
 ) AS r
@@ -1282,7 +1300,7 @@ async def latest_outcomes(
     conn: AsyncConnection, *, schedule_ids: Sequence[int], tenant: str | None
 ) -> list[TimerRow]:
     """Each schedule's newest run that is no longer pending (one walk down ix_timers_schedule_runs
-    per schedule, past its few pending runs)."""
+    per schedule, past its few pending runs), without its request (as list_runs)."""
     if not schedule_ids:
         return []
     params = {"schedule_ids": list(schedule_ids), "tenant": tenant}
