@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         default=2_000, ge=1, description="Most claimed timers one instance holds at once."
     )
+    max_held_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description="Most memory (bytes, about) the requests of the timers one instance holds may "
+        "take (URLs, headers, labels, bodies); no claim while they take more.",
+    )
     max_concurrent_deliveries: int = Field(
         default=200, ge=1, description="Most webhook requests one instance sends at once."
     )

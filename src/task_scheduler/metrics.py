@@ -54,6 +54,11 @@ OVERDUE = Gauge(
 HELD = Gauge(
     "scheduler_held_timers", "Claimed timers held in memory by this instance.", multiprocess_mode="livesum"
 )
+HELD_BYTES = Gauge(
+    "scheduler_held_bytes",
+    "About what the requests of the claimed timers held in memory take (SCHEDULER_MAX_HELD_BYTES).",
+    multiprocess_mode="livesum",
+)
 HTTP_REQUESTS = Counter(
     "scheduler_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
 )

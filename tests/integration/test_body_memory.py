@@ -10,6 +10,7 @@ a schedule's body goes to its next run the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.timers import repository
 from task_scheduler.timers.shape import RawJson
 from tests.support.api import URL
+from tests.support.app import ServiceFactory
+from tests.support.receiver import Receiver
 
 TIMERS = 40
 # 64 KiB of empty objects: the most Python objects per byte a body can hold.
@@ -281,3 +284,36 @@ async def test_a_schedules_runs_are_listed_without_their_bodies(
     assert listed.status_code in (200, 303), listed.text
     # Each run's body parsed took ~1.5 MB (60 MB for these); the list shows no request.
     assert peak < 10 * PARSED_BYTES, f"listing the runs peaked at {peak:,} bytes"
+
+
+async def test_the_requests_held_stay_within_max_held_bytes(
+    service: ServiceFactory, receiver: Receiver
+) -> None:
+    """Before SCHEDULER_MAX_HELD_BYTES only counts bounded what an instance holds (up to five
+    times SCHEDULER_MAX_IN_FLIGHT while a slow receiver keeps them waiting): with 400 KB of
+    headers allowed per timer, gigabytes. Now no claim while the held requests take the budget:
+    at most the budget and one claim's timers, and every timer is still delivered once."""
+    receiver.delay_seconds = 0.4
+    headers = {f"X-Pad-{n}": "p" * 8000 for n in range(12)}  # ~96 KB per timer
+    budget = 250_000
+    limits = {"max_held_bytes": budget, "claim_batch_size": 2, "max_concurrent_per_host": 2}
+    async with service(**limits, request_timeout_seconds=10, lease_seconds=30) as client:
+        ids = []
+        for _ in range(16):
+            response = await client.post(
+                "/timer", json={"seconds": 0, "url": receiver.url, "headers": headers}
+            )
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["timer_id"])
+        most = 0.0
+        for _ in range(400):
+            text = (await client.get("/metrics")).text
+            (line,) = [x for x in text.splitlines() if x.startswith("scheduler_held_bytes")]
+            most = max(most, float(line.split()[-1]))
+            if len(receiver.counts()) == len(ids):
+                break
+            await asyncio.sleep(0.05)
+    assert receiver.counts() == dict.fromkeys(ids, 1)
+    one_timer = 12 * (len("X-Pad-10") + 8000) + len(receiver.url) + 2_000
+    assert most >= budget  # the budget was reached, so it was what stopped the claims
+    assert most <= budget + 2 * one_timer, f"held {most:,.0f} bytes, budget {budget:,}"

@@ -62,6 +62,7 @@ from task_scheduler.schedules import engine as schedule_engine
 from task_scheduler.supervision import Supervisor
 from task_scheduler.timers import repository
 from task_scheduler.timers.repository import ClaimedTimer
+from task_scheduler.timers.shape import RawJson
 
 if TYPE_CHECKING:  # imported only when tracing is on (app.py)
     from task_scheduler.tracing.otel import Tracing
@@ -75,9 +76,29 @@ _TIMER_SLACK_SECONDS = 0.0005
 _MAX_HELD_FACTOR = 5
 # A timer waiting this long for its host's slots no longer counts against max_in_flight.
 _STUCK_SECONDS = 1.0
+# What a held timer takes besides its request's text (its task, row object and bookkeeping).
+_PER_TIMER_BYTES = 2_000
 # A destination with this many rounds of its host's slots waiting here is passed by the claim
 # until fewer wait (HostSlots.crowded).
 _CROWDED_ROUNDS = 2
+
+
+def held_bytes(timer: ClaimedTimer) -> int:
+    """About what a held timer's request takes in memory: its URL, headers, labels and body
+    (characters; a body as the text the claim keeps)."""
+    body = timer.request.body
+    if isinstance(body, RawJson):
+        body_size = len(body.text)
+    elif isinstance(body, str):
+        body_size = len(body)
+    else:  # None (the default body), or a value a notification built: small
+        body_size = 0
+    size = len(timer.url) + body_size + _PER_TIMER_BYTES
+    for name, value in timer.request.headers.items():
+        size += len(name) + len(value)
+    for name, value in timer.labels.items():
+        size += len(name) + len(value)
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +137,9 @@ class Dispatcher:
         self._flow_turns = 0  # which destination is served first when room is short (in turn)
         self._stopping = asyncio.Event()
         self._held: dict[int, asyncio.Task[None]] = {}
+        # What each held timer's request takes (held_bytes), and all of them together.
+        self._held_size: dict[int, int] = {}
+        self._held_bytes = 0
         self._sending: set[int] = set()
         self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self._host_slots = HostSlots(
@@ -281,6 +305,8 @@ class Dispatcher:
         over a second do not count against max_in_flight; all held timers together stay below
         _MAX_HELD_FACTOR times it."""
         settings = self._settings
+        if self._held_bytes >= settings.max_held_bytes:
+            return 0  # the requests held take enough memory: none until some are sent
         active = len(self._held) - self._host_slots.waiting_longer_than(_STUCK_SECONDS)
         return min(
             settings.max_in_flight - active,
@@ -457,11 +483,15 @@ class Dispatcher:
                 self._fire(timer, taken.db_now, taken.received, fire_at_monotonic, lease_valid_until)
             )
             self._held[timer.id] = task
+            size = held_bytes(timer)
+            self._held_bytes += size - self._held_size.get(timer.id, 0)
+            self._held_size[timer.id] = size
             task.add_done_callback(functools.partial(self._forget, timer.id))
         count = len(taken.scheduled) + taken.settled
         if count:
             metrics.CLAIMED.inc(count)
             metrics.HELD.set(len(self._held))
+            metrics.HELD_BYTES.set(self._held_bytes)
             log_event(logger, "dispatcher.claimed", logging.DEBUG, count=count)
         return count
 
@@ -570,7 +600,9 @@ class Dispatcher:
         self._probes.discard(timer_id)
         if self._held.get(timer_id) is task:
             del self._held[timer_id]
+            self._held_bytes -= self._held_size.pop(timer_id, 0)
             metrics.HELD.set(len(self._held))
+            metrics.HELD_BYTES.set(self._held_bytes)
         if self._short_of_room:  # the claim loop waits for room: there is some again
             self._short_of_room = False
             self._wake.set()
