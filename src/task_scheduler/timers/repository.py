@@ -755,12 +755,17 @@ async def insert_attempts(conn: AsyncConnection, *, records: Sequence[AttemptRec
 _LIST_ATTEMPTS = text("""
 SELECT timer_id, attempt, started_at, duration_ms, status_code, error_class, error_message,
        response_body
-FROM timer_attempts WHERE timer_id = :id ORDER BY attempt
+FROM timer_attempts WHERE timer_id = :id AND attempt > :after ORDER BY attempt LIMIT :limit
 """)
 
 
-async def list_attempts(conn: AsyncConnection, *, timer_id: int) -> list[AttemptRecord]:
-    return [AttemptRecord(**row._mapping) for row in await conn.execute(_LIST_ATTEMPTS, {"id": timer_id})]
+async def list_attempts(
+    conn: AsyncConnection, *, timer_id: int, after: int = 0, limit: int
+) -> list[AttemptRecord]:
+    """The timer's attempts numbered after `after`, in order, at most `limit`: a timer retried
+    by hand again and again can have any number of them."""
+    params = {"id": timer_id, "after": after, "limit": limit}
+    return [AttemptRecord(**row._mapping) for row in await conn.execute(_LIST_ATTEMPTS, params)]
 
 
 _LOCK_IDEMPOTENCY_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:tenant || '/' || :key, 0))")

@@ -21,7 +21,7 @@ from task_scheduler.timers.schemas import (
     TimerView,
     UtcRepresentableDatetime,
 )
-from task_scheduler.timers.service import TimerService, etag_of
+from task_scheduler.timers.service import ATTEMPTS_PAGE, TimerService, etag_of
 from task_scheduler.tracing.traceparent import SCOPE_KEY as TRACEPARENT_KEY
 
 MAX_TIMER_ID = 2**63 - 1
@@ -194,8 +194,20 @@ async def replay_timer(
     responses=error_responses(404),
     summary="The delivery attempts of a timer",
 )
-async def list_attempts(timer_id: TimerId, request: Request, principal: Reader) -> AttemptList:
-    return await timers_of(request).attempts(timer_id, tenant=principal.visible_tenant)
+async def list_attempts(
+    timer_id: TimerId,
+    request: Request,
+    principal: Reader,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="next_cursor of the previous page of attempts.")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=ATTEMPTS_PAGE, description="Page size: at most this many attempts.")
+    ] = ATTEMPTS_PAGE,
+) -> AttemptList:
+    return await timers_of(request).attempts(
+        timer_id, tenant=principal.visible_tenant, cursor=cursor, limit=limit
+    )
 
 
 @router.get("/timers", response_model=TimerPage, responses=error_responses(), summary="List timers")

@@ -580,4 +580,7 @@ class AttemptView(BaseModel):
 
 
 class AttemptList(BaseModel):
-    attempts: list[AttemptView]
+    attempts: list[AttemptView] = Field(description="Attempts in order, oldest first.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page of attempts; null at the end."
+    )

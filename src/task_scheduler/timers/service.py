@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from task_scheduler import metrics
 from task_scheduler.config import Settings
+from task_scheduler.db import INT4_MAX
 from task_scheduler.delivery.client import delivery_header_id
 from task_scheduler.delivery.ssrf import ALLOW_NETWORKS_HINT, AddressPolicy
 from task_scheduler.destinations import repository as destinations
@@ -133,6 +134,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("cursor: not a cursor this API returned", field="cursor") from None
     return due, timer_id
+
+
+# Attempts per page of GET /timer/{id}/attempts (its `limit`'s default and most).
+ATTEMPTS_PAGE = 1000
+
+
+def _attempt_cursor(cursor: str | None) -> int:
+    """The attempt number a page of attempts goes on after (0: from the first)."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10 or int(cursor) > INT4_MAX:
+        raise ValidationFailed("cursor: not a cursor this API returned", field="cursor")
+    return int(cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,12 +411,20 @@ class TimerService:
             timers=[self._view(r) for r in page], next_cursor=next_cursor, scanned=found.scanned
         )
 
-    async def attempts(self, timer_id: int, *, tenant: str | None) -> AttemptList:
+    async def attempts(
+        self, timer_id: int, *, tenant: str | None, cursor: str | None = None, limit: int = ATTEMPTS_PAGE
+    ) -> AttemptList:
+        after = _attempt_cursor(cursor)
         async with self._engine.connect() as conn:
             if await repository.get_timer(conn, timer_id=timer_id, tenant=tenant) is None:
                 raise _not_found(timer_id)
-            records = await repository.list_attempts(conn, timer_id=timer_id)
-        return AttemptList(attempts=[AttemptView.model_validate(r, from_attributes=True) for r in records])
+            records = await repository.list_attempts(conn, timer_id=timer_id, after=after, limit=limit + 1)
+        page = records[:limit]
+        next_cursor = str(page[-1].attempt) if len(records) > limit else None
+        return AttemptList(
+            attempts=[AttemptView.model_validate(r, from_attributes=True) for r in page],
+            next_cursor=next_cursor,
+        )
 
     # -- changing ---------------------------------------------------------------------------
 

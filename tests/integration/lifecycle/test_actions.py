@@ -117,7 +117,7 @@ async def test_a_new_timer_has_no_attempts(own: httpx.AsyncClient) -> None:
     timer_id = await create(own, seconds=600)
     response = await own.get(f"/timer/{timer_id}/attempts")
     assert response.status_code == 200
-    assert response.json() == {"attempts": []}
+    assert response.json() == {"attempts": [], "next_cursor": None}
 
 
 async def test_attempts_are_listed_in_order(api: httpx.AsyncClient, db: asyncpg.Connection) -> None:
