@@ -164,9 +164,12 @@ class AttemptView(_Answer):
 
 
 class AttemptList(_Answer):
-    """A timer's delivery attempts, oldest first."""
+    """A timer's delivery attempts, oldest first: a page of at most 1,000."""
 
     attempts: list[AttemptView]
+    next_cursor: str | None = None
+    """More attempts follow (a timer retried by hand many times): GET
+    /timer/{id}/attempts?cursor=<next_cursor> has the next page."""
 
 
 class KeyView(_Answer):

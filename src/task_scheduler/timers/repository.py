@@ -760,7 +760,7 @@ FROM timer_attempts WHERE timer_id = :id AND attempt > :after ORDER BY attempt L
 
 
 async def list_attempts(
-    conn: AsyncConnection, *, timer_id: int, after: int = 0, limit: int
+    conn: AsyncConnection, *, timer_id: int, after: int = 0, limit: int = 1000
 ) -> list[AttemptRecord]:
     """The timer's attempts numbered after `after`, in order, at most `limit`: a timer retried
     by hand again and again can have any number of them."""
