@@ -326,3 +326,41 @@ async def test_a_slow_host_does_not_hold_up_other_hosts(
         assert await receiver.wait_for(lambda: len(receiver.deliveries) == 6, 6.0)
         assert await header_receiver.wait_for(lambda: len(header_receiver.deliveries) >= 2, 1.5)
         assert len(header_receiver.deliveries) == 2
+
+
+async def test_two_slow_hosts_do_not_keep_every_send_slot_of_the_instance(
+    service: ServiceFactory, receiver: Receiver
+) -> None:
+    """Two hosts answering in 2 s fill the instance's 4 send slots (2 each). With a first-come
+    semaphore every slot the fast host freed went to a slow host's request queued before its
+    next one, so its 12 timers went out 2 per slow round, after the slow hosts' 16 (8 rounds'
+    worth). A freed slot now goes to the waiting host with the fewest requests in flight: the
+    fast host keeps the slots it frees and is done within the slow hosts' second round."""
+    slow = [Receiver(host="127.0.0.2", delay_seconds=2.0), Receiver(host="127.0.0.3", delay_seconds=2.0)]
+    for one in slow:
+        await one.start()
+    try:
+        limits = {"max_concurrent_deliveries": 4, "max_concurrent_per_host": 2}
+        async with service(**limits, request_timeout_seconds=10, lease_seconds=30) as client:
+            batch = {"timers": [{"url": one.url} for one in slow for _ in range(8)]}
+            assert (await client.post("/timers/batch", json=batch)).status_code == 201
+            assert await slow[0].wait_for(
+                lambda: len(slow[0].deliveries) + len(slow[1].deliveries) >= 4, 10.0
+            )
+            fast = {"timers": [{"url": receiver.url} for _ in range(12)]}
+            assert (await client.post("/timers/batch", json=fast)).status_code == 201
+            assert await receiver.wait_for(lambda: len(receiver.deliveries) == 12, 30.0)
+            slow_seen = len(slow[0].deliveries) + len(slow[1].deliveries)
+            # The first round (4) and at most the second (4) had started when the last fast one came.
+            t0 = min(d.arrived_at for one in slow for d in one.deliveries)
+            timeline = {
+                "slow": sorted(round(d.arrived_at - t0, 2) for one in slow for d in one.deliveries),
+                "fast": [round(d.arrived_at - t0, 2) for d in receiver.deliveries],
+            }
+            assert slow_seen <= 8, timeline
+            assert await slow[1].wait_for(
+                lambda: len(slow[0].deliveries) + len(slow[1].deliveries) == 16, 30.0
+            )
+    finally:
+        for one in slow:
+            await one.stop()

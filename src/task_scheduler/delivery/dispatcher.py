@@ -47,7 +47,7 @@ from task_scheduler.config import Settings
 from task_scheduler.delivery import verdict
 from task_scheduler.delivery.backoff import RetryBackoff
 from task_scheduler.delivery.client import WebhookClient, WebhookRequest
-from task_scheduler.delivery.host_slots import HostSlots
+from task_scheduler.delivery.host_slots import HostSlots, SendSlots
 from task_scheduler.delivery.listener import Listener
 from task_scheduler.delivery.signers import TenantSigners
 from task_scheduler.delivery.verdict import Decision, Verdict
@@ -141,7 +141,7 @@ class Dispatcher:
         self._held_size: dict[int, int] = {}
         self._held_bytes = 0
         self._sending: set[int] = set()
-        self._send_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
+        self._send_slots = SendSlots(settings.max_concurrent_deliveries)
         self._host_slots = HostSlots(
             settings.max_concurrent_per_host, slow_start_seconds=settings.slow_start_seconds
         )
@@ -679,8 +679,12 @@ class Dispatcher:
         while (delay := fire_at_monotonic - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
             await asyncio.sleep(delay + _TIMER_SLACK_SECONDS)
         # A slot of the timer's host first, then one of the instance: a slow host fills its own
-        # slots and waits there, without taking the slots other hosts' timers need.
-        async with self._host_slots.slot(timer.url, timer.destination), self._send_slots:
+        # slots and waits there, without taking the slots other hosts' timers need; the
+        # instance's slots go first to the host with the fewest requests in flight (SendSlots).
+        async with (
+            self._host_slots.slot(timer.url, timer.destination) as host,
+            self._send_slots.slot(host),
+        ):
             # The database's now, estimated from the claim: errs early by the round trip.
             db_now = claimed_db_now + timedelta(seconds=time.monotonic() - received)
             if timer.deliver_before is not None and db_now > timer.deliver_before:
