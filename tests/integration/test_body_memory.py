@@ -153,6 +153,28 @@ async def test_a_schedules_body_goes_to_its_next_run_unparsed(
     assert peak < runs * PARSED_BYTES, f"claim and advance peaked at {peak:,} bytes"
 
 
+async def page_through(api: httpx.AsyncClient, path: str, items: str, key: str) -> tuple[list[int], int]:
+    """Every page of `path` (limit 1,000) by next_cursor: the ids in order and the tracemalloc
+    peak; each page holds one item at least and no more than PAGE_BYTES of BODY allow."""
+    seen: list[int] = []
+    cursor: str | None = None
+    tracemalloc.start()
+    try:
+        for _ in range(40):
+            response = await api.get(path, params={"limit": 1000, **({"cursor": cursor} if cursor else {})})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert 1 <= len(page[items]) <= repository.PAGE_BYTES // len(BODY) + 1
+            seen += [item[key] for item in page[items]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return seen, peak
+
+
 async def test_a_page_of_big_bodies_stops_at_its_bytes_and_the_cursor_goes_on(
     api: httpx.AsyncClient, database_url: str
 ) -> None:
@@ -161,24 +183,7 @@ async def test_a_page_of_big_bodies_stops_at_its_bytes_and_the_cursor_goes_on(
     long) and 400 MB. A page now carries at most PAGE_BYTES of timer text (at least one timer)."""
     big = await insert_due(database_url, 60, BODY)
     small = await insert_due(database_url, 5, '{"n": 1}')
-    seen: list[int] = []
-    cursor: str | None = None
-    tracemalloc.start()
-    try:
-        for _ in range(40):
-            response = await api.get(
-                "/timers", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            )
-            assert response.status_code == 200, response.text
-            page = response.json()
-            assert 1 <= len(page["timers"]) <= repository.PAGE_BYTES // len(BODY) + 1
-            seen += [t["timer_id"] for t in page["timers"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    seen, peak = await page_through(api, "/timers", "timers", "timer_id")
     assert seen == big + small  # every timer once, in order, across the pages
     # One page of 1,000 (here all 60) parsed ~90 MB, and the answer copied it a few times over.
     assert peak < 60 * PARSED_BYTES, f"a page peaked at {peak:,} bytes"
@@ -189,33 +194,23 @@ async def test_a_search_stops_at_its_bytes_and_says_more_match(
 ) -> None:
     ids = await insert_due(database_url, 30, BODY)
     async with claim_engine.connect() as conn:
-        found = await repository.scan_timers(
-            conn,
-            tenant=None,
-            status=None,
-            labels=None,
-            due_after=None,
-            due_before=None,
-            after=None,
-            host="example.com",
-            error_class=None,
-            window=2000,
-            limit=51,
-        )
-        few = await repository.scan_timers(
-            conn,
-            tenant=None,
-            status=None,
-            labels=None,
-            due_after=None,
-            due_before=None,
-            after=None,
-            host="example.com",
-            error_class=None,
-            window=2000,
-            limit=51,
-            max_bytes=10 * repository.PAGE_BYTES,
-        )
+        found, few = [
+            await repository.scan_timers(
+                conn,
+                tenant=None,
+                status=None,
+                labels=None,
+                due_after=None,
+                due_before=None,
+                after=None,
+                host="example.com",
+                error_class=None,
+                window=2000,
+                limit=51,
+                max_bytes=max_bytes,
+            )
+            for max_bytes in (repository.PAGE_BYTES, 10 * repository.PAGE_BYTES)
+        ]
     assert 1 <= len(found.rows) <= repository.PAGE_BYTES // len(BODY) + 1
     assert [r.id for r in found.rows] == ids[: len(found.rows)]
     assert found.cut
@@ -231,24 +226,7 @@ async def test_a_page_of_schedules_stops_at_its_bytes_and_the_cursor_goes_on(api
         )
         assert response.status_code == 201, response.text
         made.append(response.json()["schedule_id"])
-    seen: list[int] = []
-    cursor: str | None = None
-    tracemalloc.start()
-    try:
-        for _ in range(40):
-            response = await api.get(
-                "/schedules", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            )
-            assert response.status_code == 200, response.text
-            page = response.json()
-            assert 1 <= len(page["schedules"]) <= repository.PAGE_BYTES // len(BODY) + 1
-            seen += [s["schedule_id"] for s in page["schedules"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    seen, peak = await page_through(api, "/schedules", "schedules", "schedule_id")
     assert seen == made
     # Parsed and answered, a schedule took ~3 MB: all 60 on one page about 190 MB.
     assert peak < 60 * PARSED_BYTES, f"a page of schedules peaked at {peak:,} bytes"

@@ -193,7 +193,8 @@ async def test_a_tenants_pending_list_reads_only_its_pending_timers(database_url
         event.listen(engine.sync_engine, "before_cursor_execute", record)
         async with engine.connect() as conn:
             for tenant in ("acme", "tenant-1"):  # none pending, and two thirds pending
-                rows = await repository.list_timers(conn, tenant=tenant, status=TimerStatus.PENDING, limit=51)
+                found = await repository.list_slice(conn, tenant=tenant, status=TimerStatus.PENDING, limit=51)
+                rows = found.rows
                 assert len(rows) == (0 if tenant == "acme" else 51)
                 statement, parameters = seen[-1]
                 explained = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
@@ -232,7 +233,8 @@ async def test_every_tenants_finished_list_reads_the_status_in_list_order(databa
         event.listen(engine.sync_engine, "before_cursor_execute", record)
         async with engine.connect() as conn:
             for status in finished:
-                rows = await repository.list_timers(conn, tenant=None, status=TimerStatus(status), limit=51)
+                found = await repository.list_slice(conn, tenant=None, status=TimerStatus(status), limit=51)
+                rows = found.rows
                 assert len(rows) == 51
                 assert [(r.due_at, r.id) for r in rows] == sorted((r.due_at, r.id) for r in rows)
                 statement, parameters = seen[-1]

@@ -548,32 +548,6 @@ class TimerSlice:
     more: bool  # timers after the last row match too (the limit or PAGE_BYTES stopped the slice)
 
 
-async def list_timers(
-    conn: AsyncConnection,
-    *,
-    tenant: str | None,
-    status: TimerStatus | None = None,
-    labels: dict[str, str] | None = None,
-    due_after: datetime | None = None,
-    due_before: datetime | None = None,
-    after: tuple[datetime, int] | None = None,
-    limit: int,
-) -> list[TimerRow]:
-    """Timers in (due_at, id) order after the keyset cursor `after`, filtered; at most `limit`,
-    fewer where they pass PAGE_BYTES."""
-    found = await list_slice(
-        conn,
-        tenant=tenant,
-        status=status,
-        labels=labels,
-        due_after=due_after,
-        due_before=due_before,
-        after=after,
-        limit=limit,
-    )
-    return found.rows
-
-
 async def list_slice(
     conn: AsyncConnection,
     *,
@@ -586,8 +560,9 @@ async def list_slice(
     limit: int,
     max_bytes: int = PAGE_BYTES,
 ) -> TimerSlice:
-    """list_timers, and whether more timers match after its last row. The rows past `max_bytes`
-    are left in the database (never sent, never parsed)."""
+    """Timers in (due_at, id) order after the keyset cursor `after`, filtered: at most `limit`,
+    fewer where they pass `max_bytes` (at least one), and whether more match after the last.
+    The rows past the bound are left in the database (never sent, never parsed)."""
     clause, params = _list_where(tenant, status, labels, due_after, due_before, after)
     select = (
         f"SELECT {_TIMER_COLUMNS}, {ROW_BYTES} AS page_row_bytes FROM timers {clause}"
@@ -659,7 +634,7 @@ async def scan_timers(
 ) -> ScannedTimers:
     """Timers of a destination host and/or whose last attempt failed with `error_class`. No index
     holds either (the host is inside `url`; the class is on the attempt), so this reads the next
-    `window` timers of the list (its filters and order, as list_timers reads them) and keeps the
+    `window` timers of the list (its filters and order, as list_slice reads them) and keeps the
     matches, at most `limit` and as many as fit in `max_bytes` (at least one): every call is
     bounded, and the caller pages on from `last` when the window held fewer matches than it asked
     for. The class is one primary-key probe per timer."""
