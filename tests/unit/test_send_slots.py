@@ -38,7 +38,9 @@ class Gate:
 
 
 async def settle() -> None:
-    for _ in range(5):
+    """Let every ready task and callback run: a slot is let go two loop turns after its request,
+    and a hand-off can start the next request, which may end at once and hand on again."""
+    for _ in range(100):
         await asyncio.sleep(0)
 
 
@@ -137,6 +139,11 @@ def test_any_interleaving_keeps_the_limit_and_leaves_no_waiter_behind_a_free_slo
             running = [name for name, task in tasks.items() if not task.done() and name in gate.order]
             waiting = [name for name, task in tasks.items() if not task.done() and name not in gate.order]
             assert slots.in_flight == len(running)
+            # every waiting host stands in exactly the tier of its requests in flight
+            tiers = slots._tiers
+            assert sum(len(tier) for tier in tiers.values()) == len(slots._waiting)
+            for host in slots._waiting:
+                assert host in tiers[slots.in_flight_to(host)]
             if waiting:  # work-conserving: nobody waits while a slot is free
                 assert slots.in_flight == limit
         for name in tasks:

@@ -203,13 +203,18 @@ class SendSlots:
     """At most `limit` requests in flight in the whole instance, handed out fairly between hosts.
 
     A slot freed while requests wait goes to the waiting host with the fewest requests in flight
-    (first come, first served within a host, and between hosts with as many). With a plain
-    first-come semaphore, two hosts answering slowly (a 2xx just inside the request timeout,
-    which never opens a breaker) held every slot of the instance: each slot a fast host's
-    request freed went to whichever slow request queued first, so within a few rounds the slow
-    hosts held all of them again, and every other timer of the instance waited up to a request
-    timeout for each send. Now a fast host, once it has a slot, keeps getting the slots it frees
-    (it has fewer in flight), and the next slot freed anywhere goes to a host with none.
+    (first come, first served within a host; between hosts with as many, the one longest at
+    that count). With a plain first-come semaphore, two hosts answering slowly (a 2xx just
+    inside the request timeout, which never opens a breaker) held every slot of the instance:
+    each slot a fast host's request freed went to whichever slow request queued first, so within
+    a few rounds the slow hosts held all of them again, and every other timer of the instance
+    waited up to a request timeout for each send. Now a fast host, once it has a slot, keeps
+    getting the slots it frees (it has fewer in flight), and the next slot freed anywhere goes
+    to a host with none.
+
+    The waiting hosts are kept in tiers by their requests in flight, so a hand-off looks at the
+    lowest tier, not at every waiting host (a burst to thousands of distinct hosts has thousands
+    waiting).
     """
 
     def __init__(self, limit: int) -> None:
@@ -217,6 +222,8 @@ class SendSlots:
         self._in_flight = 0
         self._by_host: dict[str, int] = {}
         self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        # Waiting hosts by their requests in flight; each tier an insertion-ordered set.
+        self._tiers: dict[int, dict[str, None]] = {}
 
     @property
     def in_flight(self) -> int:
@@ -228,55 +235,80 @@ class SendSlots:
     @contextlib.asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
         """One slot, taken inside the host's own slot (HostSlots.slot) and let go two turns of the
-        loop after it: the host's slot is let go right after this context, and the host's next
-        timer, woken by that, must be queued here before the slot is handed on. Let go at once,
+        loop after it while requests wait for one: the host's slot is let go right after this
+        context, and the host's next timer, woken by that, must be queued here before the slot is
+        handed on. Let go at once,
         it went to a slow host's request every time, and a fast host had one request out per
         round of the slow hosts' (measured: 12 fast timers took 4 rounds of 2 s)."""
         await self._acquire(host)
         try:
             yield
         finally:
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._release, host)
+            if self._waiting:
+                loop = asyncio.get_running_loop()
+                loop.call_soon(loop.call_soon, self._release, host)
+            else:  # nobody to hand it to: the next request takes it as it comes
+                self._release(host)
 
     async def _acquire(self, host: str) -> None:
         if self._in_flight < self._limit and not self._waiting:
             self._take(host)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(host, collections.deque()).append(waiter)
+        queue = self._waiting.get(host)
+        if queue is None:
+            queue = self._waiting[host] = collections.deque()
+            self._tier(host, self._by_host.get(host, 0))
+        queue.append(waiter)
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self._release(host)  # handed the slot as it was cancelled: hand it on
-            else:
-                queue = self._waiting.get(host)
-                if queue is not None:
-                    with contextlib.suppress(ValueError):
-                        queue.remove(waiter)
-                    if not queue:
-                        del self._waiting[host]
+            elif self._waiting.get(host) is queue:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+                if not queue:
+                    self._stop_waiting(host)
             raise
+
+    def _tier(self, host: str, count: int) -> None:
+        self._tiers.setdefault(count, {})[host] = None
+
+    def _untier(self, host: str, count: int) -> None:
+        tier = self._tiers[count]
+        del tier[host]
+        if not tier:
+            del self._tiers[count]
+
+    def _stop_waiting(self, host: str) -> None:
+        del self._waiting[host]
+        self._untier(host, self._by_host.get(host, 0))
+
+    def _count(self, host: str, change: int) -> None:
+        before = self._by_host.get(host, 0)
+        after = before + change
+        if after:
+            self._by_host[host] = after
+        else:
+            del self._by_host[host]
+        if host in self._waiting:  # a waiting host moves to its new tier (at the end)
+            self._untier(host, before)
+            self._tier(host, after)
 
     def _take(self, host: str) -> None:
         self._in_flight += 1
-        self._by_host[host] = self._by_host.get(host, 0) + 1
+        self._count(host, 1)
 
     def _release(self, host: str) -> None:
         self._in_flight -= 1
-        left = self._by_host[host] - 1
-        if left:
-            self._by_host[host] = left
-        else:
-            del self._by_host[host]
+        self._count(host, -1)
         while self._in_flight < self._limit and self._waiting:
-            by_host = self._by_host
-            chosen = min(self._waiting, key=lambda name: by_host.get(name, 0))
+            chosen = next(iter(self._tiers[min(self._tiers)]))
             queue = self._waiting[chosen]
             waiter = queue.popleft()
             if not queue:
-                del self._waiting[chosen]
+                self._stop_waiting(chosen)
             if waiter.done():  # cancelled while queued (its task removes it too)
                 continue
             self._take(chosen)
