@@ -140,11 +140,8 @@ def test_a_search_pages_every_match_once_in_order(database_url: str) -> None:
                     page = found.rows[:limit]
                     check_page(page, sizes, limit, max_bytes)
                     seen += [row.id for row in page]
-                    if (found.cut or len(found.rows) > limit) and page:  # as TimerService.search
-                        after = (page[-1].due_at, page[-1].id)
-                    elif found.scanned >= window and found.last is not None:
-                        after = found.last
-                    else:
+                    after = found.goes_on_after(limit, window)  # where TimerService.search goes on
+                    if after is None:
                         break
             assert seen == wanted
 

@@ -616,6 +616,17 @@ class ScannedTimers:
     last: tuple[datetime, int] | None  # the window's last (due_at, id): where the next one starts
     cut: bool = False  # more matches came after the rows (the limit or PAGE_BYTES stopped them)
 
+    def goes_on_after(self, limit: int, window: int) -> tuple[datetime, int] | None:
+        """Where the next page starts when this page shows the first `limit` rows of a scan of
+        `window` timers (asked for limit + 1): after its last row when more matches came after
+        it, after the window when the window was read to its end, None at the end."""
+        page = self.rows[:limit]
+        if (self.cut or len(self.rows) > limit) and page:
+            return page[-1].due_at, page[-1].id
+        if self.scanned >= window and self.last is not None:
+            return self.last
+        return None
+
 
 async def scan_timers(
     conn: AsyncConnection,
@@ -727,6 +738,8 @@ async def insert_attempts(conn: AsyncConnection, *, records: Sequence[AttemptRec
     )
 
 
+# Attempts per page of GET /timer/{id}/attempts (its `limit`'s default and most).
+ATTEMPTS_PAGE = 1000
 _LIST_ATTEMPTS = text("""
 SELECT timer_id, attempt, started_at, duration_ms, status_code, error_class, error_message,
        response_body
@@ -735,7 +748,7 @@ FROM timer_attempts WHERE timer_id = :id AND attempt > :after ORDER BY attempt L
 
 
 async def list_attempts(
-    conn: AsyncConnection, *, timer_id: int, after: int = 0, limit: int = 1000
+    conn: AsyncConnection, *, timer_id: int, after: int = 0, limit: int = ATTEMPTS_PAGE
 ) -> list[AttemptRecord]:
     """The timer's attempts numbered after `after`, in order, at most `limit`: a timer retried
     by hand again and again can have any number of them."""

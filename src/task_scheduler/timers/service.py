@@ -34,7 +34,16 @@ from task_scheduler.timers import repository, storable
 from task_scheduler.timers.capacity import PendingCap
 from task_scheduler.timers.inserter import BatchInserter
 from task_scheduler.timers.models import FINISHED, TimerStatus
-from task_scheduler.timers.repository import TIMER_ROW, TIMER_SPEC, CreatedTimer, NewTimer, TimerRow
+from task_scheduler.timers.repository import (
+    ATTEMPTS_PAGE as ATTEMPTS_PAGE,  # the API says it (router.py)
+)
+from task_scheduler.timers.repository import (
+    TIMER_ROW,
+    TIMER_SPEC,
+    CreatedTimer,
+    NewTimer,
+    TimerRow,
+)
 from task_scheduler.timers.schemas import (
     MAX_LATENESS_SECONDS,
     AttemptList,
@@ -134,10 +143,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("cursor: not a cursor this API returned", field="cursor") from None
     return due, timer_id
-
-
-# Attempts per page of GET /timer/{id}/attempts (its `limit`'s default and most).
-ATTEMPTS_PAGE = 1000
 
 
 def _attempt_cursor(cursor: str | None) -> int:
@@ -402,11 +407,8 @@ class TimerService:
                 limit=limit + 1,
             )
         page = found.rows[:limit]
-        next_cursor = None
-        if (found.cut or len(found.rows) > limit) and page:  # more matches: past the limit or the bytes
-            next_cursor = encode_cursor(page[-1])
-        elif found.scanned >= window and found.last is not None:
-            next_cursor = encode_keyset(*found.last)
+        goes_on = found.goes_on_after(limit, window)
+        next_cursor = None if goes_on is None else encode_keyset(*goes_on)
         return SearchPage(
             timers=[self._view(r) for r in page], next_cursor=next_cursor, scanned=found.scanned
         )
