@@ -420,10 +420,12 @@ async def test_4xx_answers_do_not_open_the_breaker(service: ServiceFactory, db: 
 async def test_timers_claimed_before_the_breaker_opened_are_returned_unsent(service: ServiceFactory) -> None:
     """Timers already claimed (the lookahead holds them in memory) when their destination's
     breaker opens are not sent: they go back to pending, their attempts undone."""
-    # The later timers are due in 6 s, inside the 8 s lookahead: claimed at once, held in memory,
-    # while the first ones fail and open the breaker (6 s for that, however slow the machine).
-    async with running(Switchable(status=503)) as failing, service(lookahead_seconds=8.0) as client:
-        fire_at = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()
+    # The later timers are due in 12 s, inside the 14 s lookahead: claimed at once, held in
+    # memory, while the first ones fail and open the breaker (12 s for that: with 6 s, a CI run on
+    # a loaded machine sent later ones first, and their failures opened the breaker while first
+    # ones were still unsent); the breaker's probe comes 30 s after it opens, well after the end.
+    async with running(Switchable(status=503)) as failing, service(lookahead_seconds=14.0) as client:
+        fire_at = (datetime.now(UTC) + timedelta(seconds=12)).isoformat()
         batch = await client.post(
             "/timers/batch", json={"timers": [{"fire_at": fire_at, "url": failing.url}] * 20}
         )
